@@ -1,0 +1,1 @@
+"""Qt-free core: pure functions and frozen dataclasses over onnx/torch."""

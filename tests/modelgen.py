@@ -1,0 +1,167 @@
+"""Small ONNX models built with onnx.helper, whose costs can be computed by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = [helper.make_opsetid("", 17)]
+
+
+def _rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _weight(name: str, shape, seed: int = 0, zero_fraction: float = 0.0) -> onnx.TensorProto:
+    array = _rng(seed).standard_normal(shape).astype(np.float32)
+    if zero_fraction:
+        flat = array.reshape(-1)
+        flat[: int(round(flat.size * zero_fraction))] = 0.0
+    return numpy_helper.from_array(array, name)
+
+
+def _model(nodes, inputs, outputs, initializers, name="generated") -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=OPSET)
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def linear(in_features=64, out_features=10, batch="batch", zero_fraction=0.0) -> onnx.ModelProto:
+    """Gemm y = x W^T + b with W of shape (out, in)."""
+    return _model(
+        [helper.make_node("Gemm", ["x", "W", "b"], ["y"], name="fc", transB=1)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, in_features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, out_features])],
+        [
+            _weight("W", (out_features, in_features), zero_fraction=zero_fraction),
+            _weight("b", (out_features,), seed=1),
+        ],
+    )
+
+
+def conv(channels_in=3, channels_out=16, kernel=3, size=32, group=1) -> onnx.ModelProto:
+    """Conv with 'same' padding (output spatial == input spatial), then Relu."""
+    pad = kernel // 2
+    return _model(
+        [
+            helper.make_node(
+                "Conv",
+                ["x", "W", "B"],
+                ["c"],
+                name="conv",
+                group=group,
+                pads=[pad] * 4,
+                kernel_shape=[kernel, kernel],
+            ),
+            helper.make_node("Relu", ["c"], ["y"], name="relu"),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels_in, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels_out, size, size])],
+        [
+            _weight("W", (channels_out, channels_in // group, kernel, kernel)),
+            _weight("B", (channels_out,), seed=1),
+        ],
+    )
+
+
+def depthwise(channels=8, size=16) -> onnx.ModelProto:
+    return conv(channels, channels, 3, size, group=channels)
+
+
+def lstm(seq=5, batch=2, input_size=8, hidden=16) -> onnx.ModelProto:
+    """LSTM with W (1, 4H, I), R (1, 4H, H), B (1, 8H)."""
+    return _model(
+        [helper.make_node("LSTM", ["x", "W", "R", "B"], ["y"], name="lstm", hidden_size=hidden)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, batch, input_size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [seq, 1, batch, hidden])],
+        [
+            _weight("W", (1, 4 * hidden, input_size)),
+            _weight("R", (1, 4 * hidden, hidden), 1),
+            _weight("B", (1, 8 * hidden), 2),
+        ],
+    )
+
+
+def attention_block(seq=16, dim=32) -> onnx.ModelProto:
+    """Self-attention core: Q/K/V projections (MatMul with constant weights), QK^T, softmax,
+    AV, output projection, LayerNorm: the MatMuls of activations have no weights."""
+    nodes = [
+        helper.make_node("MatMul", ["x", "Wq"], ["q"], name="q_proj"),
+        helper.make_node("MatMul", ["x", "Wk"], ["k"], name="k_proj"),
+        helper.make_node("MatMul", ["x", "Wv"], ["v"], name="v_proj"),
+        helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["scores"], name="scores"),
+        helper.make_node("Softmax", ["scores"], ["attn"], name="softmax", axis=-1),
+        helper.make_node("MatMul", ["attn", "v"], ["ctx"], name="context"),
+        helper.make_node("MatMul", ["ctx", "Wo"], ["o"], name="out_proj"),
+        helper.make_node("Add", ["o", "x"], ["r"], name="residual"),
+        helper.make_node(
+            "LayerNormalization", ["r", "ln_scale", "ln_bias"], ["y"], name="ln", axis=-1
+        ),
+    ]
+    weights = [_weight(n, (dim, dim), seed=i) for i, n in enumerate(("Wq", "Wk", "Wv", "Wo"))]
+    weights += [
+        numpy_helper.from_array(np.ones(dim, np.float32), "ln_scale"),
+        numpy_helper.from_array(np.zeros(dim, np.float32), "ln_bias"),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, seq, dim])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, seq, dim])],
+        weights,
+    )
+
+
+def embedding(vocab=100, dim=16, tokens=7) -> onnx.ModelProto:
+    return _model(
+        [helper.make_node("Gather", ["E", "ids"], ["y"], name="embed")],
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, tokens])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, tokens, dim])],
+        [_weight("E", (vocab, dim))],
+    )
+
+
+def constant_weight_conv() -> onnx.ModelProto:
+    """Weights in a Constant node (as Paddle exports do) instead of an initializer."""
+    weight = _weight("W", (4, 2, 3, 3))
+    return _model(
+        [
+            helper.make_node("Constant", [], ["W"], name="w_const", value=weight),
+            helper.make_node("Conv", ["x", "W"], ["y"], name="conv", pads=[1, 1, 1, 1]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [],
+    )
+
+
+def custom_op() -> onnx.ModelProto:
+    """A node in a custom domain that ONNX shape inference does not know."""
+    graph = helper.make_graph(
+        [helper.make_node("FancyDense", ["x", "W"], ["y"], name="fancy", domain="com.example")],
+        "custom",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [_weight("W", (8, 4))],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET + [helper.make_opsetid("com.example", 1)])
+    model.ir_version = 8
+    return model
+
+
+def save_with_external_data(model: onnx.ModelProto, path: Path) -> Path:
+    """Save so that every weight lives in `<name>.data` beside the .onnx file."""
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=f"{path.name}.data",
+        size_threshold=0,
+    )
+    return path
