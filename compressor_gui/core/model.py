@@ -7,7 +7,6 @@ Nothing here unpickles untrusted data unless the caller says the file is trusted
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import tempfile
@@ -180,13 +179,20 @@ def torch_to_onnx(
     import torch
 
     args = tuple(torch.zeros(*shape) for shape in input_shapes)
-    buffer = io.BytesIO()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"{name}.onnx"
         try:
             if isinstance(module, torch.jit.ScriptModule):
                 # The dynamo exporter cannot trace TorchScript; the TorchScript exporter can.
-                torch.onnx.export(module, args, str(out), dynamo=False, opset_version=ONNX_OPSET)
+                # No constant folding: BatchNorm stays visible, for the inventory and fusion.
+                torch.onnx.export(
+                    module,
+                    args,
+                    str(out),
+                    dynamo=False,
+                    opset_version=ONNX_OPSET,
+                    do_constant_folding=False,
+                )
             else:
                 torch.onnx.export(
                     module, args, str(out), dynamo=True, opset_version=18, external_data=False
@@ -197,7 +203,6 @@ def torch_to_onnx(
                 f"{name} could not be converted to ONNX ({_first_line(exc)}); "
                 "export it to ONNX yourself and open the .onnx"
             ) from exc
-    buffer.close()
     return model
 
 
