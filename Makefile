@@ -13,7 +13,7 @@ SYSTEM_PACKAGES := libegl1 libgl1 libopengl0 libxkbcommon0 libxkbcommon-x11-0 li
 	libxdamage1 libxrandr2 libxtst6 libasound2 libxkbfile1 libxshmfence1 libgbm1 \
 	xvfb xauth openssh-server openssh-client fonts-dejavu-core
 
-.PHONY: run test venv system models lint format bundle clean
+.PHONY: run test venv system models lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,10 +55,6 @@ format: venv
 
 test: venv system models lint
 	QT_QPA_PLATFORM=offscreen $(QT_ENV) $(BIN)/pytest -q -p no:cacheprovider
-
-bundle: venv
-	$(BIN)/pip install -q -c constraints.txt -e '.[bundle]'
-	$(BIN)/pyinstaller --noconfirm packaging/compressor-gui.spec
 
 clean:
 	rm -rf $(VENV) .cache build dist
