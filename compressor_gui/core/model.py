@@ -70,19 +70,16 @@ def load_model(
         return _load_zip(path, trust_pickle=trust_pickle, input_shapes=shapes)
     if head[:1] == b"\x80" and path.suffix.lower() in {".pt", ".pth", ".pkl", ".bin", ".ckpt"}:
         return _load_torch_pickle(path, trust_pickle=trust_pickle, input_shapes=shapes)
-    if _looks_like_text(head):
-        preview = head[:40].decode("utf-8", "replace").splitlines()[0] if head.strip() else ""
-        raise ModelLoadError(
-            f"{path.name} is a text file, not a model (it starts with {preview!r}); "
-            "open an .onnx, TorchScript .pt or torch.export .pt2 file"
-        )
+    _refuse_text(path, head)
     model, external = _load_onnx_and_data(path, max_bytes=limit)
     return LoadedModel(path=path, format="onnx", onnx_model=model, external_data=external)
 
 
 def load_onnx(path: Path, *, max_bytes: int | None = None) -> onnx.ModelProto:
     """Parse an ONNX file and its external data, turning parser failures into plain words."""
-    return _load_onnx_and_data(Path(path), max_bytes=max_bytes)[0]
+    path = Path(path)
+    _refuse_text(path, _check_readable_file(path))
+    return _load_onnx_and_data(path, max_bytes=max_bytes)[0]
 
 
 def _load_onnx_and_data(
@@ -222,6 +219,15 @@ def _check_readable_file(path: Path) -> bytes:
         return _read_head(path, 4096)
     except OSError as exc:
         raise ModelLoadError(f"{path.name} cannot be read: {exc.strerror}") from exc
+
+
+def _refuse_text(path: Path, head: bytes) -> None:
+    if _looks_like_text(head):
+        preview = head[:40].decode("utf-8", "replace").splitlines()[0] if head.strip() else ""
+        raise ModelLoadError(
+            f"{path.name} is a text file, not a model (it starts with {preview!r}); "
+            "open an .onnx, TorchScript .pt or torch.export .pt2 file"
+        )
 
 
 def _read_head(path: Path, count: int) -> bytes:

@@ -1,0 +1,146 @@
+"""What every target shares: the run settings in, one `BenchResult` out, and the Target contract."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compressor_gui.core.errors import TargetError
+from compressor_gui.core.jobs import CancelToken, Job
+
+RUNTIMES = ("ort", "openvino", "trtexec")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How to run one benchmark; `duration_s` (if set) replaces the fixed run count."""
+
+    warmup: int = 10
+    runs: int = 100
+    duration_s: float | None = None
+    threads: int = 0  # 0: the runtime's default
+    batch_size: int = 1
+    runtime: str = "ort"
+    provider: str | None = None  # ORT execution provider; None: the best one available
+    precision: str = "fp32"  # fp32 | fp16 | bf16 | int8 | default (runtime picks)
+    timeout_s: float = 600.0
+    fidelity_data: str | None = None  # .npz file whose outputs come back for a fidelity check
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise TargetError(f"unknown runtime {self.runtime!r}: use one of {', '.join(RUNTIMES)}")
+        if self.batch_size < 1 or self.runs < 1 or self.warmup < 0 or self.threads < 0:
+            raise TargetError("batch size and runs must be >= 1, warm-up and threads >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of per-run latencies in milliseconds."""
+
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    max_ms: float
+
+    @classmethod
+    def from_samples(cls, samples_ms: Sequence[float]) -> LatencyStats:
+        if not samples_ms:
+            raise TargetError("the benchmark produced no timed runs")
+        ordered = sorted(samples_ms)
+        return cls(
+            p50_ms=percentile(ordered, 50),
+            p90_ms=percentile(ordered, 90),
+            p99_ms=percentile(ordered, 99),
+            mean_ms=sum(ordered) / len(ordered),
+            min_ms=ordered[0],
+            max_ms=ordered[-1],
+        )
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile of already sorted values (numpy's default method)."""
+    position = (len(ordered) - 1) * q / 100.0
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One benchmark run on any target; fields a target cannot measure stay None or empty."""
+
+    target: str
+    runtime: str
+    device: str  # ORT provider, OpenVINO device, or the GPU trtexec ran on
+    precision: str
+    model_path: str
+    batch_size: int
+    threads: int
+    runs: int
+    latency: LatencyStats
+    throughput_per_s: float
+    session_create_ms: float | None = None
+    peak_memory_bytes: int | None = None
+    power_mw: Mapping[str, float] = field(default_factory=dict)  # mean per rail while running
+    temperatures_c: Mapping[str, float] = field(default_factory=dict)  # max per sensor
+    gpu_load_percent: float | None = None  # mean
+    cpu_load_percent: float | None = None  # mean over cores and samples
+    ram_used_bytes: int | None = None  # max of the board's used RAM while running
+    runtime_version: str = ""
+    raw_log: str = ""
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["power_mw"] = dict(self.power_mw)
+        data["temperatures_c"] = dict(self.temperatures_c)
+        data["notes"] = list(self.notes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BenchResult:
+        values = dict(data)
+        values["latency"] = LatencyStats(**values["latency"])
+        values["notes"] = tuple(values.get("notes", ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RuntimeOption:
+    """One way a target can run a model: what `--sweep` iterates over."""
+
+    runtime: str
+    device: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime}/{self.device}/{self.precision}"
+
+
+class Target(ABC):
+    """A place where a model runs; `benchmark` is a job (generator yielding Progress)."""
+
+    name: str
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What the machine is: OS/arch, runtimes and versions, accelerators."""
+
+    @abstractmethod
+    def runtime_options(self) -> list[RuntimeOption]:
+        """Every runtime x device x precision this target can run, for a sweep."""
+
+    @abstractmethod
+    def benchmark(
+        self, model_path: str | Path, config: BenchConfig, cancel: CancelToken | None = None
+    ) -> Job[BenchResult]:
+        """Run the model and return a BenchResult; honour `cancel` while waiting."""

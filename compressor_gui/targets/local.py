@@ -1,0 +1,221 @@
+"""This machine: onnxruntime with each execution provider it has, and OpenVINO on CPU.
+
+Every run happens in a spawned child process, so a crash or OOM inside a runtime becomes a
+TargetError instead of taking the app down, and cancel simply kills the child. Frozen builds
+must call `multiprocessing.freeze_support()` first thing in their entry point.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import multiprocessing
+import os
+import platform
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from compressor_gui.core.errors import JobCancelled, TargetError
+from compressor_gui.core.jobs import CancelToken, Job, Progress
+from compressor_gui.targets.base import (
+    BenchConfig,
+    BenchResult,
+    LatencyStats,
+    RuntimeOption,
+    Target,
+)
+
+POLL_S = 0.05
+# Providers that need a remote service or a device we never pick on our own.
+SKIPPED_PROVIDERS = {"AzureExecutionProvider"}
+
+
+class LocalTarget(Target):
+    """Benchmarks on this machine, one child process per run."""
+
+    name = "local"
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "name": self.name,
+            "os": f"{platform.system()} {platform.release()}",
+            "arch": platform.machine(),
+            "cpu": _cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "onnxruntime": _version("onnxruntime"),
+            "providers": ort_providers(),
+            "openvino": _version("openvino"),
+        }
+        if info["openvino"]:
+            info["openvino_devices"] = openvino_devices()
+            info["openvino_cpu_capabilities"] = openvino_cpu_capabilities()
+        return info
+
+    def runtime_options(self) -> list[RuntimeOption]:
+        options = [RuntimeOption("ort", p, "fp32") for p in ort_providers()]
+        if "TensorrtExecutionProvider" in ort_providers():
+            options.append(RuntimeOption("ort", "TensorrtExecutionProvider", "fp16"))
+        if _version("openvino"):
+            options.append(RuntimeOption("openvino", "CPU", "fp32"))
+            if "BF16" in openvino_cpu_capabilities():
+                options.append(RuntimeOption("openvino", "CPU", "bf16"))
+        return options
+
+    def benchmark(
+        self, model_path: str | Path, config: BenchConfig, cancel: CancelToken | None = None
+    ) -> Job[BenchResult]:
+        result, _ = yield from self.benchmark_with_outputs(model_path, config, cancel)
+        return result
+
+    def benchmark_with_outputs(
+        self, model_path: str | Path, config: BenchConfig, cancel: CancelToken | None = None
+    ) -> Job[tuple[BenchResult, Any]]:
+        """Like `benchmark`, plus the first output on `config.fidelity_data` (else None)."""
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise TargetError(f"{model_path} does not exist")
+        if config.runtime == "trtexec":
+            raise TargetError("trtexec runs on SSH targets only (a Jetson); use ort or openvino")
+        if config.runtime == "openvino" and not _version("openvino"):
+            raise TargetError("OpenVINO is not installed here: pip install openvino")
+        provider = config.provider
+        if config.runtime == "ort":
+            provider = provider or ort_providers()[0]
+            if provider not in ort_providers():
+                raise TargetError(
+                    f"onnxruntime here has no {provider}; it has {', '.join(ort_providers())}"
+                )
+        request = {**config.to_dict(), "model": str(model_path.resolve()), "provider": provider}
+        with tempfile.TemporaryDirectory(prefix="compressor-gui-bench-") as scratch:
+            if config.fidelity_data:
+                request["outputs_path"] = str(Path(scratch) / "outputs.npy")
+            reply = yield from run_in_child(request, config.timeout_s, cancel)
+            outputs = None
+            if reply.get("outputs_path"):
+                import numpy as np
+
+                outputs = np.load(reply["outputs_path"])
+        return result_from_reply(self.name, model_path, config, reply), outputs
+
+
+def result_from_reply(
+    target: str, model_path: Path | str, config: BenchConfig, reply: dict[str, Any]
+) -> BenchResult:
+    """Turn the runner's result message into a BenchResult."""
+    latency = LatencyStats.from_samples(reply["latencies_ms"])
+    total_s = sum(reply["latencies_ms"]) / 1000.0
+    return BenchResult(
+        target=target,
+        runtime=config.runtime,
+        device=reply["device"],
+        precision=config.precision,
+        model_path=str(model_path),
+        batch_size=config.batch_size,
+        threads=config.threads,
+        runs=len(reply["latencies_ms"]),
+        latency=latency,
+        throughput_per_s=len(reply["latencies_ms"]) * config.batch_size / total_s,
+        session_create_ms=reply.get("session_create_ms"),
+        peak_memory_bytes=reply.get("peak_memory_bytes"),
+        runtime_version=reply.get("runtime_version", ""),
+        notes=tuple(reply.get("notes", ())),
+    )
+
+
+def run_in_child(
+    request: dict[str, Any], timeout_s: float, cancel: CancelToken | None
+) -> Job[dict[str, Any]]:
+    """Run the runner in a spawned process; yield its progress, return its result message."""
+    context = multiprocessing.get_context("spawn")
+    parent_end, child_end = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(child_end, request), daemon=True)
+    process.start()
+    child_end.close()
+    deadline = time.monotonic() + timeout_s
+    try:
+        yield Progress(0, 1, "starting the runtime")
+        while True:
+            if cancel is not None and cancel.cancelled:
+                raise JobCancelled("benchmark cancelled by the user")
+            if time.monotonic() > deadline:
+                raise TargetError(f"the benchmark took longer than {timeout_s:.0f} s: stopped")
+            if parent_end.poll(POLL_S):
+                try:
+                    message = parent_end.recv()
+                except EOFError:
+                    process.join(5)
+                    raise TargetError(_death_message(process.exitcode)) from None
+                if message["type"] == "progress":
+                    yield Progress(message["done"], message["total"], message["message"])
+                elif message["type"] == "error":
+                    raise TargetError(f"the runtime failed: {message['message']}")
+                else:
+                    return message
+            elif not process.is_alive():
+                raise TargetError(_death_message(process.exitcode))
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        parent_end.close()
+
+
+def _child_main(connection, request: dict[str, Any]) -> None:
+    from compressor_gui.targets import remote_runner
+
+    try:
+        connection.send(remote_runner.run(request, connection.send))
+    except Exception as exc:  # sent to the parent as a message the user can read
+        connection.send({"type": "error", "message": f"{type(exc).__name__}: {exc}"})
+    finally:
+        connection.close()
+
+
+def _death_message(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"the runtime crashed: its process died of {name}{hint}"
+    return f"the runtime process ended without a result (exit code {exitcode})"
+
+
+@functools.cache
+def ort_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return [p for p in ort.get_available_providers() if p not in SKIPPED_PROVIDERS]
+
+
+@functools.cache
+def openvino_devices() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().available_devices)
+
+
+@functools.cache
+def openvino_cpu_capabilities() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
