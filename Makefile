@@ -13,7 +13,7 @@ SYSTEM_PACKAGES := libegl1 libgl1 libopengl0 libxkbcommon0 libxkbcommon-x11-0 li
 	libxdamage1 libxrandr2 libxtst6 libasound2 libxkbfile1 libxshmfence1 libgbm1 \
 	xvfb xauth openssh-server openssh-client fonts-dejavu-core
 
-.PHONY: run test venv system models lint format clean
+.PHONY: run test venv system models lint format bundle clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ format: venv
 
 test: venv system models lint
 	QT_QPA_PLATFORM=offscreen $(QT_ENV) $(BIN)/pytest -q -p no:cacheprovider
+
+# A one-folder desktop bundle (without PyTorch) in dist/compressor-gui/.
+bundle: venv
+	$(BIN)/pyinstaller --noconfirm --distpath dist --workpath build/pyinstaller \
+		packaging/compressor-gui.spec
+	@echo "bundle: dist/compressor-gui/compressor-gui ($$(du -sh dist/compressor-gui | cut -f1))"
 
 clean:
 	rm -rf $(VENV) .cache build dist

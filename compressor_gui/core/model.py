@@ -173,7 +173,7 @@ def torch_to_onnx(
     module: Any, input_shapes: Sequence[Sequence[int]], *, name: str = "model"
 ) -> onnx.ModelProto:
     """Export a torch module (eager, TorchScript or ExportedProgram) to an ONNX model in memory."""
-    import torch
+    torch = _import_torch()
 
     args = tuple(torch.zeros(*shape) for shape in input_shapes)
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,6 +204,18 @@ def torch_to_onnx(
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _import_torch():
+    """PyTorch is needed only for torch files; the bundled app ships without it (700 MB)."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise ModelLoadError(
+            "this is a PyTorch file, and this build of compressor-gui has no PyTorch; "
+            "export the model to ONNX, or use the pip-installed compressor-gui"
+        ) from exc
+    return torch
 
 
 def _check_readable_file(path: Path) -> bytes:
@@ -310,7 +322,7 @@ def _load_zip(
 
 
 def _load_torchscript(path: Path, input_shapes: tuple[tuple[int, ...], ...] | None) -> LoadedModel:
-    import torch
+    torch = _import_torch()
 
     extra = {SHAPES_EXTRA_FILE: ""}
     try:
@@ -348,7 +360,7 @@ def _load_torchscript(path: Path, input_shapes: tuple[tuple[int, ...], ...] | No
 def _load_exported_program(
     path: Path, input_shapes: tuple[tuple[int, ...], ...] | None
 ) -> LoadedModel:
-    import torch
+    torch = _import_torch()
 
     try:
         program = torch.export.load(str(path))
@@ -385,7 +397,7 @@ def _load_exported_program(
 def _load_torch_pickle(
     path: Path, *, trust_pickle: bool, input_shapes: tuple[tuple[int, ...], ...] | None
 ) -> LoadedModel:
-    import torch
+    torch = _import_torch()
 
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -425,7 +437,7 @@ def _load_torch_pickle(
 
 
 def _load_trusted_pickle(path: Path, safe_error: Exception) -> Any:
-    import torch
+    torch = _import_torch()
 
     try:
         return torch.load(str(path), map_location="cpu", weights_only=False)
@@ -434,7 +446,7 @@ def _load_trusted_pickle(path: Path, safe_error: Exception) -> Any:
 
 
 def _flatten_tensors(obj: Any, prefix: str = "") -> dict[str, Any]:
-    import torch
+    torch = _import_torch()
 
     if isinstance(obj, torch.Tensor):
         return {prefix or "tensor": obj}
