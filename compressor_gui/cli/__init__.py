@@ -18,6 +18,8 @@ SUBCOMMANDS = {
     "inspect": ("inspect", "list every weight-bearing layer with params, bytes, MACs, sparsity"),
     "compress": ("compress", "quantize / prune / fuse a model from flags or a recipe"),
     "bench": ("bench", "benchmark a model on a local runtime or a saved SSH target"),
+    "sensitivity": ("sensitivity", "measure how much each single change to each layer costs"),
+    "autoplan": ("autoplan", "choose per-layer settings under a size or accuracy budget"),
     "targets": ("targets", "add, list, test or remove saved SSH benchmark targets"),
 }
 

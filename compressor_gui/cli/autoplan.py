@@ -1,0 +1,113 @@
+"""`compressor-gui autoplan MODEL --data D (--size-ratio R | --max-drop PTS) -o RECIPE`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from compressor_gui.cli.inspect import add_loading_arguments
+from compressor_gui.cli.sensitivity import add_data_arguments, open_onnx_and_data, progress_printer
+from compressor_gui.core.data import demo_dataset, is_demo_model
+from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.jobs import run_job
+from compressor_gui.core.plan import save_recipe
+from compressor_gui.core.search import AutoPlanResult, Budget, Candidate, autoplan_job
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX, TorchScript (.pt) or torch.export (.pt2) file")
+    add_data_arguments(parser)
+    parser.add_argument(
+        "--size-ratio",
+        type=float,
+        help="target size: 6 means 6x smaller, 0.25 means a quarter of the original",
+    )
+    parser.add_argument("--max-drop", type=float, help="largest top-1 drop allowed, in points")
+    parser.add_argument("-o", "--output", required=True, help="recipe to write (.json or .yaml)")
+    parser.add_argument(
+        "--verify",
+        choices=("real", "simulated"),
+        default="real",
+        help="measure plans by building them (real) or by simulating their weights (faster)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_loading_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.size_ratio is None and args.max_drop is None:
+        raise CompressorError("give --size-ratio R and/or --max-drop PTS")
+    ratio = args.size_ratio
+    if ratio is not None:
+        if ratio <= 0:
+            raise CompressorError(f"--size-ratio must be positive, not {ratio}")
+        ratio = 1.0 / ratio if ratio > 1 else ratio
+    loaded, dataset = open_onnx_and_data(args)
+    calibration = None
+    if is_demo_model(loaded.path) and not args.data:
+        calibration = demo_dataset(loaded.onnx_model, "calib")
+    job = autoplan_job(
+        loaded,
+        dataset,
+        Budget(size_ratio=ratio, max_drop=args.max_drop),
+        calibration=calibration or dataset,
+        verification=args.verify,
+        workers=args.workers,
+    )
+    result = run_job(job, progress_printer(args.json))
+    save_recipe(result.chosen.plan, args.output)
+    if args.json:
+        print(json.dumps(_to_json(result, args.output)))
+    else:
+        print(format_result(result, args.output))
+    return 0
+
+
+def _row(c: Candidate, original: int) -> dict:
+    return {
+        "label": c.label,
+        "predicted_size_bytes": c.predicted_size_bytes,
+        "predicted_ratio": original / c.predicted_size_bytes,
+        "measured_size_bytes": c.measured_size_bytes,
+        "predicted_drop": c.predicted_drop,
+        "measured_drop": c.measured_drop,
+        "measured_value": c.measured_value,
+        "verification": c.verification,
+    }
+
+
+def _to_json(result: AutoPlanResult, recipe: str) -> dict:
+    original = result.original_size_bytes
+    return {
+        "recipe": recipe,
+        "metric": result.metric,
+        "baseline": result.baseline,
+        "original_size_bytes": original,
+        "chosen": _row(result.chosen, original),
+        "candidates": [_row(c, original) for c in result.candidates],
+        "pareto": [c.label for c in result.pareto],
+        "notes": list(result.notes),
+    }
+
+
+def format_result(result: AutoPlanResult, recipe: str) -> str:
+    """Predicted and measured size and accuracy of the chosen plan and of every candidate."""
+    original = result.original_size_bytes
+    metric = "top-1" if result.metric == "top1" else "top-1 agreement"
+    lines = [
+        f"wrote {recipe}",
+        f"original: {original} bytes of weights, {metric} {result.baseline:.2%}",
+        "candidate                   pred. size   ratio  file bytes  pred.drop  meas.drop  "
+        f"{metric:>8}  check",
+    ]
+    for c in result.candidates:
+        mark = "*" if c is result.chosen else " "
+        file_bytes = "-" if c.measured_size_bytes is None else str(c.measured_size_bytes)
+        ratio = original / c.predicted_size_bytes
+        lines.append(
+            f"{mark}{c.label:<26} {c.predicted_size_bytes:>10}  {ratio:5.2f}x  {file_bytes:>10}"
+            f"  {c.predicted_drop:9.2f}  {c.measured_drop:9.2f}  "
+            f"{c.measured_value:8.2%}  {c.verification}"
+        )
+    lines += [f"note: {note}" for note in result.notes]
+    return "\n".join(lines)

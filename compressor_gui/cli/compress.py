@@ -1,0 +1,171 @@
+"""`compressor-gui compress MODEL (--recipe R | --int8 | --fp16 | --int4) -o OUT [--data D]`:
+apply a plan, write the model, print before/after size, accuracy/fidelity and latency."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from compressor_gui.cli.inspect import add_loading_arguments, open_model
+from compressor_gui.core.compress import CompressResult, compress_job
+from compressor_gui.core.errors import PlanError
+from compressor_gui.core.jobs import Progress, run_job
+from compressor_gui.core.plan import (
+    CALIBRATION_METHODS,
+    PRUNE_PATTERNS,
+    CompressionPlan,
+    LayerSetting,
+    load_recipe,
+)
+from compressor_gui.core.quantize import SIMULATED
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX, TorchScript (.pt) or torch.export (.pt2) file")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--recipe", metavar="R", help="plan as JSON or YAML (per-layer settings)")
+    what.add_argument("--int8", action="store_true", help="INT8 everywhere it applies")
+    what.add_argument("--fp16", action="store_true", help="FP16 everywhere, IO kept float32")
+    what.add_argument("--int4", action="store_true", help="INT4 weight-only everywhere")
+    parser.add_argument("--prune", type=float, metavar="RATIO", help="prune this share 0..0.95")
+    parser.add_argument("--pattern", choices=PRUNE_PATTERNS, default="unstructured")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="model to write")
+    parser.add_argument(
+        "--data",
+        metavar="D",
+        help=".npz (x[, y] or one array per input) or image folder with preprocess.json; "
+        "calibrates and evaluates (the bundled demo uses its own splits by default)",
+    )
+    parser.add_argument("--calibration", choices=CALIBRATION_METHODS, default=None)
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="NAME", help="keep this layer float"
+    )
+    parser.add_argument("--no-fuse", action="store_true", help="do not fold BatchNorm first")
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency runs")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_loading_arguments(parser)
+
+
+def build_plan(args: argparse.Namespace) -> CompressionPlan:
+    """The plan the flags describe: a recipe, or one bit width for every layer, plus pruning
+    and exclusions on top."""
+    if args.recipe:
+        plan = load_recipe(args.recipe)
+    else:
+        bits = 8 if args.int8 else 16 if args.fp16 else 4 if args.int4 else 32
+        plan = CompressionPlan(default=LayerSetting(bits=bits))
+    if args.prune is None and not (args.recipe or args.int8 or args.fp16 or args.int4):
+        raise PlanError("say what to do: --recipe R, --int8, --fp16, --int4 or --prune RATIO")
+    if args.prune is not None:
+        default = dataclasses.replace(
+            plan.default, prune_ratio=args.prune, prune_pattern=args.pattern
+        )
+        plan = dataclasses.replace(plan, default=default)
+    if args.calibration:
+        plan = dataclasses.replace(plan, calibration=args.calibration)
+    if args.no_fuse:
+        plan = dataclasses.replace(plan, fuse=False)
+    if args.exclude:
+        plan = plan.with_layers(args.exclude, bits=32, prune_ratio=0.0)
+    return plan
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = open_model(args)
+    plan = build_plan(args)
+
+    def report(step: Progress) -> None:
+        if not args.json:
+            print(f"[{step.done:.0f}/{step.total:.0f}] {step.message}", file=sys.stderr)
+
+    job = compress_job(loaded, plan, args.output, args.data, latency=not args.no_latency)
+    result = run_job(job, report)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        print(format_result(result))
+    return 0
+
+
+def format_result(result: CompressResult) -> str:
+    """A before/after table, what was done per layer, and the warnings."""
+    before, after = result.before, result.after
+    rows = [
+        ("size", _mb(before.size_bytes), _mb(after.size_bytes), _ratio(before, after)),
+    ]
+    if before.deflated_size_bytes and after.deflated_size_bytes:
+        rows.append(
+            (
+                "size deflated (zip)",
+                _mb(before.deflated_size_bytes),
+                _mb(after.deflated_size_bytes),
+                f"{after.deflated_size_bytes / before.size_bytes:.2f}x",
+            )
+        )
+    if result.sparse_format_size_bytes is not None:
+        rows.append(
+            (
+                "size in 2:4 sparse format",
+                "",
+                _mb(result.sparse_format_size_bytes),
+                f"{result.sparse_format_size_bytes / before.size_bytes:.2f}x",
+            )
+        )
+    if result.simulated:
+        rows.append(("size if packed (predicted)", "", _mb(result.predicted_size_bytes), ""))
+    if result.predicted_sparse_size_bytes < result.predicted_size_bytes:
+        rows.append(
+            ("size if sparse-stored (predicted)", "", _mb(result.predicted_sparse_size_bytes), "")
+        )
+    b_eval, a_eval = before.eval, after.eval
+    if b_eval and b_eval.top1 is not None:
+        rows.append(("top-1", _pct(b_eval.top1), _pct(a_eval.top1), _points(b_eval, a_eval)))
+    if b_eval and b_eval.top5 is not None:
+        rows.append(("top-5", _pct(b_eval.top5), _pct(a_eval.top5), ""))
+    if a_eval and a_eval.cosine is not None:
+        if a_eval.agreement_top1 is not None:
+            rows.append(("top-1 agreement", "", _pct(a_eval.agreement_top1), ""))
+        rows.append(("output cosine", "", f"{a_eval.cosine:.4f}", ""))
+        rows.append(("output SQNR", "", f"{a_eval.sqnr_db:.1f} dB", ""))
+    if before.latency and after.latency:
+        speed = before.latency.p50_ms / after.latency.p50_ms
+        rows.append(
+            (
+                f"latency p50 ({after.latency.threads} threads)",
+                f"{before.latency.p50_ms:.2f} ms",
+                f"{after.latency.p50_ms:.2f} ms",
+                f"{speed:.2f}x {'faster' if speed >= 1 else 'slower'}",
+            )
+        )
+        rows.append(
+            ("latency p90", f"{before.latency.p90_ms:.2f} ms", f"{after.latency.p90_ms:.2f} ms", "")
+        )
+    widths = [max(len(r[i]) for r in [("", "before", "after", "change"), *rows]) for i in range(4)]
+    lines = [f"{result.input_path.name} -> {result.output_path}"]
+    for row in [("", "before", "after", "change"), *rows]:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    lines.append(f"data: {result.data_source}")
+    lines.extend(f"step: {step}" for step in result.steps)
+    for action in result.actions:
+        label = f"  [{SIMULATED}]" if action.simulated else ""
+        lines.append(f"  {action.name}: {action.method}{label}")
+    lines.extend(f"warning: {w}" for w in result.warnings)
+    return "\n".join(lines)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.3f} MB"
+
+
+def _ratio(before, after) -> str:
+    return f"{after.size_bytes / before.size_bytes:.2f}x"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _points(before, after) -> str:
+    return f"{100 * (after.top1 - before.top1):+.2f} pt"

@@ -1,0 +1,111 @@
+"""`compressor-gui sensitivity MODEL --data D [--json]`: per-layer drop of every single change."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from compressor_gui.cli.inspect import add_loading_arguments, open_model
+from compressor_gui.core.data import Dataset, demo_dataset, is_demo_model, load_dataset
+from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.jobs import Progress, run_job
+from compressor_gui.core.model import LoadedModel
+from compressor_gui.core.sensitivity import (
+    OPTIONS,
+    SensitivityTable,
+    options_named,
+    sensitivity_job,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX, TorchScript (.pt) or torch.export (.pt2) file")
+    add_data_arguments(parser)
+    parser.add_argument(
+        "--options",
+        default=",".join(o.name for o in OPTIONS),
+        help="comma-separated changes to try per layer (default: all of them)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="measure again, ignore the cache")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_loading_arguments(parser)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared with `autoplan`: which data, how much of it, how many cores."""
+    parser.add_argument(
+        "--data", help=".npz (x[, y]) or image folder; optional for the bundled demo model"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=256, help="use the first N samples (default 256)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")
+
+
+def open_onnx_and_data(args: argparse.Namespace) -> tuple[LoadedModel, Dataset]:
+    """The model (which must have an ONNX graph) and the first --samples of its data."""
+    loaded = open_model(args)
+    if loaded.onnx_model is None:
+        raise CompressorError(f"{loaded.path.name} has no ONNX graph ({'; '.join(loaded.notes)})")
+    if args.data:
+        dataset = load_dataset(args.data, loaded.onnx_model)
+    elif is_demo_model(loaded.path):
+        dataset = demo_dataset(loaded.onnx_model, "eval")
+    else:
+        raise CompressorError("give --data (an .npz with x[, y] or an image folder)")
+    if args.samples < 1:
+        raise CompressorError(f"--samples must be at least 1, not {args.samples}")
+    return loaded, dataset.subset(args.samples)
+
+
+def progress_printer(quiet: bool):
+    """A progress callback writing one overwritten line to stderr (nothing when quiet)."""
+
+    def show(step: Progress) -> None:
+        if not quiet and sys.stderr.isatty():
+            print(
+                f"\r{step.done:.0f}/{step.total:.0f} {step.message[:70]:<70}",
+                end="",
+                file=sys.stderr,
+            )
+
+    return show
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded, dataset = open_onnx_and_data(args)
+    options = options_named(n.strip() for n in args.options.split(",") if n.strip())
+    job = sensitivity_job(
+        loaded.onnx_model,
+        dataset,
+        options=options,
+        workers=args.workers,
+        use_cache=not args.no_cache,
+    )
+    table = run_job(job, progress_printer(args.json))
+    if sys.stderr.isatty() and not args.json:
+        print(file=sys.stderr)
+    if args.json:
+        print(json.dumps({"model": str(loaded.path), "samples": len(dataset), **table.to_dict()}))
+    else:
+        print(format_table(table, len(dataset)))
+    return 0
+
+
+def format_table(table: SensitivityTable, samples: int) -> str:
+    """Drop in points per layer (rows) and option (columns), weight SQNR beneath the header."""
+    label = "top-1 accuracy" if table.metric == "top1" else "top-1 agreement with the original"
+    lines = [
+        f"baseline {label}: {table.baseline:.2%} on {samples} samples; "
+        "cells: drop in points (weight SQNR dB)"
+    ]
+    width = max(len(name) for name in table.layers)
+    header = ["layer".ljust(width)] + [name.rjust(11) for name in table.options]
+    lines.append("  ".join(header))
+    for layer in table.layers:
+        cells = [layer.ljust(width)]
+        for point in table.curve(layer):
+            cells.append(f"{point.drop:5.1f} ({point.weight_sqnr_db:3.0f})".rjust(11))
+        lines.append("  ".join(cells))
+    return "\n".join(lines)

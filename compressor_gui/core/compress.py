@@ -1,0 +1,269 @@
+"""The compression pipeline as one job: fuse -> prune -> quantize -> write -> evaluate.
+
+Plan layer names refer to the model the user opened; fusion removes BatchNorm rows (their
+settings lapse) while Conv names survive, so the plan is checked once against the original
+and then narrowed to what is left before each later step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from compressor_gui.core.data import (
+    Dataset,
+    demo_dataset,
+    is_demo_model,
+    load_dataset,
+    random_dataset,
+)
+from compressor_gui.core.errors import CompressionError, CompressorError
+from compressor_gui.core.evaluate import (
+    EvalResult,
+    LatencyResult,
+    evaluate,
+    file_size_bytes,
+    make_session,
+    measure_latency,
+    sample_feed,
+)
+from compressor_gui.core.inventory import build_inventory
+from compressor_gui.core.jobs import CancelToken, Job, Progress
+from compressor_gui.core.model import LoadedModel, save_onnx
+from compressor_gui.core.plan import CompressionPlan
+from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
+from compressor_gui.core.sizes import compressed_size_bytes, size_report
+
+SLOWER_MARGIN = 1.10  # warn when the compressed model's p50 is over 10% above the original's
+_STEPS = 6
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """One model measured: file size, quality on the eval data, latency on this CPU."""
+
+    size_bytes: int
+    eval: EvalResult | None
+    latency: LatencyResult | None
+    # The file after zip/deflate, where zeroed weights save space; None over protobuf's 2 GB.
+    deflated_size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class CompressResult:
+    input_path: Path
+    output_path: Path
+    before: ModelMetrics
+    after: ModelMetrics
+    predicted_size_bytes: int
+    predicted_sparse_size_bytes: int
+    actions: tuple[LayerAction, ...]
+    steps: tuple[str, ...]  # one line per pipeline step: what it did
+    warnings: tuple[str, ...]
+    data_source: str = ""
+    # The written model with its 2:4 weights stored as kept values + 2-bit indices (measured
+    # on the file's tensors); None when no weight is 2:4 sparse.
+    sparse_format_size_bytes: int | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return any(action.simulated for action in self.actions)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_path"], data["output_path"] = str(self.input_path), str(self.output_path)
+        data["simulated"] = self.simulated
+        data["simulated_label"] = SIMULATED if self.simulated else ""
+        data["size_ratio"] = self.after.size_bytes / self.before.size_bytes
+        return data
+
+
+def compress_job(
+    loaded: LoadedModel,
+    plan: CompressionPlan,
+    out_path: str | os.PathLike[str],
+    data: Dataset | str | os.PathLike[str] | None = None,
+    cancel: CancelToken | None = None,
+    *,
+    eval_data: Dataset | str | os.PathLike[str] | None = None,
+    options: Int8Options | None = None,
+    latency: bool = True,
+) -> Job[CompressResult]:
+    """Apply `plan` to the loaded model and write it to `out_path` atomically. `data`
+    calibrates (and evaluates, unless `eval_data` is given); the bundled demo model uses its
+    own calibration and held-out splits when no data is given."""
+    cancel = cancel or CancelToken()
+    if loaded.onnx_model is None:
+        raise CompressionError(
+            f"{loaded.path.name} has no ONNX graph to compress ({'; '.join(loaded.notes)})"
+        )
+    original = loaded.onnx_model
+    out_path = Path(out_path)
+    warnings: list[str] = []
+    steps: list[str] = []
+
+    yield Progress(0, _STEPS, "checking the plan")
+    inventory = build_inventory(original)
+    plan.validate(inventory)
+    prediction = plan.predict(inventory)
+    calib, evald, source = _datasets(loaded, original, data, eval_data)
+    model = original
+
+    cancel.raise_if_cancelled()
+    yield Progress(1, _STEPS, "fusing")
+    if plan.fuse:
+        model = _fuse(model, steps, warnings)
+
+    cancel.raise_if_cancelled()
+    yield Progress(2, _STEPS, "pruning")
+    settings = plan.resolved(inventory)
+    n_m_weights: tuple[str, ...] = ()
+    if any(s.prune_ratio > 0 for s in settings.values()):
+        model, n_m_weights = _prune(model, _narrowed(plan, model), steps, warnings)
+
+    cancel.raise_if_cancelled()
+    yield Progress(3, _STEPS, "quantizing")
+    actions: tuple[LayerAction, ...] = ()
+    if any(s.bits < 32 for s in settings.values()):
+        result = quantize_model(model, _narrowed(plan, model), calib, options=options)
+        model, actions = result.model, result.actions
+        warnings.extend(result.warnings)
+        steps.append(_summary(actions))
+
+    cancel.raise_if_cancelled()
+    yield Progress(4, _STEPS, f"writing {out_path.name}")
+    save_onnx(model, out_path)
+    sparse_size = size_report(model, n_m_weights).sparse_format_size_bytes if n_m_weights else None
+    if any(a.simulated for a in actions):
+        warnings.append(
+            f"1/2-bit layers are {SIMULATED}: accuracy is real, the size shown as predicted "
+            "is what packed weights would take; the file stores int8 codes"
+        )
+
+    yield Progress(5, _STEPS, "evaluating")
+    before, after = _measure(original, out_path, loaded, evald, latency, cancel)
+    if (
+        before.latency
+        and after.latency
+        and after.latency.p50_ms > before.latency.p50_ms * (SLOWER_MARGIN)
+    ):
+        warnings.append(
+            f"the compressed model is slower on this CPU: p50 {after.latency.p50_ms:.2f} ms vs "
+            f"{before.latency.p50_ms:.2f} ms; onnxruntime's kernels for these choices do not "
+            "pay off here (try FP16/INT4 weight-only for size, or keep depthwise/activation-"
+            "heavy layers float)"
+        )
+    yield Progress(6, _STEPS, "done")
+    return CompressResult(
+        input_path=loaded.path,
+        output_path=out_path,
+        before=before,
+        after=after,
+        predicted_size_bytes=prediction.size_bytes,
+        predicted_sparse_size_bytes=prediction.sparse_size_bytes,
+        actions=actions,
+        steps=tuple(steps),
+        warnings=tuple(warnings),
+        data_source=source,
+        sparse_format_size_bytes=sparse_size,
+    )
+
+
+def _datasets(loaded, model, data, eval_data) -> tuple[Dataset | None, Dataset | None, str]:
+    def opened(value):
+        if value is None or isinstance(value, Dataset):
+            return value
+        return load_dataset(value, model)
+
+    calib, evald = opened(data), opened(eval_data)
+    if calib is None and is_demo_model(loaded.path):
+        calib = demo_dataset(model, "calib")
+        evald = evald or demo_dataset(model, "eval")
+        return calib, evald, "bundled demo: calibration split, held-out eval split"
+    if evald is None and calib is None:
+        return None, random_dataset(model), "none: random inputs, fidelity only"
+    return calib, evald or calib, (calib or evald).source
+
+
+def _narrowed(plan: CompressionPlan, model: onnx.ModelProto) -> CompressionPlan:
+    """The plan restricted to layers the (fused) model still has."""
+    names = {layer.name for layer in build_inventory(model).layers}
+    return dataclasses.replace(
+        plan,
+        layers={n: s for n, s in plan.layers.items() if n in names},
+        patterns=tuple(
+            (p, s) for p, s in plan.patterns if any(fnmatch.fnmatchcase(n, p) for n in names)
+        ),
+    )
+
+
+def _fuse(model: onnx.ModelProto, steps: list[str], warnings: list[str]) -> onnx.ModelProto:
+    from compressor_gui.core.fuse import fuse_model
+
+    try:
+        fused, report = fuse_model(model)
+    except CompressorError as exc:
+        warnings.append(f"fusion skipped: {exc}")
+        return model
+    steps.append(
+        f"fused: {len(report.folded)} BatchNorm folded, nodes {report.nodes_before} -> "
+        f"{report.nodes_after} (max output change {report.max_abs_diff:.1e})"
+    )
+    warnings.extend(report.notes)
+    return fused
+
+
+def _prune(model, plan, steps, warnings) -> onnx.ModelProto:
+    from compressor_gui.core.prune import apply_pruning
+
+    pruned, report = apply_pruning(model, plan)
+    steps.append(
+        f"pruned: {len(report.layers)} layers, params {report.params_before} -> "
+        f"{report.params_after}, MACs {report.macs_before} -> {report.macs_after}"
+    )
+    warnings.extend(f"not pruned: {s.name} ({s.reason})" for s in report.skipped)
+    warnings.extend(report.notes)
+    if report.n_m_weights:
+        steps.append(f"2:4 sparse weights: {len(report.n_m_weights)} (dense in the file)")
+    return pruned, report.n_m_weights
+
+
+def _summary(actions: tuple[LayerAction, ...]) -> str:
+    counts: dict[str, int] = {}
+    for action in actions:
+        counts[action.method] = counts.get(action.method, 0) + 1
+    return "quantized: " + "; ".join(f"{n} x {m}" for m, n in counts.items())
+
+
+def _measure(original, out_path, loaded, evald, latency, cancel):
+    """Both models on the same data and the same single-sample feed, original first (its
+    outputs are the reference for fidelity)."""
+    feed = sample_feed(original, evald)
+    reference = None
+    measured = []
+    for source, size in ((original, _original_size(loaded)), (out_path, file_size_bytes(out_path))):
+        session = make_session(source)
+        result, output = evaluate(session, evald, reference, cancel=cancel)
+        reference = output if reference is None else reference
+        timing = measure_latency(session, feed) if latency else None
+        measured.append(ModelMetrics(size, result, timing, _deflated_size(source)))
+    return measured[0], measured[1]
+
+
+def _deflated_size(source: onnx.ModelProto | Path) -> int | None:
+    try:
+        return compressed_size_bytes(source)
+    except ValueError:  # a model over 2 GB cannot be serialized in one piece
+        return None
+
+
+def _original_size(loaded: LoadedModel) -> int:
+    if loaded.format == "onnx":
+        return loaded.file_size_bytes
+    return loaded.onnx_model.ByteSize()

@@ -1,0 +1,363 @@
+"""Automatic plan: per-layer settings under a budget, chosen from the sensitivity table, then
+verified by really building and measuring the plan, and repaired when the measured drop is over.
+
+The choice is an exact multiple-choice knapsack solved by dynamic programming (one option per
+layer; sizes or drops rounded up to 1/4000 of the budget, so a chosen plan never exceeds its
+predicted budget). Greedy by drop per byte saved is optimal only when each layer's size/drop
+curve is convex, which bit-width curves are not (INT4 is often free where INT2 is a cliff); the
+DP costs milliseconds for hundreds of layers, so there is no reason to settle for greedy. The
+real approximation is elsewhere: single-layer drops are assumed to add up, which is why every
+chosen plan is measured.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compressor_gui.core.data import Dataset
+from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.inventory import ModelInventory, build_inventory
+from compressor_gui.core.jobs import CancelToken, Job, Progress
+from compressor_gui.core.model import LoadedModel
+from compressor_gui.core.plan import CompressionPlan, LayerSetting
+from compressor_gui.core.sensitivity import (
+    OPTIONS_BY_NAME,
+    OverrideSession,
+    Reference,
+    SensitivityTable,
+    measure,
+    options_named,
+    sensitivity_job,
+    swept_layers,
+)
+
+SEARCH_OPTIONS = options_named(["int8", "int4", "int2", "int1", "channel25", "channel50"])
+_BUCKETS = 4000
+_REPAIR_ROUNDS = 3
+_FP32 = LayerSetting()
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the plan must meet: a size (ratio of the original, or bytes) and/or a drop."""
+
+    size_ratio: float | None = None  # compressed / original size, e.g. 1/6 for 6x smaller
+    size_bytes: int | None = None
+    max_drop: float | None = None  # percentage points of top-1 (or of agreement)
+
+    def __post_init__(self) -> None:
+        if self.size_ratio is None and self.size_bytes is None and self.max_drop is None:
+            raise CompressorError("give a budget: a size ratio, a size in bytes or a maximum drop")
+        if self.size_ratio is not None and not 0 < self.size_ratio <= 1:
+            raise CompressorError(f"size ratio must be within (0, 1], not {self.size_ratio}")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise CompressorError(f"maximum drop must be 0 or more points, not {self.max_drop}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A plan that was built and measured (one point of the Pareto scatter)."""
+
+    label: str
+    plan: CompressionPlan
+    predicted_size_bytes: int
+    predicted_drop: float
+    measured_value: float  # top-1 (labels) or top-1 agreement, fraction
+    measured_drop: float  # points
+    measured_size_bytes: int | None  # the written file; None for a simulated verification
+    verification: str  # "real" (compress_job + evaluate) | "simulated" (weights simulated)
+
+
+@dataclass(frozen=True)
+class AutoPlanResult:
+    chosen: Candidate
+    candidates: tuple[Candidate, ...]
+    original_size_bytes: int
+    baseline: float
+    metric: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def pareto(self) -> tuple[Candidate, ...]:
+        """Candidates no other one beats on both predicted size and measured drop."""
+        return tuple(
+            c
+            for c in self.candidates
+            if not any(
+                o.predicted_size_bytes <= c.predicted_size_bytes
+                and o.measured_drop <= c.measured_drop
+                and (o.predicted_size_bytes, o.measured_drop)
+                != (c.predicted_size_bytes, c.measured_drop)
+                for o in self.candidates
+            )
+        )
+
+
+@dataclass(frozen=True)
+class _Choices:
+    """Per swept layer: the settings it may take, their sizes (bytes) and costs (points)."""
+
+    layers: tuple[str, ...]
+    settings: tuple[tuple[LayerSetting, ...], ...]
+    sizes: tuple[tuple[float, ...], ...]
+    costs: tuple[tuple[float, ...], ...]
+    fixed_size_bytes: int  # layers the search does not touch
+
+
+def choices_from_table(table: SensitivityTable, inventory: ModelInventory) -> _Choices:
+    """Each layer keeps FP32 or one measured option. A point's cost is its measured drop
+    (clipped at 0: a 'negative drop' is sampling noise) plus its output noise-to-signal ratio,
+    a small, additive tie-break that prefers the option that disturbs the outputs least."""
+    base = CompressionPlan().predict(inventory)
+    layers, settings, sizes, costs = [], [], [], []
+    for name in table.layers:
+        layer_settings, layer_sizes, layer_costs = [_FP32], [base.layers[name].size_bytes], [0.0]
+        for point in table.curve(name):
+            option = OPTIONS_BY_NAME.get(point.option)
+            if option is None or not point.measured:
+                continue
+            setting = option.setting
+            size = CompressionPlan(layers={name: setting}).predict(inventory).layers[name]
+            if size.size_bytes >= layer_sizes[0]:
+                continue  # saves nothing in the file (unstructured and 2:4 stay dense)
+            noise = 10 ** (-(point.output_sqnr_db or 0.0) / 10)
+            layer_settings.append(setting)
+            layer_sizes.append(size.size_bytes)
+            layer_costs.append(max(point.drop, 0.0) + noise)
+        layers.append(name)
+        settings.append(tuple(layer_settings))
+        sizes.append(tuple(layer_sizes))
+        costs.append(tuple(layer_costs))
+    fixed = base.size_bytes - sum(base.layers[name].size_bytes for name in layers)
+    return _Choices(tuple(layers), tuple(settings), tuple(sizes), tuple(costs), fixed)
+
+
+def knapsack(
+    minimize: Sequence[Sequence[float]], weights: Sequence[Sequence[float]], capacity: float
+) -> list[int] | None:
+    """Exact multiple-choice knapsack: one index per group minimizing the sum of `minimize`
+    with the sum of `weights` <= capacity (weights rounded up to capacity/_BUCKETS)."""
+    if capacity < 0:
+        return None
+    unit = capacity / _BUCKETS if capacity > 0 else 1.0
+    best = np.full(_BUCKETS + 1, np.inf)
+    best[0] = 0.0
+    picks = []
+    for values, group_weights in zip(minimize, weights, strict=True):
+        new = np.full_like(best, np.inf)
+        pick = np.zeros(len(best), dtype=np.int32)
+        for index, (value, weight) in enumerate(zip(values, group_weights, strict=True)):
+            step = math.ceil(weight / unit - 1e-9)
+            if step > _BUCKETS:
+                continue
+            shifted = np.full_like(best, np.inf)
+            shifted[step:] = best[: len(best) - step] + value
+            better = shifted < new
+            new[better] = shifted[better]
+            pick[better] = index
+        picks.append(pick)
+        best = new
+    if not np.isfinite(best).any():
+        return None
+    position = int(np.argmin(best))
+    chosen = []
+    for group in reversed(range(len(picks))):
+        index = int(picks[group][position])
+        chosen.append(index)
+        position -= math.ceil(weights[group][index] / unit - 1e-9)
+    return chosen[::-1]
+
+
+def solve(choices: _Choices, *, size_bytes: float | None = None, max_cost: float | None = None):
+    """The plan with the least predicted cost within `size_bytes`, or the smallest one within
+    `max_cost` points; None when no plan fits."""
+    if size_bytes is not None:
+        picked = knapsack(choices.costs, choices.sizes, size_bytes - choices.fixed_size_bytes)
+    else:
+        picked = knapsack(choices.sizes, choices.costs, max_cost)
+    if picked is None:
+        return None
+    settings = {
+        name: choices.settings[g][i]
+        for g, (name, i) in enumerate(zip(choices.layers, picked, strict=True))
+        if i
+    }
+    cost = sum(choices.costs[g][i] for g, i in enumerate(picked))
+    return CompressionPlan(layers=settings), cost
+
+
+def uniform_plan(table: SensitivityTable, bits: int) -> CompressionPlan:
+    return CompressionPlan(layers={name: LayerSetting(bits=bits) for name in table.layers})
+
+
+# --- verification --------------------------------------------------------------------------
+
+
+def simulated_verifier(loaded: LoadedModel, dataset: Dataset, table: SensitivityTable):
+    """Measure a plan by running all its simulated weights in one session (no graph rebuild):
+    weight-only, so INT8 activation quantization is not part of the figure."""
+    model = loaded.onnx_model
+    session = OverrideSession(model, swept_layers(model, table.layers), threads=2)
+    batches = list(dataset.batches(256))
+    reference = Reference(session.run(batches, {}), dataset.labels)
+
+    def verify(plan: CompressionPlan) -> tuple[float, float, int | None]:
+        value, drop, _ = measure(session, batches, reference, dict(plan.layers))
+        return value, drop, None
+
+    return verify
+
+
+def real_verifier(loaded: LoadedModel, dataset: Dataset, calibration: Dataset | None, folder: Path):
+    """Measure a plan by building it with compress_job and evaluating the written file."""
+    from compressor_gui.core.compress import compress_job
+    from compressor_gui.core.jobs import run_job
+
+    built = []
+
+    def verify(plan: CompressionPlan) -> tuple[float, float, int | None]:
+        out = folder / f"candidate{len(built)}.onnx"
+        built.append(out)
+        result = run_job(
+            compress_job(loaded, plan, out, calibration, eval_data=dataset, latency=False)
+        )
+        before, after = result.before.eval, result.after.eval
+        key = "top1" if dataset.labels is not None else "agreement_top1"
+        baseline = 1.0 if key == "agreement_top1" else getattr(before, key)
+        value = getattr(after, key)
+        return value, 100.0 * (baseline - value), result.after.size_bytes
+
+    return verify
+
+
+# --- the job -------------------------------------------------------------------------------
+
+
+def autoplan_job(
+    loaded: LoadedModel,
+    dataset: Dataset,
+    budget: Budget,
+    *,
+    calibration: Dataset | None = None,
+    table: SensitivityTable | None = None,
+    verification: str = "real",
+    front_points: int = 3,
+    workers: int = 2,
+    cancel: CancelToken | None = None,
+) -> Job[AutoPlanResult]:
+    """Sweep (or reuse `table`), choose a plan under `budget`, build and measure it, repair it
+    if its measured drop is over, and build a few more plans for the size/accuracy front
+    (uniform INT8 and INT4 always among them)."""
+    cancel = cancel or CancelToken()
+    model = loaded.onnx_model
+    if model is None:
+        raise CompressorError(f"{loaded.path.name} has no ONNX graph to plan for")
+    if table is None:
+        table = yield from sensitivity_job(
+            model, dataset, options=SEARCH_OPTIONS, workers=workers, cancel=cancel
+        )
+    inventory = build_inventory(model)
+    choices = choices_from_table(table, inventory)
+    original = inventory.total_bytes
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="autoplan-") as tmp:
+        verify: Callable
+        if verification == "real":
+            verify = real_verifier(loaded, dataset, calibration, Path(tmp))
+        else:
+            verify = simulated_verifier(loaded, dataset, table)
+            notes.append("simulated verification: weights simulated in one session, weight-only")
+        built: list[Candidate] = []
+
+        def build(label: str, plan: CompressionPlan, predicted_drop: float) -> Candidate:
+            cancel.raise_if_cancelled()
+            value, drop, size = verify(plan)
+            candidate = Candidate(
+                label,
+                plan,
+                plan.predict(inventory).size_bytes,
+                predicted_drop,
+                value,
+                drop,
+                size,
+                verification,
+            )
+            built.append(candidate)
+            return candidate
+
+        target_size = budget.size_bytes
+        if budget.size_ratio is not None:
+            target_size = min(target_size or math.inf, budget.size_ratio * original)
+        total = 4 + front_points
+        yield Progress(0, total, "choosing a plan")
+        chosen = _choose_and_repair(choices, budget, target_size, build, notes)
+        yield Progress(1, total, f"chosen plan: measured drop {chosen.measured_drop:.2f} pts")
+
+        for bits in (8, 4):
+            plan = uniform_plan(table, bits)
+            build(f"uniform INT{bits}", plan, _predicted_cost(choices, plan))
+            yield Progress(2 if bits == 8 else 3, total, f"uniform INT{bits} measured")
+        int8_size = built[-2].predicted_size_bytes
+        smallest = choices.fixed_size_bytes + sum(min(s) for s in choices.sizes)
+        sizes = [int8_size] + list(np.geomspace(int8_size, smallest, front_points + 1)[1:])
+        for index, size in enumerate(sizes):
+            solved = solve(choices, size_bytes=size)
+            if solved is not None:
+                label = "auto at uniform INT8 size" if index == 0 else f"front {index}"
+                build(label, *solved)
+            yield Progress(4 + index, total, "size/accuracy front")
+    return AutoPlanResult(
+        chosen, tuple(built), original, table.baseline, table.metric, tuple(notes)
+    )
+
+
+def _predicted_cost(choices: _Choices, plan: CompressionPlan) -> float:
+    cost = 0.0
+    for group, name in enumerate(choices.layers):
+        setting = plan.layers.get(name, _FP32)
+        if setting in choices.settings[group]:
+            cost += choices.costs[group][choices.settings[group].index(setting)]
+    return cost
+
+
+def _choose_and_repair(choices, budget, target_size, build, notes) -> Candidate:
+    """Solve and measure. Under a drop limit, while the measured drop is over, solve again with
+    the predicted-drop limit divided by measured/predicted (single-layer drops add up
+    optimistically when errors compound). A size budget is hard: an over-limit drop is noted."""
+    limit = budget.max_drop
+    scale = 1.0
+    for round_ in range(_REPAIR_ROUNDS + 1):
+        if target_size is not None:
+            solved = solve(choices, size_bytes=target_size)
+        else:
+            solved = solve(choices, max_cost=limit / scale)
+        if solved is None:
+            smallest = choices.fixed_size_bytes + sum(min(s) for s in choices.sizes)
+            raise CompressorError(
+                f"no plan fits the budget: the smallest plan the sweep allows is "
+                f"{smallest / 1024:.1f} KiB"
+            )
+        plan, cost = solved
+        label = "auto" if round_ == 0 else f"auto (repair {round_})"
+        candidate = build(label, plan, cost)
+        if limit is None or candidate.measured_drop <= limit:
+            return candidate
+        if target_size is not None:
+            notes.append(
+                f"measured drop {candidate.measured_drop:.2f} pts is over the {limit:g} pt "
+                "limit at this size; the size budget wins"
+            )
+            return candidate
+        scale *= max(candidate.measured_drop / max(candidate.predicted_drop, 1e-3), 1.25)
+        notes.append(
+            f"repair {round_ + 1}: measured {candidate.measured_drop:.2f} pts > {limit:g}; "
+            f"predicted-drop limit divided by {scale:.2f}"
+        )
+    notes.append(f"still over the {limit:g} pt limit after {_REPAIR_ROUNDS} repairs")
+    return candidate

@@ -1,0 +1,572 @@
+"""Per-layer sensitivity: how much each single change to each single layer costs.
+
+Two passes. The fast pass needs no inference: for every (layer, option) it simulates the change
+on the layer's main weight and reports the weight SQNR and a proxy for the output noise. The
+measured pass runs the model on real data once per point, with only that layer's weight
+replaced, and reports the drop in top-1 accuracy (labels given) or in top-1 agreement with the
+original model (no labels), plus the SQNR of the outputs.
+
+Speed comes from never rebuilding the graph: the model is copied once with every swept weight
+initializer also declared as a graph input, so onnxruntime lets a feed override it; one point is
+one `session.run` with one replaced tensor. Two worker processes (one thread each) share the
+points. Results are cached on disk by model hash + data hash + layer + option.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from compressor_gui.core.data import Dataset
+from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.inventory import build_inventory
+from compressor_gui.core.jobs import CancelToken, Job, Progress
+from compressor_gui.core.model import atomic_write_text
+from compressor_gui.core.plan import LayerSetting
+
+# Bump when the simulation changes, so cached points made by an older one are not reused.
+SIM_VERSION = "sim-1"
+SWEPT_KINDS = ("conv", "depthwise", "group_conv", "conv_transpose", "linear")
+_MAX_SQNR_DB = 200.0  # an unchanged tensor has infinite SQNR; JSON cannot hold inf
+_BATCH = 256  # samples per run: one run per point for typical sweeps
+_CACHE_SAVE_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True)
+class SensitivityOption:
+    """One single change to one layer: quantize to `bits` or prune `prune_ratio` by a pattern."""
+
+    name: str
+    bits: int = 32
+    prune_ratio: float = 0.0
+    prune_pattern: str = "unstructured"
+
+    @property
+    def setting(self) -> LayerSetting:
+        return LayerSetting(
+            bits=self.bits, prune_ratio=self.prune_ratio, prune_pattern=self.prune_pattern
+        )
+
+
+OPTIONS = (
+    SensitivityOption("int8", bits=8),
+    SensitivityOption("int4", bits=4),
+    SensitivityOption("int2", bits=2),
+    SensitivityOption("int1", bits=1),
+    SensitivityOption("prune25", prune_ratio=0.25),
+    SensitivityOption("prune50", prune_ratio=0.50),
+    SensitivityOption("prune75", prune_ratio=0.75),
+    SensitivityOption("prune90", prune_ratio=0.90),
+    SensitivityOption("2:4", prune_ratio=0.5, prune_pattern="2:4"),
+    SensitivityOption("channel25", prune_ratio=0.25, prune_pattern="channel"),
+    SensitivityOption("channel50", prune_ratio=0.50, prune_pattern="channel"),
+)
+OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def options_named(names: Iterable[str]) -> tuple[SensitivityOption, ...]:
+    """Options from their names (as the CLI takes them), or a PlanError-like message."""
+    chosen = []
+    for name in names:
+        if name not in OPTIONS_BY_NAME:
+            raise CompressorError(
+                f"unknown sensitivity option {name!r}; choose from {', '.join(OPTIONS_BY_NAME)}"
+            )
+        chosen.append(OPTIONS_BY_NAME[name])
+    return tuple(chosen)
+
+
+@dataclass(frozen=True)
+class SweptLayer:
+    """A layer whose main weight can be overridden: its initializer and weight axes."""
+
+    name: str
+    op_type: str
+    weight_name: str
+    shape: tuple[int, ...]
+    out_axis: int
+    in_axis: int
+
+
+@dataclass(frozen=True)
+class SensitivityPoint:
+    """One (layer, option). Fast-pass fields are always set; the measured ones (`value`, `drop`
+    in percentage points, `output_sqnr_db`) are None until the point has been run."""
+
+    layer: str
+    option: str
+    weight_sqnr_db: float
+    proxy_noise: float  # estimated output noise / signal energy of this layer (no inference)
+    metric: str | None = None  # "top1" (labels) | "agreement" (fidelity to the original)
+    value: float | None = None
+    drop: float | None = None
+    output_sqnr_db: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.drop is not None
+
+
+@dataclass(frozen=True)
+class SensitivityTable:
+    """All points of a sweep plus the baseline they are measured against."""
+
+    model_sha256: str
+    data_sha256: str
+    metric: str  # "top1" | "agreement"
+    baseline: float  # top-1 of the original model (1.0 for agreement)
+    layers: tuple[str, ...]
+    options: tuple[str, ...]
+    points: tuple[SensitivityPoint, ...]
+
+    def point(self, layer: str, option: str) -> SensitivityPoint | None:
+        for point in self.points:
+            if point.layer == layer and point.option == option:
+                return point
+        return None
+
+    def curve(self, layer: str) -> tuple[SensitivityPoint, ...]:
+        """One layer's points in option order (what the GUI plots as one line)."""
+        order = {name: index for index, name in enumerate(self.options)}
+        return tuple(
+            sorted((p for p in self.points if p.layer == layer), key=lambda p: order[p.option])
+        )
+
+    @property
+    def complete(self) -> bool:
+        return all(point.measured for point in self.points)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "points": [asdict(p) for p in self.points]}
+
+
+# --- which layers, and the simulated change ------------------------------------------------
+
+
+def swept_layers(model: onnx.ModelProto, names: Sequence[str] | None = None) -> list[SweptLayer]:
+    """Layers whose main weight is a float initializer of the main graph with known axes.
+    Others (weights in Constant nodes or subgraphs, already quantized, RNNs) are skipped."""
+    inventory = build_inventory(model)
+    nodes = {node.name: node for node in model.graph.node}
+    initializers = {t.name: t for t in model.graph.initializer}
+    wanted = set(names) if names is not None else None
+    found = []
+    for layer in inventory.layers:
+        if wanted is not None and layer.name not in wanted:
+            continue
+        if layer.kind not in SWEPT_KINDS or layer.graph or not layer.weight_names:
+            continue
+        weight_name = layer.weight_names[0]
+        tensor = initializers.get(weight_name)
+        node = nodes.get(layer.name)
+        if tensor is None or node is None or tensor.data_type != onnx.TensorProto.FLOAT:
+            continue
+        axes = _weight_axes(node, weight_name, len(tensor.dims))
+        if axes is None:
+            continue
+        found.append(SweptLayer(layer.name, layer.op_type, weight_name, tuple(tensor.dims), *axes))
+    if wanted is not None and (missing := wanted - {layer.name for layer in found}):
+        raise CompressorError(
+            f"cannot sweep layer(s) {', '.join(sorted(missing))}: not a float Conv/Gemm/MatMul "
+            "with its weight stored as an initializer of the main graph"
+        )
+    return found
+
+
+def _weight_axes(node: onnx.NodeProto, weight_name: str, ndim: int) -> tuple[int, int] | None:
+    """(output-channel axis, input axis) of the weight as this node uses it."""
+    if ndim < 2 or weight_name not in node.input:
+        return None
+    position = list(node.input).index(weight_name)
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Conv" and position == 1:
+        return 0, 1
+    if node.op_type == "ConvTranspose" and position == 1:
+        return 1, 0
+    if node.op_type == "Gemm" and position == 1:
+        return (0, 1) if attrs.get("transB", 0) else (1, 0)
+    if node.op_type == "MatMul":
+        return (ndim - 1, ndim - 2) if position == 1 else (ndim - 2, ndim - 1)
+    return None
+
+
+def _to_rows(weight: np.ndarray, out_axis: int, in_axis: int) -> tuple[np.ndarray, list[int]]:
+    """The weight as (output channels, rest) with the input axis innermost (for 2:4 groups)."""
+    others = [a for a in range(weight.ndim) if a not in (out_axis, in_axis)]
+    perm = [out_axis, *others, in_axis]
+    moved = weight.transpose(perm)
+    return moved.reshape(moved.shape[0], -1).astype(np.float32, copy=True), perm
+
+
+def _from_rows(rows: np.ndarray, perm: list[int], shape: tuple[int, ...]) -> np.ndarray:
+    moved_shape = tuple(shape[a] for a in perm)
+    return np.ascontiguousarray(rows.reshape(moved_shape).transpose(np.argsort(perm)))
+
+
+def simulate(weight: np.ndarray, layer: SweptLayer, setting: LayerSetting) -> np.ndarray:
+    """The weight after `setting` (prune first, then quantize), in float32.
+
+    It mirrors what the real quantizer and pruner store: symmetric per-output-channel INT-b
+    (scale = max|w| / (2^(b-1) - 1), round to nearest); 2 bits as ternary {-a, 0, a} with
+    threshold 0.7 mean|w| (TWN) and 1 bit as sign(w) * mean|w| (XNOR-Net), both per channel;
+    magnitude unstructured pruning over the whole tensor; 2:4 keeps the 2 largest of each 4
+    consecutive input weights; channel pruning zeroes the lowest-L1 output channels. A channel
+    pruned for real also loses its bias and BatchNorm shift, which stay here as a constant, so
+    the simulated channel drop is close to, not exactly, the real one. Per-channel symmetric
+    scales commute with a following BatchNorm, so folding BN later changes nothing here.
+    """
+    rows, perm = _to_rows(weight, layer.out_axis, layer.in_axis)
+    if setting.prune_ratio > 0:
+        rows = _prune(rows, setting.prune_ratio, setting.prune_pattern)
+    if setting.bits < 32:
+        rows = _quantize(rows, setting.bits)
+    return _from_rows(rows, perm, weight.shape)
+
+
+def _prune(rows: np.ndarray, ratio: float, pattern: str) -> np.ndarray:
+    if pattern == "channel":
+        count = int(round(ratio * rows.shape[0]))
+        if count:
+            rows[np.argsort(np.abs(rows).sum(axis=1), kind="stable")[:count]] = 0.0
+        return rows
+    if pattern == "2:4":
+        width = rows.shape[1]
+        padded = np.zeros((rows.shape[0], -(-width // 4) * 4), np.float32)
+        padded[:, :width] = rows
+        groups = padded.reshape(rows.shape[0], -1, 4)
+        smallest = np.argsort(np.abs(groups), axis=2, kind="stable")[:, :, :2]
+        np.put_along_axis(groups, smallest, 0.0, axis=2)
+        return groups.reshape(rows.shape[0], -1)[:, :width]
+    flat = rows.reshape(-1)
+    count = int(round(ratio * flat.size))
+    if count:
+        flat[np.argpartition(np.abs(flat), count - 1)[:count]] = 0.0
+    return rows
+
+
+def _quantize(rows: np.ndarray, bits: int) -> np.ndarray:
+    magnitude = np.abs(rows)
+    if bits == 1:
+        return np.where(rows >= 0, 1.0, -1.0).astype(np.float32) * magnitude.mean(
+            axis=1, keepdims=True
+        )
+    if bits == 2:
+        keep = magnitude > 0.7 * magnitude.mean(axis=1, keepdims=True)
+        alpha = (magnitude * keep).sum(axis=1, keepdims=True) / np.maximum(
+            keep.sum(axis=1, keepdims=True), 1
+        )
+        return (np.sign(rows) * keep * alpha).astype(np.float32)
+    qmax = 2 ** (bits - 1) - 1
+    scale = magnitude.max(axis=1, keepdims=True) / qmax
+    safe = np.where(scale > 0, scale, 1.0)
+    return (np.clip(np.round(rows / safe), -qmax, qmax) * safe).astype(np.float32)
+
+
+def sqnr_db(reference: np.ndarray, changed: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB, capped (an unchanged tensor is 'infinite')."""
+    signal = float(np.sum(np.square(reference, dtype=np.float64)))
+    noise = float(np.sum(np.square(reference - changed, dtype=np.float64)))
+    if noise <= signal * 10 ** (-_MAX_SQNR_DB / 10):
+        return _MAX_SQNR_DB
+    if signal == 0.0:
+        return 0.0
+    return 10.0 * math.log10(signal / noise)
+
+
+def fast_point(
+    weight: np.ndarray, layer: SweptLayer, option: SensitivityOption
+) -> SensitivityPoint:
+    """The inference-free estimate for one point.
+
+    `proxy_noise` is ||dW||^2 / ||W||^2. The layer-wise output error of y = W x is
+    dW (X X^T) dW^T, whose Hessian X X^T needs data (OBS/GPTQ use it); with no data and no
+    gradients we take the inputs as white (X X^T ~ I), under which the relative output noise
+    energy of the layer equals the relative weight error energy exactly.
+    """
+    changed = simulate(weight, layer, option.setting)
+    db = sqnr_db(weight, changed)
+    return SensitivityPoint(layer.name, option.name, db, 10 ** (-db / 10))
+
+
+# --- running with overridden weights ------------------------------------------------------
+
+
+def override_model(model: onnx.ModelProto, weight_names: Iterable[str]) -> onnx.ModelProto:
+    """A copy where the named initializers are also graph inputs, so a feed can replace them."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    copy.ir_version = max(copy.ir_version, 4)
+    declared = {value.name for value in copy.graph.input}
+    by_name = {tensor.name: tensor for tensor in copy.graph.initializer}
+    for name in weight_names:
+        if name not in declared:
+            tensor = by_name[name]
+            copy.graph.input.append(
+                onnx.helper.make_tensor_value_info(name, tensor.data_type, list(tensor.dims))
+            )
+    return copy
+
+
+class OverrideSession:
+    """One onnxruntime session whose swept weights can be replaced per run (no rebuild)."""
+
+    def __init__(self, model: onnx.ModelProto, layers: Sequence[SweptLayer], threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        serialized = override_model(model, [layer.weight_name for layer in layers])
+        try:
+            self.session = ort.InferenceSession(
+                serialized.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise CompressorError(
+                f"onnxruntime cannot run this model ({str(exc).splitlines()[0][:200]})"
+            ) from exc
+        self.layers = {layer.name: layer for layer in layers}
+        initializers = {t.name: t for t in model.graph.initializer}
+        self.weights = {
+            layer.name: numpy_helper.to_array(initializers[layer.weight_name]) for layer in layers
+        }
+        self.output_name = self.session.get_outputs()[0].name
+
+    def run(self, batches: Sequence[dict], overrides: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The first output over all batches, with weights replaced by layer name."""
+        extra = {self.layers[name].weight_name: value for name, value in overrides.items()}
+        outputs = []
+        for feed in batches:
+            output = self.session.run([self.output_name], {**feed, **extra})[0]
+            batched = all(np.ndim(v) and len(v) == len(output) for v in feed.values())
+            outputs.append(output if batched else output[None])
+        return np.concatenate(outputs)
+
+    def simulated(self, settings: Mapping[str, LayerSetting]) -> dict[str, np.ndarray]:
+        """Simulated weights for the layers whose setting changes anything."""
+        return {
+            name: simulate(self.weights[name], self.layers[name], setting)
+            for name, setting in settings.items()
+            if name in self.layers and (setting.bits < 32 or setting.prune_ratio > 0)
+        }
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a changed model is compared with: the original outputs, predictions and labels."""
+
+    outputs: np.ndarray
+    labels: np.ndarray | None
+
+    @property
+    def metric(self) -> str:
+        return "top1" if self.labels is not None else "agreement"
+
+    @property
+    def baseline(self) -> float:
+        return self.score(self.outputs)[0]
+
+    def score(self, outputs: np.ndarray) -> tuple[float, float]:
+        """(metric value, output SQNR in dB) of outputs from a changed model."""
+        predicted = outputs.argmax(axis=-1)
+        target = self.labels if self.labels is not None else self.outputs.argmax(axis=-1)
+        return float(np.mean(predicted == target)), sqnr_db(self.outputs, outputs)
+
+
+def measure(
+    session: OverrideSession,
+    batches: Sequence[dict],
+    reference: Reference,
+    settings: Mapping[str, LayerSetting],
+) -> tuple[float, float, float]:
+    """(metric value, drop in points, output SQNR dB) of the model with `settings` simulated."""
+    value, out_db = reference.score(session.run(batches, session.simulated(settings)))
+    return value, 100.0 * (reference.baseline - value), out_db
+
+
+# --- cache ---------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where sweeps are cached: $COMPRESSOR_GUI_CACHE_DIR, else the user cache folder."""
+    override = os.environ.get("COMPRESSOR_GUI_CACHE_DIR")
+    if override:
+        return Path(override) / "sensitivity"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("compressor-gui")) / "sensitivity"
+
+
+def model_sha256(model: onnx.ModelProto) -> str:
+    return hashlib.sha256(model.SerializeToString()).hexdigest()
+
+
+def data_sha256(dataset: Dataset) -> str:
+    digest = hashlib.sha256()
+    arrays = sorted(dataset.inputs.items())
+    if dataset.labels is not None:
+        arrays.append(("__labels__", dataset.labels))
+    for name, array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _point_key(layer: str, option: str) -> str:
+    return f"{SIM_VERSION}|{option}|{layer}"
+
+
+def _cache_file(folder: Path, model_hash: str, data_hash: str) -> Path:
+    return folder / f"{model_hash[:24]}-{data_hash[:24]}.json"
+
+
+def _read_cache(path: Path, model_hash: str, data_hash: str) -> dict[str, dict]:
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if stored.get("model_sha256") != model_hash or stored.get("data_sha256") != data_hash:
+        return {}
+    return dict(stored.get("points", {}))
+
+
+def _write_cache(path: Path, model_hash: str, data_hash: str, points: dict[str, dict]) -> None:
+    payload = {"model_sha256": model_hash, "data_sha256": data_hash, "points": points}
+    atomic_write_text(path, json.dumps(payload))
+
+
+# --- the job -------------------------------------------------------------------------------
+
+
+def sensitivity_job(
+    model: onnx.ModelProto,
+    dataset: Dataset,
+    *,
+    options: Sequence[SensitivityOption] = OPTIONS,
+    layers: Sequence[str] | None = None,
+    workers: int = 2,
+    use_cache: bool = True,
+    cancel: CancelToken | None = None,
+) -> Job[SensitivityTable]:
+    """Fast pass, then the measured sweep. The first Progress carries the fast-pass table; each
+    later one carries one measured SensitivityPoint. Returns the complete table."""
+    cancel = cancel or CancelToken()
+    batches = list(dataset.batches(_BATCH))
+    labels = dataset.labels
+    targets = swept_layers(model, layers)
+    if not targets:
+        raise CompressorError("the model has no layer whose weight can be swept")
+    weights = {t.name: numpy_helper.to_array(_initializer(model, t.weight_name)) for t in targets}
+
+    fast = {(t.name, o.name): fast_point(weights[t.name], t, o) for t in targets for o in options}
+    total = len(fast)
+    model_hash, data_hash = model_sha256(model), data_sha256(dataset)
+    cache_path = _cache_file(cache_dir(), model_hash, data_hash)
+    cached = _read_cache(cache_path, model_hash, data_hash) if use_cache else {}
+    metric = "top1" if labels is not None else "agreement"
+    settings = {option.name: option.setting for option in options}
+
+    def table(points: dict, baseline: float) -> SensitivityTable:
+        return SensitivityTable(
+            model_hash,
+            data_hash,
+            metric,
+            baseline,
+            tuple(t.name for t in targets),
+            tuple(o.name for o in options),
+            tuple(points[key] for key in fast),
+        )
+
+    points = dict(fast)
+    for (layer, option), point in fast.items():
+        hit = cached.get(_point_key(layer, option))
+        if hit is not None and hit.get("metric") == metric:
+            points[(layer, option)] = replace(
+                point,
+                metric=metric,
+                value=hit["value"],
+                drop=hit["drop"],
+                output_sqnr_db=hit["output_sqnr_db"],
+            )
+    baseline = cached.get("__baseline__", {}).get("value")
+    todo = [key for key, point in points.items() if not point.measured]
+    yield Progress(total - len(todo), total, "fast pass", table(points, baseline or 0.0))
+    if not todo:
+        return table(points, baseline)
+
+    cancel.raise_if_cancelled()
+    local = OverrideSession(model, targets, threads=1)
+    reference = Reference(local.run(batches, {}), labels)
+    baseline = reference.baseline
+    cached["__baseline__"] = {"value": baseline}
+    last_save = time.monotonic()
+
+    def record(layer: str, option: str, value: float, drop: float, out_db: float) -> Progress:
+        nonlocal last_save
+        point = replace(
+            points[(layer, option)], metric=metric, value=value, drop=drop, output_sqnr_db=out_db
+        )
+        points[(layer, option)] = point
+        cached[_point_key(layer, option)] = {
+            "metric": metric,
+            "value": value,
+            "drop": drop,
+            "output_sqnr_db": out_db,
+        }
+        if use_cache and time.monotonic() - last_save > _CACHE_SAVE_INTERVAL_S:
+            _write_cache(cache_path, model_hash, data_hash, cached)
+            last_save = time.monotonic()
+        done = sum(p.measured for p in points.values())
+        return Progress(done, total, f"{layer} {option}: drop {drop:.2f} pts", point)
+
+    try:
+        for layer, option, result in _measure_all(
+            local, batches, reference, settings, todo, workers, cancel
+        ):
+            yield record(layer, option, *result)
+    finally:
+        if use_cache:
+            _write_cache(cache_path, model_hash, data_hash, cached)
+    return table(points, baseline)
+
+
+def _measure_all(session, batches, reference, settings, todo, workers, cancel):
+    """Measure `todo` points on `workers` threads sharing one single-threaded session
+    (onnxruntime releases the GIL while it runs), yielding each point as it finishes."""
+
+    def one(layer: str, option: str):
+        cancel.raise_if_cancelled()
+        return layer, option, measure(session, batches, reference, {layer: settings[option]})
+
+    pool = futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sens")
+    try:
+        pending = {pool.submit(one, layer, option) for layer, option in todo}
+        while pending:
+            cancel.raise_if_cancelled()
+            finished, pending = futures.wait(
+                pending, timeout=0.2, return_when=futures.FIRST_COMPLETED
+            )
+            for future in finished:
+                yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _initializer(model: onnx.ModelProto, name: str) -> onnx.TensorProto:
+    for tensor in model.graph.initializer:
+        if tensor.name == name:
+            return tensor
+    raise KeyError(name)

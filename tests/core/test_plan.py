@@ -1,0 +1,177 @@
+"""The plan: recipes round-trip, patterns resolve, bad names fail clearly, predictions add up."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from compressor_gui.core.errors import PlanError
+from compressor_gui.core.inventory import LayerInfo, ModelInventory, build_inventory
+from compressor_gui.core.plan import (
+    CompressionPlan,
+    LayerSetting,
+    load_recipe,
+    save_recipe,
+)
+from tests import modelgen
+
+
+@pytest.fixture(scope="module")
+def demo_inventory(demo_onnx):
+    import onnx
+
+    return build_inventory(onnx.load(str(demo_onnx)))
+
+
+def _recipe_plan() -> CompressionPlan:
+    return CompressionPlan.from_dict(
+        {
+            "default": {"bits": 8, "per_channel": True},
+            "layers": {"/fc/Gemm": 16, "*conv1*": {"bits": 4, "symmetric": False}},
+            "calibration": "entropy",
+            "fuse": False,
+        }
+    )
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_recipe_round_trips_through_json_and_yaml(tmp_path, suffix):
+    plan = _recipe_plan()
+    path = save_recipe(plan, tmp_path / f"recipe{suffix}")
+    assert load_recipe(path) == plan
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_glob_keys_become_patterns_and_the_last_match_wins():
+    plan = CompressionPlan.from_dict(
+        {"default": 32, "layers": {"*conv*": 8, "*block1*": 4, "/fc/Gemm": 16}}
+    )
+    assert plan.setting("/block2/conv1/Conv").bits == 8
+    assert plan.setting("/block1/conv1/Conv").bits == 4
+    assert plan.setting("/fc/Gemm").bits == 16
+    assert plan.setting("/stem/bn/BatchNormalization").bits == 32
+
+
+def test_default_skips_layers_it_cannot_apply_to(demo_inventory):
+    plan = CompressionPlan(default=LayerSetting(bits=4, prune_ratio=0.5))
+    settings = plan.resolved(demo_inventory)
+    assert settings["/stem/bn/BatchNormalization"].bits == 32
+    assert settings["/stem/bn/BatchNormalization"].prune_ratio == 0.0
+    assert settings["/stem/conv/Conv"].bits == 4
+
+
+def test_unknown_layer_name_is_a_clear_error(demo_inventory):
+    plan = CompressionPlan(layers={"/stem/conv/Conf": LayerSetting(bits=8)})
+    with pytest.raises(PlanError, match="no layer named '/stem/conv/Conf'"):
+        plan.validate(demo_inventory)
+
+
+def test_pattern_that_matches_nothing_is_an_error(demo_inventory):
+    plan = CompressionPlan.from_dict({"layers": {"*attention*": 8}})
+    with pytest.raises(PlanError, match="matches no layer"):
+        plan.validate(demo_inventory)
+
+
+def test_impossible_explicit_setting_is_an_error(demo_inventory):
+    plan = CompressionPlan(layers={"/stem/bn/BatchNormalization": LayerSetting(bits=4)})
+    with pytest.raises(PlanError, match="cannot be quantized to 4 bits"):
+        plan.validate(demo_inventory)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        ({"default": 3}, "bits must be one of"),
+        ({"layers": {"a": {"bitz": 8}}}, "unknown setting"),
+        ({"colour": "red"}, "unknown recipe key"),
+        ({"calibration": "magic"}, "calibration must be one of"),
+        ({"layers": {"a": {"prune_ratio": 1.5}}}, "prune ratio"),
+    ],
+)
+def test_bad_recipes_say_what_is_wrong(recipe, message):
+    with pytest.raises(PlanError, match=message):
+        CompressionPlan.from_dict(recipe)
+
+
+def test_broken_recipe_file_names_the_file(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text("{not json")
+    with pytest.raises(PlanError, match="r.json"):
+        load_recipe(path)
+
+
+def test_predict_int8_counts_codes_scales_and_bias():
+    inventory = build_inventory(modelgen.linear(64, 10))
+    prediction = CompressionPlan(default=LayerSetting(bits=8)).predict(inventory)
+    fc = prediction.layers["fc"]
+    # 640 int8 weights + 10 float scales + 10 int8 zero points + 10 float32 biases
+    assert fc.size_bytes == 640 + 40 + 10 + 40
+    assert fc.macs == 640
+    assert prediction.size_bytes == fc.size_bytes
+    assert prediction.original_size_bytes == 4 * 650
+
+
+def test_predict_keeps_unplanned_size_and_shrinks_with_fewer_bits(demo_inventory):
+    sizes = {
+        bits: CompressionPlan(default=LayerSetting(bits=bits)).predict(demo_inventory).size_bytes
+        for bits in (32, 16, 8, 4, 2, 1)
+    }
+    assert sizes[32] == demo_inventory.total_bytes
+    assert sizes[32] > sizes[16] > sizes[8] > sizes[4] > sizes[2] > sizes[1]
+    assert sizes[8] <= 0.30 * sizes[32]
+
+
+def test_predict_sparse_size_for_unstructured_and_2_4(demo_inventory):
+    for pattern in ("unstructured", "2:4"):
+        plan = CompressionPlan(default=LayerSetting(prune_ratio=0.5, prune_pattern=pattern))
+        prediction = plan.predict(demo_inventory)
+        assert prediction.size_bytes == demo_inventory.total_bytes  # dense file unchanged
+        assert prediction.sparse_size_bytes < 0.75 * prediction.size_bytes
+
+
+def test_predict_channel_pruning_cuts_the_layer_and_its_consumer(demo_inventory):
+    name = "/block1/conv1/Conv"
+    plan = CompressionPlan(layers={name: LayerSetting(prune_ratio=0.5, prune_pattern="channel")})
+    prediction = plan.predict(demo_inventory)
+    original = {layer.name: layer for layer in demo_inventory.layers}
+    assert prediction.layers[name].macs == original[name].macs // 2
+    consumer = "/block1/conv2/Conv"
+    assert prediction.layers[consumer].macs == original[consumer].macs // 2
+    assert prediction.layers["/block2/conv1/Conv"].macs == original["/block2/conv1/Conv"].macs
+    assert prediction.macs < demo_inventory.total_macs
+
+
+def test_predict_is_fast_for_200_layers():
+    layers = tuple(
+        LayerInfo(
+            name=f"/layer{i}/conv/Conv",
+            op_type="Conv",
+            kind="conv",
+            weight_names=(f"w{i}", f"b{i}"),
+            weight_shape=(64, 64, 3, 3),
+            dtype="float32",
+            params=64 * 64 * 9 + 64,
+            size_bytes=4 * (64 * 64 * 9 + 64),
+            zeros=0,
+            macs=64 * 64 * 9 * 56 * 56,
+            weight_min=-1.0,
+            weight_max=1.0,
+            weight_std=0.1,
+        )
+        for i in range(200)
+    )
+    inventory = ModelInventory(layers=layers, inputs=(), outputs=())
+    plan = CompressionPlan.from_dict(
+        {"default": 8, "layers": {"*layer1*": 4, "/layer7/conv/Conv": {"prune_ratio": 0.5}}}
+    )
+    plan.predict(inventory)
+    start = time.perf_counter()
+    for _ in range(10):
+        plan.predict(inventory)
+    assert (time.perf_counter() - start) / 10 < 0.005
+
+
+def test_to_dict_is_json_ready():
+    assert json.loads(json.dumps(_recipe_plan().to_dict()))["layers"]["/fc/Gemm"]["bits"] == 16

@@ -1,0 +1,78 @@
+"""Automatic plan: the exact knapsack, budgets, repair and the size/accuracy front."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compressor_gui.core import search
+from compressor_gui.core.data import dataset_from_arrays
+from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.jobs import run_job
+from compressor_gui.core.model import load_model
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPRESSOR_GUI_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def demo():
+    loaded = load_model("resources/demo.onnx")
+    data = np.load("resources/demo_eval.npz")
+    return loaded, dataset_from_arrays(
+        {"x": data["x"][:32], "y": data["y"][:32]}, loaded.onnx_model
+    )
+
+
+def test_knapsack_finds_the_optimum_greedy_misses():
+    # Greedy by cost per byte takes group 0's cheap small step first and then cannot afford
+    # group 1's big free step; the exact answer takes the big step.
+    costs = [[0.0, 0.1, 5.0], [0.0, 0.0]]
+    sizes = [[10.0, 9.0, 0.0], [10.0, 1.0]]
+    assert search.knapsack(costs, sizes, 11.1) == [0, 1]
+    assert search.knapsack(costs, sizes, 1.5) == [2, 1]
+    assert search.knapsack(costs, sizes, 0.5) is None
+
+
+def test_size_budget_is_met_by_the_prediction(demo):
+    loaded, dataset = demo
+    result = run_job(
+        search.autoplan_job(
+            loaded,
+            dataset,
+            search.Budget(size_ratio=1 / 6),
+            verification="simulated",
+            front_points=1,
+        )
+    )
+    assert result.chosen.predicted_size_bytes <= result.original_size_bytes / 6
+    labels = [c.label for c in result.candidates]
+    assert "uniform INT8" in labels and "uniform INT4" in labels
+    assert result.pareto and all(c in result.candidates for c in result.pareto)
+
+
+def test_max_drop_plan_is_measured_within_the_limit_or_repaired(demo):
+    loaded, dataset = demo
+    result = run_job(
+        search.autoplan_job(
+            loaded, dataset, search.Budget(max_drop=1.0), verification="simulated", front_points=0
+        )
+    )
+    assert result.chosen.measured_drop <= 1.0 or any("repair" in n for n in result.notes)
+    assert result.chosen.predicted_size_bytes < result.original_size_bytes / 3
+
+
+def test_impossible_budget_is_explained(demo):
+    loaded, dataset = demo
+    job = search.autoplan_job(
+        loaded, dataset, search.Budget(size_ratio=0.001), verification="simulated"
+    )
+    with pytest.raises(CompressorError, match="no plan fits"):
+        run_job(job)
+
+
+def test_a_budget_needs_a_limit():
+    with pytest.raises(CompressorError, match="give a budget"):
+        search.Budget()
