@@ -115,17 +115,19 @@ def compress_job(
     calib, evald, source = _datasets(loaded, original, data, eval_data)
     model = original
 
+    # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
+    # fold then scales whole output channels, which keeps every zero (and 2:4 pattern) intact.
     cancel.raise_if_cancelled()
-    yield Progress(1, _STEPS, "fusing")
-    if plan.fuse:
-        model = _fuse(model, steps, warnings)
-
-    cancel.raise_if_cancelled()
-    yield Progress(2, _STEPS, "pruning")
+    yield Progress(1, _STEPS, "pruning")
     settings = plan.resolved(inventory)
     n_m_weights: tuple[str, ...] = ()
     if any(s.prune_ratio > 0 for s in settings.values()):
-        model, n_m_weights = _prune(model, _narrowed(plan, model), steps, warnings)
+        model, n_m_weights = _prune(model, plan, steps, warnings)
+
+    cancel.raise_if_cancelled()
+    yield Progress(2, _STEPS, "fusing")
+    if plan.fuse:
+        model = _fuse(model, steps, warnings)
 
     cancel.raise_if_cancelled()
     yield Progress(3, _STEPS, "quantizing")

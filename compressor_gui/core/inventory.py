@@ -532,7 +532,8 @@ def _make_layer(name, op_type, kind, names, arrays, macs, path, notes, primary=N
 # --- per-op roles: where the weight is, what kind of layer, how many MACs ---------------------
 
 
-def _attr(node: onnx.NodeProto, name: str, default):
+def node_attribute(node: onnx.NodeProto, name: str, default):
+    """An attribute's value by name, or `default` when the node does not set it."""
     for attr in node.attribute:
         if attr.name == name:
             return onnx.helper.get_attribute_value(attr)
@@ -563,7 +564,7 @@ class _Role:
 
 
 def _conv_kind(node, weight_shape) -> str:
-    group = _attr(node, "group", 1)
+    group = node_attribute(node, "group", 1)
     if group == 1:
         return "conv"
     out_channels = weight_shape[0] if weight_shape else 0
@@ -587,12 +588,12 @@ def _contracted_macs(node, shapes, weight_shape) -> int:
     out = shapes[node.output[0]]
     a = shapes.get(node.input[0])
     if node.op_type == "Gemm":
-        k = a[0] if _attr(node, "transA", 0) else a[-1] if a else None
+        k = a[0] if node_attribute(node, "transA", 0) else a[-1] if a else None
         if k is None:
             b_shape = shapes.get(node.input[1]) or weight_shape
-            k = b_shape[1] if _attr(node, "transB", 0) else b_shape[0]
+            k = b_shape[1] if node_attribute(node, "transB", 0) else b_shape[0]
     elif node.op_type in ("MatMulNBits",):
-        k = _attr(node, "K", 0)
+        k = node_attribute(node, "K", 0)
     elif a is not None:
         k = a[-1]
     else:
@@ -603,7 +604,7 @@ def _contracted_macs(node, shapes, weight_shape) -> int:
 def _rnn_macs(gates: int):
     def macs(node, shapes, weight_shape) -> int:
         x = shapes[node.input[0]]
-        seq, batch = (x[1], x[0]) if _attr(node, "layout", 0) else (x[0], x[1])
+        seq, batch = (x[1], x[0]) if node_attribute(node, "layout", 0) else (x[0], x[1])
         directions, gate_rows, input_size = weight_shape
         hidden = gate_rows // gates
         return int(seq * batch * directions * gates * hidden * (input_size + hidden))

@@ -17,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from compressor_gui.core.errors import CompressionError, PlanError
-from compressor_gui.core.inventory import build_inventory
+from compressor_gui.core.inventory import build_inventory, node_attribute
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.prune_graph import ChannelGraph, check_same_interface
 
@@ -197,7 +197,7 @@ def n_m_axis(model: onnx.ModelProto, layer: str) -> int:
     """The input-dimension axis of a layer's weight, along which N:M groups run."""
     node = _node(model, layer)
     if node.op_type == "Gemm":
-        return 1 if _attr(node, "transB", 0) else 0
+        return 1 if node_attribute(node, "transB", 0) else 0
     if node.op_type == "MatMul":
         return 0
     return 1  # Conv [out, in/group, kh, kw]
@@ -396,13 +396,6 @@ def _set_tensor(model: onnx.ModelProto, name: str, array: np.ndarray) -> None:
 
 def _sparsity(array: np.ndarray) -> float:
     return float(1.0 - np.count_nonzero(array) / array.size) if array.size else 0.0
-
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    for attr in node.attribute:
-        if attr.name == name:
-            return onnx.helper.get_attribute_value(attr)
-    return default
 
 
 def _totals(report: PruneReport, before: onnx.ModelProto, after: onnx.ModelProto) -> PruneReport:

@@ -20,6 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from compressor_gui.core.errors import CompressionError
+from compressor_gui.core.inventory import node_attribute
 
 
 @dataclass(frozen=True)
@@ -321,7 +322,7 @@ def _conv(g: ChannelGraph, node: onnx.NodeProto) -> None:
     weight = g.const(node.input[1])
     if not _weighted_layer(g, node, weight):
         return
-    groups = _attr(node, "group", 1)
+    groups = node_attribute(node, "group", 1)
     source = g.layouts.get(node.input[0])
     out_channels, in_per_group = weight.shape[0], weight.shape[1]
     if groups == 1:
@@ -353,7 +354,10 @@ def _conv_transpose(g: ChannelGraph, node: onnx.NodeProto) -> None:
     weight = g.const(node.input[1])
     if not _weighted_layer(g, node, weight):
         return
-    if _attr(node, "group", 1) != 1 or _attr(node, "output_shape", None) is not None:
+    if (
+        node_attribute(node, "group", 1) != 1
+        or node_attribute(node, "output_shape", None) is not None
+    ):
         _unknown(g, node)
         return
     source = g.layouts.get(node.input[0])
@@ -393,7 +397,7 @@ def _gemm(g: ChannelGraph, node: onnx.NodeProto) -> None:
     weight = g.const(node.input[1])
     if not _weighted_layer(g, node, weight):
         return
-    if weight.ndim != 2 or _attr(node, "transA", 0):
+    if weight.ndim != 2 or node_attribute(node, "transA", 0):
         _unknown(g, node)
         return
     if len(node.input) > 2 and node.input[2]:
@@ -401,7 +405,7 @@ def _gemm(g: ChannelGraph, node: onnx.NodeProto) -> None:
         if bias is not None and bias.ndim == 2 and bias.shape[0] > 1:
             _unknown(g, node)  # a full [M, N] C matrix is tied to the batch
             return
-    trans_b = _attr(node, "transB", 0)
+    trans_b = node_attribute(node, "transB", 0)
     _matrix(g, node, 1 if trans_b else 0, 0 if trans_b else 1)
 
 
@@ -498,7 +502,7 @@ def _concat(g: ChannelGraph, node: onnx.NodeProto) -> None:
     if not active:
         return
     rank = len(g.shapes.get(node.output[0]) or ())
-    axis = _attr(node, "axis", 0) % rank if rank else None
+    axis = node_attribute(node, "axis", 0) % rank if rank else None
     if len(active) != len([n for n in node.input if n]) or axis is None:
         _unknown(g, node)
         return
@@ -520,7 +524,7 @@ def _flatten(g: ChannelGraph, node: onnx.NodeProto) -> None:
     shape = g.shapes.get(node.input[0])
     spatial = shape[2:] if shape else None
     if (
-        _attr(node, "axis", 1) != 1
+        node_attribute(node, "axis", 1) != 1
         or spatial is None
         or not all(isinstance(d, int) for d in spatial)
     ):
@@ -637,13 +641,6 @@ HANDLERS: dict[str, Callable[[ChannelGraph, onnx.NodeProto], None]] = {
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    for attr in node.attribute:
-        if attr.name == name:
-            return onnx.helper.get_attribute_value(attr)
-    return default
 
 
 _GRAPH_ATTRS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)

@@ -14,12 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    for attr in node.attribute:
-        if attr.name == name:
-            return onnx.helper.get_attribute_value(attr)
-    return default
+from compressor_gui.core.inventory import node_attribute
 
 
 @dataclass(frozen=True)
@@ -39,7 +34,7 @@ def _axis(index: int) -> Callable[[onnx.NodeProto, int], int]:
 
 
 def _gemm_axis(node: onnx.NodeProto, ndim: int) -> int:
-    return 0 if _attr(node, "transB", 0) else 1
+    return 0 if node_attribute(node, "transB", 0) else 1
 
 
 OP_RULES: dict[str, OpRule] = {

@@ -99,3 +99,12 @@ def test_two_four_pruning_reports_the_sparse_format_size(demo_onnx, tmp_path):
     result = run_job(compress_job(load_model(demo_onnx), plan, tmp_path / "nm.onnx", latency=False))
     ratio = result.sparse_format_size_bytes / result.after.size_bytes
     assert 0.5 < ratio < 0.6  # kept halves + 2-bit indices, dense stem/depthwise/BN remain
+
+
+def test_channel_pruning_sees_batchnorm_scales_before_fusion(demo_onnx, tmp_path):
+    plan = CompressionPlan(
+        default=LayerSetting(prune_ratio=0.25, prune_pattern="channel"), importance="bn_scale"
+    )
+    result = run_job(compress_job(load_model(demo_onnx), plan, tmp_path / "bn.onnx", latency=False))
+    assert [s.split(":")[0] for s in result.steps][:2] == ["pruned", "fused"]
+    assert not [w for w in result.warnings if "ranked by L1 instead" in w]
