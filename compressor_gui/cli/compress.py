@@ -136,7 +136,7 @@ def format_result(result: CompressResult) -> str:
                 f"latency p50 ({after.latency.threads} threads)",
                 f"{before.latency.p50_ms:.2f} ms",
                 f"{after.latency.p50_ms:.2f} ms",
-                f"{speed:.2f}x {'faster' if speed >= 1 else 'slower'}",
+                f"{speed:.2f}x faster" if speed >= 1 else f"{1 / speed:.2f}x slower",
             )
         )
         rows.append(

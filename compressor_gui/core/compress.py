@@ -144,8 +144,8 @@ def compress_job(
     sparse_size = size_report(model, n_m_weights).sparse_format_size_bytes if n_m_weights else None
     if any(a.simulated for a in actions):
         warnings.append(
-            f"1/2-bit layers are {SIMULATED}: accuracy is real, the size shown as predicted "
-            "is what packed weights would take; the file stores int8 codes"
+            f"1/2-bit layers are {SIMULATED}: their weights are stored packed and unpacked to "
+            "float when the model loads; accuracy and size are real, compute is float"
         )
 
     yield Progress(5, _STEPS, "evaluating")

@@ -291,9 +291,13 @@ def autoplan_job(
             built.append(candidate)
             return candidate
 
+        # A size budget is about the file the user gets: with real verification a ratio is
+        # taken of the original file and checked on each written candidate (the prediction
+        # counts weights only); a simulated verification writes no file, so weights it is.
+        reference = loaded.file_size_bytes if verification == "real" else original
         target_size = budget.size_bytes
         if budget.size_ratio is not None:
-            target_size = min(target_size or math.inf, budget.size_ratio * original)
+            target_size = min(target_size or math.inf, budget.size_ratio * reference)
         total = 4 + front_points
         yield Progress(0, total, "choosing a plan")
         chosen = _choose_and_repair(choices, budget, target_size, build, notes)
@@ -329,9 +333,12 @@ def _predicted_cost(choices: _Choices, plan: CompressionPlan) -> float:
 def _choose_and_repair(choices, budget, target_size, build, notes) -> Candidate:
     """Solve and measure. Under a drop limit, while the measured drop is over, solve again with
     the predicted-drop limit divided by measured/predicted (single-layer drops add up
-    optimistically when errors compound). A size budget is hard: an over-limit drop is noted."""
+    optimistically when errors compound). A size budget is hard and checked on the written
+    file; while the file is over, solve again for a smaller predicted size. An over-limit drop
+    under a size budget is noted."""
     limit = budget.max_drop
     scale = 1.0
+    file_target = target_size
     for round_ in range(_REPAIR_ROUNDS + 1):
         if target_size is not None:
             solved = solve(choices, size_bytes=target_size)
@@ -346,6 +353,15 @@ def _choose_and_repair(choices, budget, target_size, build, notes) -> Candidate:
         plan, cost = solved
         label = "auto" if round_ == 0 else f"auto (repair {round_})"
         candidate = build(label, plan, cost)
+        written = candidate.measured_size_bytes
+        if target_size is not None and written is not None and written > file_target:
+            # The file carries more than the predicted weights (biases, graph): aim lower.
+            target_size *= 0.995 * file_target / written
+            notes.append(
+                f"repair {round_ + 1}: written file {written} B > budget {file_target:.0f} B; "
+                f"predicted-size target lowered to {target_size:.0f} B"
+            )
+            continue
         if limit is None or candidate.measured_drop <= limit:
             return candidate
         if target_size is not None:
@@ -359,5 +375,5 @@ def _choose_and_repair(choices, budget, target_size, build, notes) -> Candidate:
             f"repair {round_ + 1}: measured {candidate.measured_drop:.2f} pts > {limit:g}; "
             f"predicted-drop limit divided by {scale:.2f}"
         )
-    notes.append(f"still over the {limit:g} pt limit after {_REPAIR_ROUNDS} repairs")
+    notes.append(f"still over budget after {_REPAIR_ROUNDS} repairs")
     return candidate

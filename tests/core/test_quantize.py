@@ -98,12 +98,28 @@ def test_mixed_plan_is_smaller_than_uniform_int8(demo, int8):
     assert evaluate(make_session(mixed.model), evald, output)[0].top1 >= 0.97
 
 
-@pytest.mark.parametrize(("bits", "codes"), [(2, {-1, 0, 1}), (1, {-1, 1})])
-def test_two_and_one_bit_are_simulated_with_real_codes(demo, bits, codes):
+@pytest.mark.parametrize("bits", [2, 1])
+def test_two_and_one_bit_weights_are_stored_packed_and_unpack_exactly(demo, bits):
+    import onnxruntime as ort
+
+    from compressor_gui.core.quant_ops import CODECS
+
     model, calib, *_ = demo
+    conv = _node(model, STEM)
+    original = numpy_helper.to_array(_init(model, conv.input[1]))
     result = quantize_model(model, CompressionPlan(layers={STEM: LayerSetting(bits=bits)}), calib)
-    dq = _producer(result.model, _node(result.model, STEM).input[1])
-    assert set(np.unique(numpy_helper.to_array(_init(result.model, dq.input[0])))) <= codes
+    packed = next(t for t in result.model.graph.initializer if t.name.endswith("_packed"))
+    assert packed.data_type == TensorProto.UINT8
+    assert len(packed.raw_data) == -(-original.size * bits // 8)
+    # Ask onnxruntime for the weight it unpacks, and compare with codes x scale.
+    probe = onnx.ModelProto()
+    probe.CopyFrom(result.model)
+    weight_name = _node(probe, STEM).input[1]
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(weight_name, 1, None))
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    unpacked = session.run([weight_name], {"input": calib.inputs["input"][:1]})[0]
+    codes, scale = CODECS[bits](original, 0, True)
+    assert np.array_equal(unpacked, codes * scale.reshape(-1, 1, 1, 1))
     action = next(a for a in result.actions if a.name == STEM)
     assert action.simulated and SIMULATED in action.method
 

@@ -76,3 +76,13 @@ def test_impossible_budget_is_explained(demo):
 def test_a_budget_needs_a_limit():
     with pytest.raises(CompressorError, match="give a budget"):
         search.Budget()
+
+
+def test_real_verification_holds_the_written_file_to_the_size_budget(demo):
+    loaded, dataset = demo
+    result = run_job(
+        search.autoplan_job(loaded, dataset, search.Budget(size_ratio=1 / 6), front_points=0)
+    )
+    chosen = result.chosen
+    assert chosen.verification == "real"
+    assert chosen.measured_size_bytes <= loaded.file_size_bytes / 6
