@@ -1,0 +1,711 @@
+"""The main window: layer table, charts, per-layer controls, jobs, results and targets.
+
+Everything heavy (loading, inventory, compression, benchmarks) runs through the jobs panel
+in a worker; the window only shows core dataclasses and turns clicks into plan edits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from compressor_gui.core.compress import CompressResult, compress_job
+from compressor_gui.core.data import demo_dataset, is_demo_model, load_dataset, random_dataset
+from compressor_gui.core.errors import CompressorError, PlanError
+from compressor_gui.core.inventory import build_inventory, build_tensor_inventory
+from compressor_gui.core.jobs import CancelToken, Progress
+from compressor_gui.core.model import load_model
+from compressor_gui.core.plan import CompressionPlan, load_recipe, save_recipe
+from compressor_gui.core.search import AutoPlanResult, Candidate, autoplan_job
+from compressor_gui.core.sensitivity import SensitivityPoint, SensitivityTable, sensitivity_job
+from compressor_gui.targets.base import BenchConfig, BenchResult, Target
+from compressor_gui.ui.autoplan_dialog import AutoPlanDialog, AutoPlanRequest
+from compressor_gui.ui.charts import ChartsPanel
+from compressor_gui.ui.format import human_bytes, human_count
+from compressor_gui.ui.graph_view import GraphView
+from compressor_gui.ui.jobs_panel import JobsPanel
+from compressor_gui.ui.layer_controls import LayerControls
+from compressor_gui.ui.layer_table import COLUMN_NAMES, LayerFilterProxy, LayerTableModel
+from compressor_gui.ui.paths import demo_model_path
+from compressor_gui.ui.results_view import Comparison, ResultsView, RunRecord, change_text
+from compressor_gui.ui.session import OpenedModel, Session
+from compressor_gui.ui.settings import APP_NAME, Settings
+from compressor_gui.ui.targets_panel import TargetsPanel
+from compressor_gui.ui.theme import apply_theme
+
+MODEL_FILTER = "Models (*.onnx *.pt *.pth *.pt2 *.ts *.jit *.bin *.ckpt);;All files (*)"
+RECIPE_FILTER = "Recipes (*.json *.yaml *.yml)"
+
+
+def open_model_job(path: Path, trust_pickle: bool) -> Generator[Progress, None, OpenedModel]:
+    """Load a model and build its inventory off the GUI thread (big models take seconds)."""
+    yield Progress(0, 2, f"reading {path.name}")
+    loaded = load_model(path, trust_pickle=trust_pickle)
+    yield Progress(1, 2, "counting layers, bytes and MACs")
+    if loaded.onnx_model is not None:
+        inventory = build_inventory(loaded.onnx_model)
+    else:
+        tensors = {k: np.asarray(v) for k, v in (loaded.state_dict or {}).items()}
+        inventory = build_tensor_inventory(tensors)
+    yield Progress(2, 2, f"{len(inventory.layers)} layers")
+    return OpenedModel(loaded, inventory)
+
+
+def eval_data_beside(model: Path) -> Path | None:
+    """`<stem>_eval.npz` (or `_calib`) next to the model, as the demo ships its data."""
+    for suffix in ("_eval.npz", "_calib.npz"):
+        candidate = model.with_name(model.stem + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def bench_models_job(
+    target: Target, models: list[tuple[str, Path]], config: BenchConfig, cancel: CancelToken
+) -> Generator[Progress, None, dict[str, BenchResult]]:
+    """Benchmark several models one after another as one job with one progress bar."""
+    results: dict[str, BenchResult] = {}
+    for index, (label, path) in enumerate(models):
+        job = target.benchmark(path, config, cancel)
+        while True:
+            try:
+                step = next(job)
+            except StopIteration as stop:
+                results[label] = stop.value
+                break
+            yield Progress(index + step.fraction, len(models), f"{label}: {step.message}")
+    return results
+
+
+def runs_dir() -> Path:
+    """Where compressed models go by default: one folder per run under the user data dir."""
+    return Path(platformdirs.user_data_dir(APP_NAME)) / "runs" / time.strftime("%Y%m%d-%H%M%S")
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or Settings()
+        self.session = Session(self)
+        self.setWindowTitle("Compressor")
+        self.setAcceptDrops(True)
+        self.resize(1500, 920)
+
+        # layer table + filter (left)
+        self.table_model = LayerTableModel(self.session)
+        self.proxy = LayerFilterProxy(self.table_model)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # inventory order until asked
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableView.SelectionMode.ExtendedSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter layers by name or op (e.g. conv, block2, Gemm)")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self.proxy.set_filter_text)
+        self.empty_hint = QLabel(
+            "Drop a model here (.onnx, TorchScript .pt, .pt2)\nor use File ▸ Open, "
+            "or File ▸ Open demo model"
+        )
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        hint_font = self.empty_hint.font()
+        hint_font.setPointSizeF(hint_font.pointSizeF() * 1.3)
+        self.empty_hint.setFont(hint_font)
+        left = QWidget()
+        left_box = QVBoxLayout(left)
+        left_box.setContentsMargins(4, 4, 4, 4)
+        left_box.addWidget(self.filter)
+        left_box.addWidget(self.empty_hint, 1)
+        left_box.addWidget(self.table, 1)
+        self.table.hide()
+
+        # charts + graph (right, top) and controls (right, bottom)
+        self.charts = ChartsPanel(self.session)
+        self.views = QTabWidget()
+        self.views.addTab(self.charts, "Charts")
+        self.graph = GraphView()
+        self.views.addTab(self.graph, "Graph")
+        self.controls = LayerControls(self.session)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.views)
+        right.addWidget(self.controls)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 1)
+        self.main_split = QSplitter()
+        self.main_split.addWidget(left)
+        self.main_split.addWidget(right)
+        self.main_split.setSizes([720, 780])
+        self.setCentralWidget(self.main_split)
+
+        # docks: jobs, results, targets (bottom)
+        self.jobs = JobsPanel()
+        self.results = ResultsView()
+        self.jobs_dock = self._dock("Jobs", self.jobs, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.results_dock = self._dock(
+            "Results", self.results, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.splitDockWidget(self.jobs_dock, self.results_dock, Qt.Orientation.Horizontal)
+        self.targets = TargetsPanel(self.settings.target())
+        self.targets_dock = self._dock(
+            "Targets", self.targets, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.tabifyDockWidget(self.results_dock, self.targets_dock)
+        self.results_dock.raise_()
+        # the charts and graph above need the height more than the logs below
+        self.resizeDocks([self.jobs_dock], [280], Qt.Orientation.Vertical)
+        self.compressed_path: Path | None = None
+        self.data_path: Path | None = None  # chosen by Run > Choose data; else found or demo
+
+        self.totals = QLabel("Open a model to start")
+        self.statusBar().addPermanentWidget(self.totals, 1)
+
+        self._build_actions()
+        self._wire()
+        self.set_theme(self.settings.theme())
+        geometry, state = self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    # --- construction -----------------------------------------------------------------------
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.triggered.connect(slot)
+        if shortcut is not None:
+            action.setShortcut(shortcut)
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        return action
+
+    def _build_actions(self) -> None:
+        Key = QKeySequence.StandardKey
+        self.open_action = self._action("Open…", self.open_dialog, Key.Open, "Open a model file")
+        self.demo_action = self._action(
+            "Open demo model", lambda: self.open_path(demo_model_path())
+        )
+        self.save_recipe_action = self._action("Save recipe…", self.save_recipe_dialog, Key.Save)
+        self.load_recipe_action = self._action("Load recipe…", self.load_recipe_dialog)
+        self.quit_action = self._action("Quit", self.close, Key.Quit)
+        stack = self.session.undo_stack
+        # short toolbar labels; what would be undone goes into the tooltip
+        self.undo_action = self._action("Undo", stack.undo, Key.Undo)
+        self.redo_action = self._action("Redo", stack.redo, Key.Redo)
+        stack.canUndoChanged.connect(self.undo_action.setEnabled)
+        stack.canRedoChanged.connect(self.redo_action.setEnabled)
+        stack.undoTextChanged.connect(lambda t: self.undo_action.setToolTip(f"Undo {t}"))
+        stack.redoTextChanged.connect(lambda t: self.redo_action.setToolTip(f"Redo {t}"))
+        self.undo_action.setEnabled(False)
+        self.redo_action.setEnabled(False)
+        self.reset_action = self._action("Reset plan", self.reset_plan)
+        self.compress_action = self._action(
+            "Compress", self.compress, tip="Apply the plan and write a compressed model"
+        )
+        self.sensitivity_action = self._action(
+            "Sensitivity", self.sensitivity, tip="Measure each layer's accuracy drop per option"
+        )
+        self.autoplan_action = self._action(
+            "Auto plan", self.auto_plan, tip="Find a plan under a size or accuracy budget"
+        )
+        self.bench_action = self._action(
+            "Benchmark", self.benchmark, tip="Time the original and compressed model on the target"
+        )
+        self.data_action = self._action(
+            "Choose data…", self.choose_data, tip="Calibration/evaluation .npz (x, optional y)"
+        )
+        self.theme_action = self._action("Dark theme", self.toggle_theme)
+        self.theme_action.setCheckable(True)
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addActions([self.open_action, self.demo_action])
+        self.recent_menu = file_menu.addMenu("Open recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addSeparator()
+        file_menu.addActions([self.save_recipe_action, self.load_recipe_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit_menu = menu.addMenu("&Edit")
+        edit_menu.addActions([self.undo_action, self.redo_action, self.reset_action])
+        run_menu = menu.addMenu("&Run")
+        run_menu.addActions(
+            [self.sensitivity_action, self.autoplan_action, self.compress_action, self.bench_action]
+        )
+        run_menu.addSeparator()
+        run_menu.addAction(self.data_action)
+        view_menu = menu.addMenu("&View")
+        view_menu.addAction(self.theme_action)
+        view_menu.addActions(
+            [self.jobs_dock.toggleViewAction(), self.results_dock.toggleViewAction()]
+        )
+
+        bar = QToolBar("Main")
+        bar.setObjectName("toolbar_main")
+        bar.setMovable(False)
+        bar.addActions([self.open_action, self.undo_action, self.redo_action])
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Target "))
+        bar.addWidget(self.targets.combo)
+        bar.addSeparator()
+        bar.addActions(
+            [self.sensitivity_action, self.autoplan_action, self.compress_action, self.bench_action]
+        )
+        self.addToolBar(bar)
+        self.toolbar = bar
+
+    def _wire(self) -> None:
+        self.session.model_changed.connect(self._model_changed)
+        self.session.plan_changed.connect(self._update_totals)
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.charts.layer_clicked.connect(self.select_layers)
+        self.charts.candidate_clicked.connect(self.load_candidate)
+        self.views.currentChanged.connect(self._view_changed)
+        self.jobs.failed.connect(self.show_error)
+        self.jobs.busy_changed.connect(self._busy_changed)
+        self.targets.combo.currentIndexChanged.connect(self._target_changed)
+        self._busy_changed(False)
+
+    # --- opening models --------------------------------------------------------------------
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open model", self.settings.last_dir(), MODEL_FILTER
+        )
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str | Path, trust_pickle: bool = False) -> bool:
+        """Load in a worker; the window stays usable and shows a dialog if the file is bad."""
+        path = Path(path)
+        return self.jobs.start(
+            f"Open {path.name}",
+            lambda _token: open_model_job(path, trust_pickle),
+            self._opened,
+            on_error=lambda message: self._open_failed(path, trust_pickle, message),
+        )
+
+    def _opened(self, opened: OpenedModel) -> None:
+        self.session.set_model(opened)
+        self.settings.add_recent(opened.loaded.path)
+        self.settings.set_last_dir(opened.loaded.path.parent)
+        for note in (*opened.loaded.notes, *opened.inventory.assumptions):
+            self.jobs.log_line(f"note: {note}")
+
+    def _open_failed(self, path: Path, trusted: bool, message: str) -> None:
+        # The core refuses pickles unless trusted; only the user can say a file is trusted.
+        if not trusted and "--trust-pickle" in message:
+            box = QMessageBox(QMessageBox.Icon.Warning, "Untrusted pickle", message, parent=self)
+            box.setInformativeText(
+                "Open it anyway? Only do this for files from a source you trust."
+            )
+            box.setStandardButtons(
+                QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Cancel
+            )
+            box.setObjectName("trust_dialog")
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.buttonClicked.connect(
+                lambda button: (
+                    box.standardButton(button) == QMessageBox.StandardButton.Open
+                    and self.open_path(path, trust_pickle=True)
+                )
+            )
+            box.open()
+            return
+        self.show_error(f"Could not open {path.name}", message)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for file in self.settings.recent_files():
+            self.recent_menu.addAction(file, lambda f=file: self.open_path(f))
+        self.recent_menu.setEnabled(bool(self.settings.recent_files()))
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt API)
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt API)
+        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if files:
+            event.acceptProposedAction()
+            self.open_path(files[0])
+
+    # --- table, selection, totals ------------------------------------------------------------
+
+    def _model_changed(self) -> None:
+        inv = self.session.inventory
+        has_model = inv is not None
+        self.empty_hint.setVisible(not has_model)
+        self.table.setVisible(has_model)
+        if has_model:
+            self.setWindowTitle(f"Compressor — {self.session.path.name}")
+            self._fit_table_columns()
+        self.graph.set_model(self.session.path)
+        self.controls.set_layers([])
+        self.charts.set_selection([])
+        self._busy_changed(self.jobs.running)
+
+    def _fit_table_columns(self) -> None:
+        """Size columns to their contents and widen the table's pane (up to 55% of the
+        window) so the inventory columns through Sparsity show without scrolling."""
+        self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(0, min(self.table.columnWidth(0), 260))
+        last = COLUMN_NAMES.index("Sparsity")
+        needed = sum(self.table.columnWidth(c) for c in range(last + 1))
+        needed += self.table.verticalScrollBar().sizeHint().width() + 16
+        left, right = self.main_split.sizes()
+        total = left + right
+        if needed > left:
+            wanted = min(needed, int(total * 0.55))
+            self.main_split.setSizes([wanted, total - wanted])
+
+    def selected_layers(self) -> list[str]:
+        rows = self.table.selectionModel().selectedRows()
+        rows = sorted(rows, key=lambda index: index.row())
+        return [self.table_model.layer(self.proxy.mapToSource(i).row()).name for i in rows]
+
+    def select_layers(self, names: list[str] | str) -> None:
+        names = [names] if isinstance(names, str) else names
+        selection = QItemSelection()
+        for row in range(self.table_model.rowCount()):
+            if self.table_model.layer(row).name in names:
+                index = self.proxy.mapFromSource(self.table_model.index(row, 0))
+                if index.isValid():
+                    selection.select(index, index)
+        flags = (
+            QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows
+        )
+        self.table.selectionModel().select(selection, flags)
+        if not selection.isEmpty():
+            self.table.scrollTo(selection.indexes()[0])
+
+    def _selection_changed(self, *_args) -> None:
+        names = self.selected_layers()
+        self.controls.set_layers(names)
+        self.charts.set_selection(names)
+        if names and self.graph.started:
+            self.graph.reveal(names[0])
+
+    def _view_changed(self) -> None:
+        """The graph view starts netron (a server and a Chromium) only when first shown."""
+        if self.views.currentWidget() is self.graph and not self.graph.started:
+            self.graph.ensure_started()
+            if names := self.selected_layers():
+                self.graph.reveal(names[0])
+
+    def _update_totals(self) -> None:
+        inv = self.session.inventory
+        if inv is None:
+            self.totals.setText("Open a model to start")
+            return
+        original = f"original {human_bytes(inv.total_bytes)}, {human_count(inv.total_macs)} MACs"
+        prediction = self.session.prediction()
+        edits = self.session.edit_count()
+        ratio = prediction.ratio
+        text = (
+            f"predicted size {human_bytes(prediction.size_bytes)} ({ratio:.2f}x, "
+            f"{1 / ratio if ratio else 0:.1f}x smaller) · MACs {human_count(prediction.macs)} · "
+            f"{original} · plan: {edits} edits"
+        )
+        try:  # say at once when an edit cannot be applied, not only when Compress fails
+            self.session.plan.validate(inv)
+            self.totals.setToolTip("")
+        except PlanError as exc:
+            text += " · ⚠ plan does not fit: " + str(exc).split(": ", 1)[-1].split(";")[0]
+            self.totals.setToolTip(str(exc))
+        self.totals.setText(text)
+
+    def reset_plan(self) -> None:
+        self.session.set_plan(CompressionPlan(), "reset plan")
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    def _busy_changed(self, busy: bool) -> None:
+        has_model = self.session.opened is not None
+        actions = (self.sensitivity_action, self.autoplan_action, self.compress_action)
+        for action in (*actions, self.bench_action):
+            action.setEnabled(has_model and not busy)
+        self.open_action.setEnabled(not busy)
+
+    def compress(self) -> None:
+        """Apply the plan in a worker; the result lands in Results next to the original."""
+        loaded = self.session.opened.loaded if self.session.opened else None
+        if loaded is None:
+            return
+        out = runs_dir() / f"{loaded.path.stem}.compressed.onnx"
+        plan = self.session.plan
+        data = self.data_path or eval_data_beside(loaded.path)
+        self.jobs.start(
+            f"Compress {loaded.path.name}",
+            lambda token: compress_job(loaded, plan, out, data=data, cancel=token),
+            self._compressed,
+        )
+
+    def _compressed(self, result: CompressResult) -> None:
+        self.compressed_path = result.output_path
+        before, after = result.before, result.after
+
+        def pct(value: float | None) -> str:
+            return "" if value is None else f"{value:.2%}"
+
+        rows = [
+            Comparison(
+                "size",
+                human_bytes(before.size_bytes),
+                human_bytes(after.size_bytes),
+                change_text("size", before.size_bytes, after.size_bytes),
+            )
+        ]
+        if before.eval is not None and after.eval is not None:
+            rows.append(Comparison("top-1", pct(before.eval.top1), pct(after.eval.top1)))
+            rows.append(
+                Comparison("agreement with original", "100.00%", pct(after.eval.agreement_top1))
+            )
+        if before.latency is not None and after.latency is not None:
+            rows.append(
+                Comparison(
+                    "latency p50 (ORT CPU)",
+                    f"{before.latency.p50_ms:.3f} ms",
+                    f"{after.latency.p50_ms:.3f} ms",
+                    change_text("time", before.latency.p50_ms, after.latency.p50_ms),
+                )
+            )
+        notes = [f"written to {result.output_path}", f"data: {result.data_source}"]
+        notes += [*result.steps, *(f"warning: {w}" for w in result.warnings)]
+        self.results.add(RunRecord("Compress", result.input_path.name, tuple(rows), tuple(notes)))
+        self.results_dock.raise_()
+
+    def choose_data(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(
+            self,
+            "Calibration / evaluation data",
+            self.settings.last_dir(),
+            "Data (*.npz);;All files (*)",
+        )
+        if name:
+            self.data_path = Path(name)
+            self.jobs.log_line(f"data for compress and sensitivity: {name}")
+
+    def benchmark(self) -> None:
+        """Time the original (and the last compressed model) on the chosen target."""
+        choice = self.targets.current()
+        if choice is None or self.session.path is None:
+            self.show_error("Benchmark", "No target is ready yet (still probing this machine).")
+            return
+        models = [("original", self.session.path)]
+        if self.compressed_path is not None:
+            models.append(("compressed", self.compressed_path))
+        config = choice.config()
+        self.jobs.start(
+            f"Benchmark on {choice.label}",
+            lambda token: bench_models_job(choice.target, models, config, token),
+            lambda results: self._benchmarked(choice.label, results),
+        )
+
+    def _benchmarked(self, label: str, results: dict[str, BenchResult]) -> None:
+        original, compressed = results.get("original"), results.get("compressed")
+        metrics = (
+            ("latency p50", "time", lambda r: r.latency.p50_ms, lambda v: f"{v:.3f} ms"),
+            ("latency p99", "time", lambda r: r.latency.p99_ms, lambda v: f"{v:.3f} ms"),
+            ("throughput", "rate", lambda r: r.throughput_per_s, lambda v: f"{v:.0f} /s"),
+            ("file size", "size", lambda r: Path(r.model_path).stat().st_size, human_bytes),
+        )
+        rows = []
+        for metric, kind, value, text in metrics:
+            before = value(original) if original else None
+            after = value(compressed) if compressed else None
+            rows.append(
+                Comparison(
+                    metric,
+                    "" if before is None else text(before),
+                    "" if after is None else text(after),
+                    change_text(kind, before, after),
+                )
+            )
+        notes = [f"{name}: {note}" for name, r in results.items() for note in r.notes]
+        record = RunRecord(
+            f"Benchmark ({label})", self.session.path.name, tuple(rows), tuple(notes)
+        )
+        self.results.add(record)
+        self.results_dock.raise_()
+
+    def sensitivity(self) -> None:
+        """Measure how much each selected layer's (or every layer's) metric drops per option;
+        curves fill in live as points land."""
+        loaded = self.session.opened.loaded if self.session.opened else None
+        if loaded is None or loaded.onnx_model is None:
+            return
+        layers = self.selected_layers() or None
+
+        def job(token: CancelToken):
+            dataset = self._eval_dataset(loaded)
+            return sensitivity_job(
+                loaded.onnx_model, dataset, layers=layers, workers=1, cancel=token
+            )
+
+        self.jobs.start(
+            "Sensitivity" if layers is None else f"Sensitivity of {len(layers)} layers",
+            job,
+            self.session.set_sensitivity,
+            progress=self._sensitivity_progress,
+        )
+
+    def _eval_dataset(self, loaded, split: str = "eval"):
+        """The chosen data, else `<stem>_eval.npz` beside the model, the demo's own, or random."""
+        data_file = self.data_path or eval_data_beside(loaded.path)
+        if data_file is not None:
+            return load_dataset(data_file, loaded.onnx_model)
+        if is_demo_model(loaded.path):
+            return demo_dataset(loaded.onnx_model, split)
+        return random_dataset(loaded.onnx_model)
+
+    def auto_plan(self) -> None:
+        """Ask for a budget (window-modal, the event loop runs) and then run Auto plan."""
+        dialog = AutoPlanDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.run_autoplan(dialog.request()))
+        dialog.open()
+
+    def run_autoplan(self, request: AutoPlanRequest) -> None:
+        loaded = self.session.opened.loaded if self.session.opened else None
+        if loaded is None or loaded.onnx_model is None:
+            return
+
+        def job(token: CancelToken):
+            dataset = self._eval_dataset(loaded).subset(request.samples)
+            calibration = (
+                demo_dataset(loaded.onnx_model, "calib")
+                if is_demo_model(loaded.path) and self.data_path is None
+                else dataset
+            )
+            return autoplan_job(
+                loaded,
+                dataset,
+                request.budget,
+                calibration=calibration,
+                verification=request.verification,
+                workers=1,
+                cancel=token,
+            )
+
+        self.jobs.start(f"Auto plan ({request.verification})", job, self._autoplanned)
+
+    def _autoplanned(self, result: AutoPlanResult) -> None:
+        self.session.set_autoplan(result)
+        self.load_candidate(result.chosen)
+        for note in result.notes:
+            self.jobs.log_line(f"note: {note}")
+        self.views.setCurrentWidget(self.charts)
+        self.charts.setCurrentWidget(self.charts.pareto)
+
+    def load_candidate(self, candidate: Candidate) -> None:
+        """Make a measured candidate the plan (one undo step); sliders and table follow."""
+        self.session.set_plan(candidate.plan, f"plan from Auto plan: {candidate.label}")
+
+    def _sensitivity_progress(self, step: Progress) -> None:
+        if isinstance(step.payload, SensitivityTable):
+            self.session.set_sensitivity(step.payload)
+        elif isinstance(step.payload, SensitivityPoint):
+            self.session.add_sensitivity_point(step.payload)
+
+    # --- recipes -------------------------------------------------------------------------------
+
+    def save_recipe_dialog(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(
+            self, "Save recipe", self.settings.last_dir(), RECIPE_FILTER
+        )
+        if name:
+            self.save_recipe(Path(name))
+
+    def save_recipe(self, path: Path) -> None:
+        try:
+            save_recipe(self.session.plan, path)
+        except CompressorError as exc:
+            self.show_error("Could not save the recipe", str(exc))
+            return
+        self.jobs.log_line(f"recipe saved to {path}")
+
+    def load_recipe_dialog(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(
+            self, "Load recipe", self.settings.last_dir(), RECIPE_FILTER
+        )
+        if name:
+            self.load_recipe(Path(name))
+
+    def load_recipe(self, path: Path) -> None:
+        """Replace the plan with a recipe (one undo step), checked against this model."""
+        try:
+            plan = load_recipe(path)
+            if self.session.inventory is not None:
+                plan.predict(self.session.inventory)
+        except CompressorError as exc:
+            self.show_error(f"Could not load {path.name}", str(exc))
+            return
+        self.session.set_plan(plan, f"load recipe {path.name}")
+
+    # --- misc ----------------------------------------------------------------------------------
+
+    def show_error(self, title: str, message: str) -> None:
+        """A window-modal box that does not block the event loop (jobs keep running)."""
+        box = QMessageBox(QMessageBox.Icon.Critical, title, message, parent=self)
+        box.setObjectName("error_dialog")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def set_theme(self, theme: str) -> None:
+        colors = apply_theme(QApplication.instance(), theme)
+        self.theme_action.setChecked(theme == "dark")
+        self.charts.set_colors(colors)
+        self.settings.set_theme(theme)
+
+    def toggle_theme(self) -> None:
+        self.set_theme("dark" if self.theme_action.isChecked() else "light")
+
+    def _target_changed(self) -> None:
+        choice = self.targets.current()
+        if choice is not None:
+            self.settings.set_target(choice.key)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self.jobs.cancel()
+        self.graph.shutdown()
+        self.settings.set_window_state(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        super().closeEvent(event)

@@ -1,0 +1,107 @@
+"""Results of runs: original vs compressed side by side, and a history of every run."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric measured on both models, already formatted for display."""
+
+    metric: str
+    original: str
+    compressed: str
+    change: str = ""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    title: str
+    model: str
+    rows: tuple[Comparison, ...]
+    notes: tuple[str, ...] = ()
+    when: str = field(default_factory=lambda: time.strftime("%H:%M:%S"))
+
+
+def change_text(kind: str, before: float | None, after: float | None) -> str:
+    """Say which way a change went: "1.45x slower", "2.10x faster", "0.22x size", empty when
+    either side is unknown or zero. `kind`: "time" (lower is better), "rate" (higher is
+    better) or "size"."""
+    if not before or not after:
+        return ""
+    ratio = after / before
+    if kind == "size":
+        return f"{ratio:.2f}x size"
+    if round(ratio, 2) == 1:
+        return "same"
+    better = ratio < 1 if kind == "time" else ratio > 1
+    factor = max(ratio, 1 / ratio)
+    if kind == "time":
+        return f"{factor:.2f}x {'faster' if better else 'slower'}"
+    return f"{factor:.2f}x {'higher' if better else 'lower'}"
+
+
+class ResultsView(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.history = QListWidget()
+        self.history.setMinimumWidth(180)
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Metric", "Original", "Compressed", "Change"])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.notes = QLabel()
+        self.notes.setWordWrap(True)
+        self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        right = QWidget()
+        box = QVBoxLayout(right)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.table, 1)
+        box.addWidget(self.notes)
+        split = QSplitter()
+        split.addWidget(self.history)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        split.setSizes([280, 700])  # room for "12:00:00  Benchmark (target) · model"
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(split)
+        self.records: list[RunRecord] = []
+        self.history.currentRowChanged.connect(self._show)
+
+    def add(self, record: RunRecord) -> None:
+        self.records.append(record)
+        text = f"{record.when}  {record.title} · {record.model}"
+        self.history.addItem(text)
+        self.history.item(self.history.count() - 1).setToolTip(text)
+        self.history.setCurrentRow(len(self.records) - 1)
+
+    def _show(self, row: int) -> None:
+        if not 0 <= row < len(self.records):
+            return
+        record = self.records[row]
+        self.table.setRowCount(len(record.rows))
+        for r, comp in enumerate(record.rows):
+            for c, text in enumerate((comp.metric, comp.original, comp.compressed, comp.change)):
+                item = QTableWidgetItem(text)
+                if c:
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                self.table.setItem(r, c, item)
+        self.notes.setText("\n".join(record.notes))

@@ -1,0 +1,65 @@
+"""Persistent preferences (recent files, theme, window layout, last folder) over QSettings.
+
+QSettings writes an INI file in the platformdirs config folder, so the location is the same
+one the CLI and the target store use, and tests can point it at a temp folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from PySide6.QtCore import QByteArray, QSettings
+
+APP_NAME = "compressor-gui"
+MAX_RECENT = 8
+
+
+def settings_file() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "gui.ini"
+
+
+class Settings:
+    """Typed accessors over one INI-backed QSettings."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._qs = QSettings(str(path or settings_file()), QSettings.Format.IniFormat)
+
+    def recent_files(self) -> list[str]:
+        value = self._qs.value("recent_files", [])
+        if isinstance(value, str):  # QSettings returns a bare string for one-item lists
+            value = [value]
+        return [str(v) for v in value or []]
+
+    def add_recent(self, path: str | Path) -> None:
+        path = str(Path(path).resolve())
+        files = [path, *(f for f in self.recent_files() if f != path)][:MAX_RECENT]
+        self._qs.setValue("recent_files", files)
+
+    def theme(self) -> str:
+        return str(self._qs.value("theme", "dark"))
+
+    def set_theme(self, theme: str) -> None:
+        self._qs.setValue("theme", theme)
+
+    def last_dir(self) -> str:
+        return str(self._qs.value("last_dir", str(Path.home())))
+
+    def set_last_dir(self, folder: str | Path) -> None:
+        self._qs.setValue("last_dir", str(folder))
+
+    def target(self) -> str:
+        return str(self._qs.value("target", "local:cpu"))
+
+    def set_target(self, key: str) -> None:
+        self._qs.setValue("target", key)
+
+    def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
+        return self._qs.value("geometry"), self._qs.value("window_state")
+
+    def set_window_state(self, geometry: QByteArray, state: QByteArray) -> None:
+        self._qs.setValue("geometry", geometry)
+        self._qs.setValue("window_state", state)
+
+    def sync(self) -> None:
+        self._qs.sync()

@@ -1,0 +1,55 @@
+"""Auto plan from the toolbar: a budget dialog, a worker, a Pareto chart whose points load plans."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QDialogButtonBox
+
+from compressor_gui.ui.autoplan_dialog import AutoPlanDialog
+
+
+def _click_point(plot, qtbot, x: float, y: float) -> None:
+    """A left click where the point is drawn, through pyqtgraph's own mouse handling."""
+    scene_pos = plot.plotItem.vb.mapViewToScene(QPointF(x, y))
+    where = plot.mapFromScene(scene_pos)
+    qtbot.mouseClick(plot.viewport(), Qt.MouseButton.LeftButton, pos=where)
+
+
+def test_auto_plan_fills_the_pareto_tab_and_a_click_loads_a_plan(loaded, qtbot) -> None:
+    loaded.autoplan_action.trigger()
+    dialog = loaded.findChild(AutoPlanDialog)
+    qtbot.waitUntil(dialog.isVisible)
+    dialog.size_times.setValue(4.0)
+    dialog.samples.setValue(64)  # enough to rank 23 layers, quick on two cores
+    dialog.verification.setCurrentIndex(dialog.verification.findData("simulated"))
+    ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    qtbot.mouseClick(ok, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: loaded.session.autoplan is not None, timeout=240_000)
+    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=5_000)
+
+    result = loaded.session.autoplan
+    chosen = result.chosen
+    assert chosen.predicted_size_bytes <= result.original_size_bytes / 4 * 1.01
+    assert loaded.session.plan == chosen.plan
+    assert loaded.charts.currentWidget() is loaded.charts.pareto
+    pareto = loaded.charts.pareto
+    assert len(pareto.scatter.points()) == len(result.candidates)
+    labels = [i.toPlainText() for i in pareto.plotItem.items if isinstance(i, pg.TextItem)]
+    lines = {line for label in labels for line in label.splitlines()}  # close points share one
+    assert {"uniform INT8", "uniform INT4"} <= lines
+
+    int4 = next(c for c in result.candidates if c.label == "uniform INT4")
+    steps = loaded.session.undo_stack.count()
+    _click_point(
+        pareto,
+        qtbot,
+        result.original_size_bytes / int4.predicted_size_bytes,
+        int4.measured_value * 100,
+    )
+    assert loaded.session.plan == int4.plan
+    assert loaded.session.undo_stack.count() == steps + 1
+    loaded.select_layers(["/block2/conv1/Conv"])
+    assert loaded.controls.bits.bits() == 4
+    loaded.undo_action.trigger()
+    assert loaded.session.plan == chosen.plan

@@ -1,0 +1,99 @@
+"""Jobs run in workers: the event loop keeps breathing, cancel works, errors do not kill."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+
+from compressor_gui.core.jobs import Progress
+from compressor_gui.ui.layer_table import COLUMN_NAMES
+
+
+class Heartbeat:
+    """A 5 ms timer that records how late the event loop lets it fire."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(lambda: self.stamps.append(time.perf_counter()))
+
+    def __enter__(self) -> Heartbeat:
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timer.stop()
+
+    def gaps_ms(self) -> np.ndarray:
+        return np.diff(np.array(self.stamps)) * 1000
+
+
+def test_compress_and_benchmark_keep_the_event_loop_responsive(loaded, qtbot) -> None:
+    qtbot.waitUntil(lambda: loaded.targets.current() is not None, timeout=30_000)
+    layers = loaded.session.inventory.layers
+    loaded.select_layers([layer.name for layer in layers if layer.op_type in ("Conv", "Gemm")])
+    loaded.controls.bits.set_bits(8)
+    with Heartbeat() as beat:
+        loaded.compress_action.trigger()
+        qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=150_000)
+        assert loaded.compressed_path is not None, loaded.jobs.log.toPlainText()
+        assert loaded.compressed_path.is_file()
+        loaded.bench_action.trigger()
+        qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=120_000)
+    gaps = beat.gaps_ms()
+    p99 = float(np.percentile(gaps, 99))
+    print(
+        f"heartbeat: {len(gaps)} beats, p50 {np.median(gaps):.1f} ms, p99 {p99:.1f} ms, "
+        f"max {gaps.max():.1f} ms"
+    )
+    assert len(gaps) > 100
+    assert p99 < 50
+    compress, bench = loaded.results.records[-2:]
+    assert compress.title == "Compress" and compress.rows[0].metric == "size"
+    size_change = compress.rows[0].change
+    assert size_change.endswith("x size") and float(size_change.split("x")[0]) < 0.5  # int8
+    assert bench.title.startswith("Benchmark")
+    assert [row.metric for row in bench.rows][:2] == ["latency p50", "latency p99"]
+    assert bench.rows[0].original.endswith("ms") and bench.rows[0].compressed.endswith("ms")
+
+
+def test_sensitivity_fills_the_column_and_the_curves(loaded, qtbot) -> None:
+    loaded.select_layers(["/block1/conv1/Conv"])  # sweep one layer (11 points), not all
+    loaded.charts.setCurrentWidget(loaded.charts.sensitivity_plot)
+    loaded.sensitivity_action.trigger()
+    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=120_000)
+    table = loaded.session.sensitivity
+    assert table is not None and table.complete and table.layers == ("/block1/conv1/Conv",)
+    column = COLUMN_NAMES.index("Sensitivity")
+    assert loaded.table_model.index(2, column).data().endswith("pts")
+    curves = loaded.charts.sensitivity_plot.getPlotItem().listDataItems()
+    assert len(curves) == 1 and len(curves[0].yData) == len(table.options)
+
+
+def test_cancel_stops_a_running_job_and_the_app_goes_on(loaded, qtbot) -> None:
+    loaded.sensitivity_action.trigger()
+    qtbot.waitUntil(
+        lambda: loaded.jobs.bar.value() > 0 or "drop" in loaded.jobs.title.text(), timeout=60_000
+    )
+    qtbot.mouseClick(loaded.jobs.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=30_000)
+    assert "cancelled" in loaded.jobs.log.toPlainText()
+    assert loaded.sensitivity_action.isEnabled()
+
+
+def test_a_worker_exception_shows_an_error_and_the_app_goes_on(loaded, qtbot) -> None:
+    def broken(_token):
+        yield Progress(0, 1, "about to fail")
+        raise ValueError("boom")
+
+    with qtbot.waitSignal(loaded.jobs.failed, timeout=10_000) as failed:
+        loaded.jobs.start("Broken job", broken, lambda _: None)
+    assert failed.args == ["Broken job", "Unexpected ValueError: boom"]
+    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=5_000)
+    loaded.controls.set_layers(["/fc/Gemm"])
+    loaded.controls.bits.set_bits(8)
+    assert loaded.session.plan.setting("/fc/Gemm").bits == 8
