@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODELS := .cache/models
-QT_ENV := QTWEBENGINE_CHROMIUM_FLAGS=--no-sandbox
+
 
 # Debian packages Qt (xcb, offscreen, WebEngine) and the SSH tests need; installed only as root.
 SYSTEM_PACKAGES := libegl1 libgl1 libopengl0 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 \
@@ -43,7 +43,7 @@ $(MODELS)/.fetched: | $(STAMP)
 models: $(MODELS)/.fetched
 
 run: venv system
-	$(QT_ENV) $(BIN)/compressor-gui resources/demo.onnx
+	$(BIN)/compressor-gui resources/demo.onnx
 
 lint: venv
 	$(BIN)/ruff check .
@@ -54,7 +54,7 @@ format: venv
 	$(BIN)/ruff format .
 
 test: venv system models lint
-	QT_QPA_PLATFORM=offscreen $(QT_ENV) $(BIN)/pytest -q -p no:cacheprovider
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q -p no:cacheprovider
 
 # A one-folder desktop bundle (without PyTorch) in dist/compressor-gui/.
 bundle: venv

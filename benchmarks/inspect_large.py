@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compressor_gui.core.inventory import build_inventory  # noqa: E402
 from compressor_gui.core.model import load_model  # noqa: E402
+from tests.modelgen import save_with_external_data  # noqa: E402
 
 WIDTH = 4096  # one 4096x4096 float32 Gemm weight is 64 MiB
 
@@ -49,14 +50,7 @@ def make_large_model(path: Path, megabytes: int) -> int:
         weights,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save_model(
-        model,
-        str(path),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location=f"{path.name}.data",
-        size_threshold=0,
-    )
+    save_with_external_data(model, path)
     return layers
 
 

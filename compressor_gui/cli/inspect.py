@@ -12,6 +12,7 @@ from compressor_gui.core.inventory import (
     build_tensor_inventory,
 )
 from compressor_gui.core.model import LoadedModel, load_model
+from compressor_gui.formatting import human_bytes, human_count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,22 +96,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _human_count(value: int | None) -> str:
-    if value is None:
-        return "n/a"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:.2f}{unit}"
-    return str(value)
-
-
-def human_bytes(value: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= size:
-            return f"{value / size:.2f} {unit}"
-    return f"{value} B"
-
-
 def format_report(loaded: LoadedModel, inventory: ModelInventory, *, show_other: bool) -> str:
     rows: list[LayerInfo] = [
         layer for layer in inventory.layers if show_other or layer.kind != "other"
@@ -139,9 +124,9 @@ def format_report(loaded: LoadedModel, inventory: ModelInventory, *, show_other:
                 layer.kind,
                 "x".join(map(str, layer.weight_shape)) or "scalar",
                 layer.dtype,
-                _human_count(layer.params),
+                human_count(layer.params),
                 human_bytes(layer.size_bytes),
-                _human_count(layer.macs),
+                human_count(layer.macs),
                 f"{layer.sparsity:.1%}",
                 f"{layer.weight_min:.3g}",
                 f"{layer.weight_max:.3g}",
@@ -164,15 +149,15 @@ def format_report(loaded: LoadedModel, inventory: ModelInventory, *, show_other:
     if others and not show_other:
         other_params = sum(layer.params for layer in others)
         lines.append(
-            f"(+ {len(others)} other tensors: {_human_count(other_params)} params, "
+            f"(+ {len(others)} other tensors: {human_count(other_params)} params, "
             f"{human_bytes(sum(layer.size_bytes for layer in others))}; --all lists them)"
         )
     unknown = inventory.macs_unknown
     lines.append("")
     lines.append(
-        f"total: {len(inventory.layers)} rows, {_human_count(inventory.total_params)} params "
+        f"total: {len(inventory.layers)} rows, {human_count(inventory.total_params)} params "
         f"({inventory.total_params}), {human_bytes(inventory.total_bytes)}, "
-        f"{_human_count(inventory.total_macs)} MACs"
+        f"{human_count(inventory.total_macs)} MACs"
         + (f" (n/a for {len(unknown)} layers)" if unknown else "")
         + f", sparsity {inventory.total_zeros / max(inventory.total_params, 1):.1%}"
     )

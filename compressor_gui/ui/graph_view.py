@@ -8,6 +8,7 @@ the embedded view cannot reach the internet whatever the page tries.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import shiboken6
@@ -59,6 +60,14 @@ def _web_engine_available() -> bool:
     return True
 
 
+def _allow_chromium_as_root() -> None:
+    """Chromium aborts the whole process when started as root with its sandbox on (docker,
+    CI, a root shell on a Jetson host); Qt's documented switch turns the sandbox off then.
+    Must run before the first QtWebEngine object is created."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
+
+
 class GraphView(QWidget):
     """netron on the current model; `reveal(name)` selects and scrolls to a layer."""
 
@@ -99,6 +108,7 @@ class GraphView(QWidget):
         self._reload()
 
     def _build_web_view(self) -> None:
+        _allow_chromium_as_root()
         from PySide6.QtWebEngineCore import QWebEnginePage, QWebEngineProfile
         from PySide6.QtWebEngineWidgets import QWebEngineView
 

@@ -25,7 +25,7 @@ from superqt.utils import GeneratorWorker, create_worker
 
 from compressor_gui.core.errors import CompressorError, JobCancelled
 from compressor_gui.core.jobs import CancelToken, EtaEstimator, Progress
-from compressor_gui.ui.format import human_seconds
+from compressor_gui.formatting import human_seconds
 
 JobFactory = Callable[[CancelToken], Generator[Progress, None, Any]]
 

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledSlider
 
 from compressor_gui.core.plan import BIT_WIDTHS, MAX_PRUNE_RATIO, PRUNE_PATTERNS
-from compressor_gui.ui.format import human_bytes, human_count
+from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.ui.session import Session
 
 

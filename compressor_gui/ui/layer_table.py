@@ -11,7 +11,7 @@ from PySide6.QtCore import (
 )
 
 from compressor_gui.core.inventory import LayerInfo
-from compressor_gui.ui.format import human_bytes, human_count
+from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.ui.session import Session
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -140,8 +140,9 @@ class LayerFilterProxy(QSortFilterProxyModel):
         self._needle = ""
 
     def set_filter_text(self, text: str) -> None:
+        self.beginFilterChange()
         self._needle = text.strip().lower()
-        self.invalidateRowsFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, row: int, parent: _Index) -> bool:  # noqa: N802
         if not self._needle:

@@ -40,10 +40,10 @@ from compressor_gui.core.model import load_model
 from compressor_gui.core.plan import CompressionPlan, load_recipe, save_recipe
 from compressor_gui.core.search import AutoPlanResult, Candidate, autoplan_job
 from compressor_gui.core.sensitivity import SensitivityPoint, SensitivityTable, sensitivity_job
+from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.targets.base import BenchConfig, BenchResult, Target
 from compressor_gui.ui.autoplan_dialog import AutoPlanDialog, AutoPlanRequest
 from compressor_gui.ui.charts import ChartsPanel
-from compressor_gui.ui.format import human_bytes, human_count
 from compressor_gui.ui.graph_view import GraphView
 from compressor_gui.ui.jobs_panel import JobsPanel
 from compressor_gui.ui.layer_controls import LayerControls
