@@ -318,6 +318,24 @@ def _bias(g: ChannelGraph, node: onnx.NodeProto, index: int, layout: Layout) -> 
     return True
 
 
+def _mix_into_new_channels(
+    g: ChannelGraph, node: onnx.NodeProto, in_axis: int, out_axis: int
+) -> None:
+    """Conv, ConvTranspose, Gemm, MatMul: every input channel feeds fresh output channels. The
+    weight (input 1) is cut along `in_axis` with the input and along `out_axis` with the output."""
+    weight = g.consts[node.input[1]]
+    source = g.layouts.get(node.input[0])
+    if source is not None:
+        g.slices.append(AxisSlice(node.input[1], in_axis, source, "in"))
+    space = g.new_space(weight.shape[out_axis], producer=node.name)
+    out = Layout((space,))
+    g.slices.append(AxisSlice(node.input[1], out_axis, out, "out"))
+    if not _bias(g, node, 2, out):
+        g.freeze(out, f"{node.op_type} {node.name!r} has a computed or shared bias")
+    g.layouts[node.output[0]] = out
+    g.node_spaces[node.name] = (space,)
+
+
 def _conv(g: ChannelGraph, node: onnx.NodeProto) -> None:
     weight = g.const(node.input[1])
     if not _weighted_layer(g, node, weight):
@@ -326,15 +344,7 @@ def _conv(g: ChannelGraph, node: onnx.NodeProto) -> None:
     source = g.layouts.get(node.input[0])
     out_channels, in_per_group = weight.shape[0], weight.shape[1]
     if groups == 1:
-        if source is not None:
-            g.slices.append(AxisSlice(node.input[1], 1, source, "in"))
-        space = g.new_space(out_channels, producer=node.name)
-        out = Layout((space,))
-        g.slices.append(AxisSlice(node.input[1], 0, out, "out"))
-        if not _bias(g, node, 2, out):
-            g.freeze(out, f"Conv {node.name!r} has a computed or shared bias")
-        g.layouts[node.output[0]] = out
-        g.node_spaces[node.name] = (space,)
+        _mix_into_new_channels(g, node, in_axis=1, out_axis=0)
         return
     if source is not None and in_per_group == 1 and out_channels == groups:
         # Depthwise: output channel i is input channel i filtered; it follows its input.
@@ -360,16 +370,7 @@ def _conv_transpose(g: ChannelGraph, node: onnx.NodeProto) -> None:
     ):
         _unknown(g, node)
         return
-    source = g.layouts.get(node.input[0])
-    if source is not None:
-        g.slices.append(AxisSlice(node.input[1], 0, source, "in"))
-    space = g.new_space(weight.shape[1], producer=node.name)
-    out = Layout((space,))
-    g.slices.append(AxisSlice(node.input[1], 1, out, "out"))
-    if not _bias(g, node, 2, out):
-        g.freeze(out, f"ConvTranspose {node.name!r} has a computed or shared bias")
-    g.layouts[node.output[0]] = out
-    g.node_spaces[node.name] = (space,)
+    _mix_into_new_channels(g, node, in_axis=0, out_axis=1)
 
 
 def _matrix(g: ChannelGraph, node: onnx.NodeProto, in_axis: int, out_axis: int) -> None:
@@ -381,16 +382,7 @@ def _matrix(g: ChannelGraph, node: onnx.NodeProto, in_axis: int, out_axis: int) 
         g.freeze(source, why)
         g.fresh(node, why)
         return
-    weight = g.consts[node.input[1]]
-    if source is not None:
-        g.slices.append(AxisSlice(node.input[1], in_axis, source, "in"))
-    space = g.new_space(weight.shape[out_axis], producer=node.name)
-    out = Layout((space,))
-    g.slices.append(AxisSlice(node.input[1], out_axis, out, "out"))
-    if not _bias(g, node, 2, out):
-        g.freeze(out, f"{node.op_type} {node.name!r} has a computed or shared bias")
-    g.layouts[node.output[0]] = out
-    g.node_spaces[node.name] = (space,)
+    _mix_into_new_channels(g, node, in_axis, out_axis)
 
 
 def _gemm(g: ChannelGraph, node: onnx.NodeProto) -> None:
