@@ -6,12 +6,14 @@ STAMP := $(VENV)/.installed
 MODELS := .cache/models
 
 
-# Debian packages Qt (xcb, offscreen, WebEngine) and the SSH tests need; installed only as root.
+# Debian packages Qt (xcb, offscreen, WebEngine) and the SSH tests need, and a font with the
+# U+3008/3009 brackets netron draws around tensor shapes; installed only as root.
 SYSTEM_PACKAGES := libegl1 libgl1 libopengl0 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 \
 	libdbus-1-3 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 \
 	libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xkb1 libnss3 libxcomposite1 \
 	libxdamage1 libxrandr2 libxtst6 libasound2 libxkbfile1 libxshmfence1 libgbm1 \
-	xvfb xauth openssh-server openssh-client fonts-dejavu-core
+	xvfb xauth openssh-server openssh-client fonts-dejavu-core \
+	fonts-wqy-microhei
 
 .PHONY: run test venv system models lint format bundle clean
 

@@ -45,3 +45,28 @@ def test_unknown_exclude_is_an_error_not_a_traceback(demo_onnx, tmp_path, capsys
 def test_no_action_given_is_an_error(demo_onnx, tmp_path, capsys):
     assert main(["compress", str(demo_onnx), "-o", str(tmp_path / "o.onnx")]) == 2
     assert "--int8" in capsys.readouterr().err
+
+
+def _compress_json(demo_onnx, tmp_path, capsys, *flags: str) -> dict:
+    argv = ["compress", str(demo_onnx), *flags, "-o", str(tmp_path / "o.onnx")]
+    assert main([*argv, "--json", "--no-latency"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_global_pruning_zeroes_the_same_share_and_spares_sensitive_layers(
+    demo_onnx, tmp_path, capsys
+):
+    uniform = _compress_json(demo_onnx, tmp_path, capsys, "--prune", "0.5")
+    ranked = _compress_json(demo_onnx, tmp_path, capsys, "--prune", "0.5", "--global")
+    for result in (uniform, ranked):
+        assert "50.0% of their 324256 weights now zero" in result["steps"][0]
+    # one threshold over all layers takes more from the big 3x3 convs and less from the
+    # stem, depthwise and classifier: far less damage than 50% in every layer
+    assert ranked["after"]["eval"]["top1"] >= 0.97
+    assert ranked["after"]["eval"]["top1"] > uniform["after"]["eval"]["top1"] + 0.2
+
+
+def test_global_pruning_needs_unstructured(demo_onnx, tmp_path, capsys):
+    argv = ["compress", str(demo_onnx), "--prune", "0.5", "--pattern", "channel", "--global"]
+    assert main([*argv, "-o", str(tmp_path / "o.onnx")]) == 2
+    assert "--global needs --prune RATIO with --pattern unstructured" in capsys.readouterr().err

@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--int4", action="store_true", help="INT4 weight-only everywhere")
     parser.add_argument("--prune", type=float, metavar="RATIO", help="prune this share 0..0.95")
     parser.add_argument("--pattern", choices=PRUNE_PATTERNS, default="unstructured")
+    parser.add_argument(
+        "--global",
+        dest="global_prune",
+        action="store_true",
+        help="unstructured only: one magnitude threshold over all layers (RATIO of all their "
+        "weights, no layer beyond 95%%) instead of RATIO in every layer",
+    )
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="model to write")
     parser.add_argument(
         "--data",
@@ -72,9 +79,32 @@ def build_plan(args: argparse.Namespace) -> CompressionPlan:
     return plan
 
 
+def with_global_pruning(plan: CompressionPlan, model, args: argparse.Namespace) -> CompressionPlan:
+    """Replace the uniform prune ratio by per-layer ratios from one global threshold: layers
+    with many small weights give more, so small sensitive layers are not wiped out."""
+    from compressor_gui.core.prune import PRUNABLE_OPS, global_unstructured_ratios
+
+    if args.prune is None or args.pattern != "unstructured":
+        raise PlanError("--global needs --prune RATIO with --pattern unstructured")
+    if model is None:
+        raise PlanError("--global needs an ONNX graph to rank the weights of")
+    excluded = set(args.exclude)
+    layers = [
+        node.name
+        for node in model.graph.node
+        if node.op_type in PRUNABLE_OPS and node.name and node.name not in excluded
+    ]
+    ratios = global_unstructured_ratios(model, args.prune, layers)
+    for name, ratio in ratios.items():
+        plan = plan.with_layers([name], prune_ratio=ratio, prune_pattern="unstructured")
+    return plan
+
+
 def run(args: argparse.Namespace) -> int:
     loaded = open_model(args)
     plan = build_plan(args)
+    if args.global_prune:
+        plan = with_global_pruning(plan, loaded.onnx_model, args)
 
     def report(step: Progress) -> None:
         if not args.json:

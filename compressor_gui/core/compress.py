@@ -225,10 +225,20 @@ def _prune(model, plan, steps, warnings) -> onnx.ModelProto:
     from compressor_gui.core.prune import apply_pruning
 
     pruned, report = apply_pruning(model, plan)
-    steps.append(
+    line = (
         f"pruned: {len(report.layers)} layers, params {report.params_before} -> "
         f"{report.params_after}, MACs {report.macs_before} -> {report.macs_after}"
     )
+    zeroed = [layer for layer in report.layers if layer.pattern != "channel"]
+    if zeroed:
+        # unstructured and N:M keep every parameter (zeros) in a dense tensor of the same size
+        weights = sum(layer.weight_count for layer in zeroed)
+        zeros = sum(layer.sparsity * layer.weight_count for layer in zeroed)
+        line += (
+            f"; {len(zeroed)} layers zeroed in place, {zeros / max(weights, 1):.1%} of their "
+            f"{weights} weights now zero (dense size unchanged)"
+        )
+    steps.append(line)
     warnings.extend(f"not pruned: {s.name} ({s.reason})" for s in report.skipped)
     warnings.extend(report.notes)
     if report.n_m_weights:

@@ -35,6 +35,7 @@ class LayerPrune:
     sparsity: float
     channels_before: int | None = None
     channels_after: int | None = None
+    weight_count: int = 0  # elements of the zeroed weight (unstructured, N:M)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,9 @@ def prune_unstructured(
         if count:
             flat[np.argpartition(np.abs(flat), count - 1)[:count]] = 0
         _set_tensor(result, weight_name, flat.reshape(weight.shape))
-        done.append(LayerPrune(name, "unstructured", ratio, _sparsity(flat)))
+        done.append(
+            LayerPrune(name, "unstructured", ratio, _sparsity(flat), weight_count=flat.size)
+        )
     check_same_interface(model, result, "unstructured pruning")
     return result, _totals(PruneReport(layers=tuple(done), skipped=tuple(skipped)), model, result)
 
@@ -238,7 +241,9 @@ def prune_n_m(
             raise CompressionError(f"{name}: {pattern} pruning did not yield the pattern")
         _set_tensor(result, weight_name, pruned)
         sparse.append(weight_name)
-        done.append(LayerPrune(name, pattern, 1 - n / m, _sparsity(pruned)))
+        done.append(
+            LayerPrune(name, pattern, 1 - n / m, _sparsity(pruned), weight_count=pruned.size)
+        )
     check_same_interface(model, result, f"{pattern} pruning")
     report = PruneReport(layers=tuple(done), skipped=tuple(skipped), n_m_weights=tuple(sparse))
     return result, _totals(report, model, result)
