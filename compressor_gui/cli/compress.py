@@ -82,22 +82,13 @@ def build_plan(args: argparse.Namespace) -> CompressionPlan:
 def with_global_pruning(plan: CompressionPlan, model, args: argparse.Namespace) -> CompressionPlan:
     """Replace the uniform prune ratio by per-layer ratios from one global threshold: layers
     with many small weights give more, so small sensitive layers are not wiped out."""
-    from compressor_gui.core.prune import PRUNABLE_OPS, global_unstructured_ratios
+    from compressor_gui.core.prune import global_prune_ratios
 
     if args.prune is None or args.pattern != "unstructured":
         raise PlanError("--global needs --prune RATIO with --pattern unstructured")
     if model is None:
         raise PlanError("--global needs an ONNX graph to rank the weights of")
-    excluded = set(args.exclude)
-    layers = [
-        node.name
-        for node in model.graph.node
-        if node.op_type in PRUNABLE_OPS and node.name and node.name not in excluded
-    ]
-    ratios = global_unstructured_ratios(model, args.prune, layers)
-    for name, ratio in ratios.items():
-        plan = plan.with_layers([name], prune_ratio=ratio, prune_pattern="unstructured")
-    return plan
+    return plan.with_prune_ratios(global_prune_ratios(model, args.prune, exclude=args.exclude))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -156,6 +156,15 @@ class CompressionPlan:
             updated[name] = dataclasses.replace(self.setting(name), **changes)
         return dataclasses.replace(self, layers=updated)
 
+    def with_prune_ratios(self, ratios: Mapping[str, float]) -> CompressionPlan:
+        """A new plan where each named layer is pruned unstructured to its own ratio."""
+        updated = dict(self.layers)
+        for name, ratio in ratios.items():
+            updated[name] = dataclasses.replace(
+                self.setting(name), prune_ratio=ratio, prune_pattern="unstructured"
+            )
+        return dataclasses.replace(self, layers=updated)
+
     # --- applying to a model ---------------------------------------------------------------
 
     def effective(self, layer: Any) -> LayerSetting:

@@ -184,6 +184,27 @@ def global_unstructured_ratios(
     return {name: count / magnitudes[name].size for name, count in zeroed(threshold).items()}
 
 
+def global_prune_ratios(
+    model: onnx.ModelProto,
+    ratio: float,
+    layers: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+) -> dict[str, float]:
+    """Unstructured ratios per layer from one global magnitude threshold over `layers`
+    (default: every Conv/Gemm/MatMul), so that `ratio` of all their weights go; checked input
+    for `CompressionPlan.with_prune_ratios`."""
+    if not 0.0 <= ratio <= 0.95:
+        raise PlanError(f"a global prune ratio must be between 0 and 0.95, not {ratio:g}")
+    prunable = [name for name, _ in _layers(model)]
+    wanted = set(prunable if layers is None else layers) - set(exclude)
+    # a selection may hold BatchNorm or other rows: only Conv/Gemm/MatMul take part
+    names = [name for name in prunable if name in wanted]
+    ratios = global_unstructured_ratios(model, ratio, names) if names else {}
+    if not ratios:
+        raise PlanError("none of these layers has a constant weight to prune")
+    return ratios
+
+
 # --- N:M -------------------------------------------------------------------------------------
 
 

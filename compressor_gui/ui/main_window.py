@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QMainWindow,
@@ -38,6 +39,7 @@ from compressor_gui.core.inventory import build_inventory, build_tensor_inventor
 from compressor_gui.core.jobs import CancelToken, Progress
 from compressor_gui.core.model import load_model
 from compressor_gui.core.plan import CompressionPlan, load_recipe, save_recipe
+from compressor_gui.core.prune import global_prune_ratios
 from compressor_gui.core.search import AutoPlanResult, Candidate, autoplan_job
 from compressor_gui.core.sensitivity import SensitivityPoint, SensitivityTable, sensitivity_job
 from compressor_gui.formatting import human_bytes, human_count
@@ -235,6 +237,12 @@ class MainWindow(QMainWindow):
         self.undo_action.setEnabled(False)
         self.redo_action.setEnabled(False)
         self.reset_action = self._action("Reset plan", self.reset_plan)
+        self.global_prune_action = self._action(
+            "Prune globally…",
+            self.global_prune_dialog,
+            tip="Zero a share of the selected (or all) layers' weights under one magnitude "
+            "threshold: layers with many small weights give more",
+        )
         self.compress_action = self._action(
             "Compress", self.compress, tip="Apply the plan and write a compressed model"
         )
@@ -264,6 +272,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.quit_action)
         edit_menu = menu.addMenu("&Edit")
         edit_menu.addActions([self.undo_action, self.redo_action, self.reset_action])
+        edit_menu.addSeparator()
+        edit_menu.addAction(self.global_prune_action)
         run_menu = menu.addMenu("&Run")
         run_menu.addActions(
             [self.sensitivity_action, self.autoplan_action, self.compress_action, self.bench_action]
@@ -455,11 +465,54 @@ class MainWindow(QMainWindow):
     def reset_plan(self) -> None:
         self.session.set_plan(CompressionPlan(), "reset plan")
 
+    def global_prune_dialog(self) -> None:
+        """Ask for the share of weights to zero (window-modal, the event loop runs)."""
+        if self.session.opened is None:
+            return
+        scope = f"{len(self.selected_layers())} selected layers" if self.selected_layers() else ""
+        dialog = QInputDialog(self)
+        dialog.setWindowTitle("Prune globally")
+        dialog.setLabelText(
+            f"Share of the weights of {scope or 'all Conv/Gemm/MatMul layers'} to zero (%),\n"
+            "under one magnitude threshold (each layer at most 95%):"
+        )
+        dialog.setInputMode(QInputDialog.InputMode.IntInput)
+        dialog.setIntRange(0, 95)
+        dialog.setIntStep(5)
+        dialog.setIntValue(50)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.prune_globally(dialog.intValue() / 100))
+        dialog.open()
+
+    def prune_globally(self, ratio: float) -> None:
+        """Rank the weights in a worker (a big model has millions), then set each layer's
+        unstructured ratio in one undo step."""
+        loaded = self.session.opened.loaded if self.session.opened else None
+        if loaded is None or loaded.onnx_model is None:
+            return
+        layers = self.selected_layers() or None
+        scope = "all layers" if layers is None else f"{len(layers)} layers"
+
+        def job(_token: CancelToken):
+            yield Progress(0, 1, "ranking weights by magnitude")
+            return global_prune_ratios(loaded.onnx_model, ratio, layers)
+
+        def apply(ratios: dict[str, float]) -> None:
+            plan = self.session.plan.with_prune_ratios(ratios)
+            self.session.set_plan(plan, f"prune {ratio:.0%} globally over {scope}")
+
+        self.jobs.start(f"Global prune {ratio:.0%}", job, apply)
+
     # --- jobs --------------------------------------------------------------------------------
 
     def _busy_changed(self, busy: bool) -> None:
         has_model = self.session.opened is not None
-        actions = (self.sensitivity_action, self.autoplan_action, self.compress_action)
+        actions = (
+            self.sensitivity_action,
+            self.autoplan_action,
+            self.compress_action,
+            self.global_prune_action,
+        )
         for action in (*actions, self.bench_action):
             action.setEnabled(has_model and not busy)
         self.open_action.setEnabled(not busy)

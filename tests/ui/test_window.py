@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPalette
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox
 
 from compressor_gui.ui.layer_table import COLUMN_NAMES
 from compressor_gui.ui.settings import Settings
@@ -162,3 +163,24 @@ def test_dark_selection_stays_visible_when_the_window_loses_focus(window) -> Non
     highlight = palette.color(inactive, QPalette.ColorRole.Highlight)
     base = palette.color(inactive, QPalette.ColorRole.Base)
     assert abs(highlight.lightness() - base.lightness()) > 30
+
+
+def test_prune_globally_sets_one_threshold_over_all_layers_in_one_undo_step(loaded, qtbot):
+    loaded.table.clearSelection()
+    loaded.global_prune_action.trigger()
+    qtbot.waitUntil(lambda: loaded.findChild(QInputDialog) is not None)
+    dialog = loaded.findChild(QInputDialog)
+    assert dialog.intValue() == 50
+    dialog.setIntValue(60)
+    dialog.accept()
+    qtbot.waitUntil(lambda: loaded.session.undo_stack.count() == 1, timeout=20_000)
+    plan, inventory = loaded.session.plan, loaded.session.inventory
+    pruned = {name: s.prune_ratio for name, s in plan.layers.items() if s.prune_ratio}
+    params = {layer.name: layer.params for layer in inventory.layers}
+    share = sum(ratio * params[name] for name, ratio in pruned.items())
+    assert share / sum(params[name] for name in pruned) == pytest.approx(0.6, abs=0.01)
+    assert len(set(pruned.values())) > 1  # one threshold, so each layer gets its own ratio
+    assert all(ratio <= 0.95 for ratio in pruned.values())
+    assert "globally" in loaded.undo_action.toolTip()
+    loaded.undo_action.trigger()
+    assert not any(s.prune_ratio for s in loaded.session.plan.layers.values())
