@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import onnx
 
 from compressor_gui.core.data import Dataset, input_specs
 from compressor_gui.core.errors import CompressorError
-from compressor_gui.core.jobs import CancelToken
+from compressor_gui.core.jobs import CancelToken, Job, Progress
 
 DEFAULT_THREADS = 2
 _MAX_SQNR_DB = 200.0  # identical outputs: "infinite" SQNR, capped so JSON can hold it
@@ -166,6 +167,24 @@ def evaluate(
             )
         agreement, cosine, sqnr = fidelity(reference, outputs)
     return EvalResult(len(dataset), top1, top5, agreement, cosine, sqnr), outputs
+
+
+def evaluate_models_job(
+    models: Sequence[tuple[str, onnx.ModelProto | str | os.PathLike[str]]],
+    dataset: Dataset,
+    cancel: CancelToken | None = None,
+) -> Job[dict[str, EvalResult]]:
+    """Evaluate models one after another on the same data; the first one's outputs are the
+    reference the others' fidelity is measured against."""
+    results: dict[str, EvalResult] = {}
+    reference = None
+    for index, (label, source) in enumerate(models):
+        yield Progress(index, len(models), f"{label}: running {len(dataset)} samples")
+        result, outputs = evaluate(make_session(source), dataset, reference, cancel=cancel)
+        reference = outputs if reference is None else reference
+        results[label] = result
+    yield Progress(len(models), len(models), "done")
+    return results
 
 
 def sample_feed(model: onnx.ModelProto, dataset: Dataset | None = None, seed: int = 0) -> dict:

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from compressor_gui.core.compress import CompressResult, compress_job
 from compressor_gui.core.data import demo_dataset, is_demo_model, load_dataset, random_dataset
 from compressor_gui.core.errors import CompressorError, PlanError
+from compressor_gui.core.evaluate import EvalResult, evaluate_models_job
 from compressor_gui.core.inventory import build_inventory, build_tensor_inventory
 from compressor_gui.core.jobs import CancelToken, Progress
 from compressor_gui.core.model import load_model
@@ -252,6 +253,12 @@ class MainWindow(QMainWindow):
         self.autoplan_action = self._action(
             "Auto plan", self.auto_plan, tip="Find a plan under a size or accuracy budget"
         )
+        self.evaluate_action = self._action(
+            "Evaluate",
+            self.evaluate,
+            tip="Accuracy of the original (and the last compressed model) on the chosen data, "
+            "and how closely the compressed outputs follow the original's",
+        )
         self.bench_action = self._action(
             "Benchmark", self.benchmark, tip="Time the original and compressed model on the target"
         )
@@ -276,7 +283,13 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(self.global_prune_action)
         run_menu = menu.addMenu("&Run")
         run_menu.addActions(
-            [self.sensitivity_action, self.autoplan_action, self.compress_action, self.bench_action]
+            [
+                self.sensitivity_action,
+                self.autoplan_action,
+                self.compress_action,
+                self.evaluate_action,
+                self.bench_action,
+            ]
         )
         run_menu.addSeparator()
         run_menu.addAction(self.data_action)
@@ -295,7 +308,13 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.targets.combo)
         bar.addSeparator()
         bar.addActions(
-            [self.sensitivity_action, self.autoplan_action, self.compress_action, self.bench_action]
+            [
+                self.sensitivity_action,
+                self.autoplan_action,
+                self.compress_action,
+                self.evaluate_action,
+                self.bench_action,
+            ]
         )
         self.addToolBar(bar)
         self.toolbar = bar
@@ -387,6 +406,7 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"Compressor — {self.session.path.name}")
             self._fit_table_columns()
         self.graph.set_model(self.session.path)
+        self.compressed_path = None  # it belonged to the model that was open before
         self.controls.set_layers([])
         self.charts.set_selection([])
         self._busy_changed(self.jobs.running)
@@ -511,6 +531,7 @@ class MainWindow(QMainWindow):
             self.sensitivity_action,
             self.autoplan_action,
             self.compress_action,
+            self.evaluate_action,
             self.global_prune_action,
         )
         for action in (*actions, self.bench_action):
@@ -575,6 +596,47 @@ class MainWindow(QMainWindow):
         if name:
             self.data_path = Path(name)
             self.jobs.log_line(f"data for compress and sensitivity: {name}")
+
+    def evaluate(self) -> None:
+        """Run the original (and the last compressed model) over the chosen data in a worker."""
+        loaded = self.session.opened.loaded if self.session.opened else None
+        if loaded is None or loaded.onnx_model is None:
+            return
+        models = [("original", loaded.onnx_model)]
+        if self.compressed_path is not None:
+            models.append(("compressed", self.compressed_path))
+
+        def job(token: CancelToken):  # a generator: the data loads in the worker too
+            dataset = self._eval_dataset(loaded)
+            results = yield from evaluate_models_job(models, dataset, cancel=token)
+            return results, dataset.source
+
+        self.jobs.start(f"Evaluate {loaded.path.name}", job, self._evaluated)
+
+    def _evaluated(self, outcome: tuple[dict[str, EvalResult], str]) -> None:
+        results, source = outcome
+        original, compressed = results["original"], results.get("compressed")
+
+        def pct(value: float | None) -> str:
+            return "" if value is None else f"{value:.2%}"
+
+        rows = [Comparison("samples", str(original.samples), "")]
+        for metric, field in (("top-1", "top1"), ("top-5", "top5")):
+            if getattr(original, field) is not None:
+                after = getattr(compressed, field) if compressed else None
+                rows.append(Comparison(metric, pct(getattr(original, field)), pct(after)))
+        if compressed is not None:
+            rows.append(
+                Comparison("agreement with original", "100.00%", pct(compressed.agreement_top1))
+            )
+            rows.append(Comparison("output cosine", "1.0000", f"{compressed.cosine:.4f}"))
+            rows.append(Comparison("output SQNR", "", f"{compressed.sqnr_db:.1f} dB"))
+        notes = [f"data: {source}"]
+        if compressed is None:
+            notes.append("no compressed model yet: Compress first to compare")
+        record = RunRecord("Evaluate", self.session.path.name, tuple(rows), tuple(notes))
+        self.results.add(record)
+        self.results_dock.raise_()
 
     def benchmark(self) -> None:
         """Time the original (and the last compressed model) on the chosen target."""

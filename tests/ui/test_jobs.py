@@ -97,3 +97,34 @@ def test_a_worker_exception_shows_an_error_and_the_app_goes_on(loaded, qtbot) ->
     loaded.controls.set_layers(["/fc/Gemm"])
     loaded.controls.bits.set_bits(8)
     assert loaded.session.plan.setting("/fc/Gemm").bits == 8
+
+
+def test_evaluate_measures_the_original_then_compares_the_compressed(loaded, qtbot) -> None:
+    loaded.evaluate_action.trigger()
+    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=60_000)
+    alone = loaded.results.records[-1]
+    rows = {row.metric: row for row in alone.rows}
+    assert alone.title == "Evaluate" and rows["samples"].original == "450"
+    assert rows["top-1"].original == "100.00%" and rows["top-1"].compressed == ""
+    assert "agreement with original" not in rows
+    assert any("demo_eval.npz" in note for note in alone.notes), alone.notes
+
+    loaded.select_layers(["/block3/conv2/Conv"])
+    loaded.controls.bits.set_bits(1)  # damage one big layer so the comparison shows it
+    loaded.compress_action.trigger()
+    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=150_000)
+    loaded.evaluate_action.trigger()
+    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=60_000)
+    compress, compared = loaded.results.records[-2:]
+    rows = {row.metric: row for row in compared.rows}
+    # the same data and the same numbers Compress measured, from a second, separate run
+    assert (
+        rows["top-1"].compressed == next(r for r in compress.rows if r.metric == "top-1").compressed
+    )
+    agreement = float(rows["agreement with original"].compressed.rstrip("%"))
+    assert 0 < agreement < 100
+    assert float(rows["output cosine"].compressed) < 1
+    # opening a model forgets the compressed one: it belonged to the model open before
+    loaded.open_path(loaded.session.path)
+    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=20_000)
+    assert loaded.compressed_path is None
