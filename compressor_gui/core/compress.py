@@ -35,7 +35,7 @@ from compressor_gui.core.evaluate import (
 )
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
-from compressor_gui.core.model import LoadedModel, save_onnx
+from compressor_gui.core.model import LoadedModel, ModelSource, save_onnx
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
@@ -82,6 +82,13 @@ class CompressResult:
         data["simulated_label"] = SIMULATED if self.simulated else ""
         data["size_ratio"] = self.after.size_bytes / self.before.size_bytes
         return data
+
+
+def compress_source_job(
+    source: ModelSource, plan: CompressionPlan, out_path, data=None, cancel=None, **options
+) -> Job[CompressResult]:
+    """`compress_job` on a model opened from `source`: what a child process runs."""
+    return (yield from compress_job(source.open(), plan, out_path, data, cancel, **options))
 
 
 def compress_job(

@@ -4,17 +4,23 @@ A job is a generator function: it yields `Progress` and *returns* its result. Th
 with superqt's `thread_worker` (quitting the worker closes the generator, which runs its
 `finally` blocks); the CLI drives it with `run_job`. Jobs that wait outside Python (a child
 process, an SSH channel) poll a `CancelToken` so a cancel from another thread stops them.
+
+`job_in_child_process` runs a job in a spawned process: the work there (onnxruntime's
+quantizer, shape inference, protobuf) often holds the GIL for hundreds of milliseconds, which
+would freeze a GUI thread, and a native crash there must not take the app down.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from compressor_gui.core.errors import JobCancelled
+from compressor_gui.core.errors import CompressorError, JobCancelled
 
 T = TypeVar("T")
 Job = Generator["Progress", None, T]
@@ -35,10 +41,11 @@ class Progress:
 
 
 class CancelToken:
-    """Thread-safe cancel flag shared between a job and whoever may stop it."""
+    """Thread-safe cancel flag shared between a job and whoever may stop it (across processes
+    when built on a multiprocessing Event)."""
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+    def __init__(self, event: Any = None) -> None:
+        self._event = event if event is not None else threading.Event()
 
     def cancel(self) -> None:
         self._event.set()
@@ -74,3 +81,92 @@ class EtaEstimator:
             return None
         elapsed = time.monotonic() - self._start
         return elapsed * (1.0 - fraction) / fraction
+
+
+_POLL_S = 0.05
+_CANCEL_GRACE_S = 10.0
+
+
+def job_in_child_process(
+    function: Callable[..., Job[T]],
+    *args: Any,
+    cancel: CancelToken | None = None,
+    what: str = "the job",
+    **kwargs: Any,
+) -> Job[T]:
+    """Run `function(*args, cancel=token, **kwargs)` (a job; module-level, so a spawned
+    process can import it) in a child process; relay its progress, return its result, raise
+    its error. A cancel asks the child to stop (its `finally` blocks clean up) and kills it if
+    it has not after a grace period; a crash becomes a CompressorError."""
+    context = multiprocessing.get_context("spawn")  # fork is unsafe with Qt and ORT threads
+    stop = context.Event()
+    parent_end, child_end = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_child_job_main, args=(child_end, stop, function, args, kwargs), daemon=True
+    )
+    process.start()
+    child_end.close()
+    cancel_sent_at = None
+    try:
+        while True:
+            if cancel is not None and cancel.cancelled and cancel_sent_at is None:
+                stop.set()
+                cancel_sent_at = time.monotonic()
+            if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > _CANCEL_GRACE_S:
+                raise JobCancelled("cancelled by the user")
+            if not parent_end.poll(_POLL_S):
+                if not process.is_alive() and not parent_end.poll(0):
+                    raise CompressorError(process_death_message(process.exitcode, what))
+                continue
+            try:
+                kind, value = parent_end.recv()
+            except EOFError:
+                process.join(5)
+                raise CompressorError(process_death_message(process.exitcode, what)) from None
+            if kind == "progress":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return value
+    finally:
+        parent_end.close()
+        if process.is_alive():  # cancelled, or closed by the GUI: let it clean up, off-thread
+            stop.set()
+            threading.Thread(target=_reap, args=(process,), daemon=True).start()
+
+
+def _reap(process) -> None:
+    """Give a stopping child the grace period to run its `finally` blocks, then kill it."""
+    process.join(_CANCEL_GRACE_S)
+    if process.is_alive():
+        process.kill()
+        process.join(5)
+
+
+def _child_job_main(connection, stop, function, args, kwargs) -> None:
+    try:
+        job = function(*args, cancel=CancelToken(stop), **kwargs)
+        while True:
+            try:
+                step = next(job)
+            except StopIteration as done:
+                connection.send(("result", done.value))
+                return
+            connection.send(("progress", step))
+    except Exception as exc:
+        try:
+            connection.send(("error", exc))
+        except Exception:  # an exception that does not pickle still reaches the user as text
+            connection.send(("error", CompressorError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        connection.close()
+
+
+def process_death_message(exitcode: int | None, what: str) -> str:
+    """What to tell the user when a child process ended without an answer."""
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"{what} crashed: its process died of {name}{hint}"
+    return f"{what} ended without a result (exit code {exitcode})"

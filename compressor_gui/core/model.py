@@ -46,6 +46,26 @@ class LoadedModel:
         """What the model takes on disk, external weight files included."""
         return self.path.stat().st_size + sum(p.stat().st_size for p in self.external_data)
 
+    @property
+    def source(self) -> ModelSource:
+        """How to open this model again (in a child process: a path, not the model)."""
+        # a pickled module was only opened at all because the user trusted it
+        return ModelSource(self.path, self.format == "torch", self.input_shapes)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model file and the options it was opened with; small enough to send anywhere."""
+
+    path: Path
+    trust_pickle: bool = False
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+
+    def open(self) -> LoadedModel:
+        return load_model(
+            self.path, trust_pickle=self.trust_pickle, input_shapes=self.input_shapes or None
+        )
+
 
 def load_model(
     path: str | os.PathLike[str],

@@ -24,7 +24,7 @@ from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.inventory import ModelInventory, build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
-from compressor_gui.core.model import LoadedModel
+from compressor_gui.core.model import LoadedModel, ModelSource
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
 from compressor_gui.core.sensitivity import (
     OPTIONS_BY_NAME,
@@ -319,6 +319,13 @@ def autoplan_job(
     return AutoPlanResult(
         chosen, tuple(built), original, table.baseline, table.metric, tuple(notes)
     )
+
+
+def autoplan_source_job(
+    source: ModelSource, dataset: Dataset, budget: Budget, cancel=None, **options
+) -> Job[AutoPlanResult]:
+    """`autoplan_job` on a model opened from `source`: what a child process runs."""
+    return (yield from autoplan_job(source.open(), dataset, budget, cancel=cancel, **options))
 
 
 def _predicted_cost(choices: _Choices, plan: CompressionPlan) -> float:

@@ -12,14 +12,13 @@ import importlib.metadata
 import multiprocessing
 import os
 import platform
-import signal
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from compressor_gui.core.errors import JobCancelled, TargetError
-from compressor_gui.core.jobs import CancelToken, Job, Progress
+from compressor_gui.core.jobs import CancelToken, Job, Progress, process_death_message
 from compressor_gui.targets.base import (
     BenchConfig,
     BenchResult,
@@ -148,7 +147,9 @@ def run_in_child(
                     message = parent_end.recv()
                 except EOFError:
                     process.join(5)
-                    raise TargetError(_death_message(process.exitcode)) from None
+                    raise TargetError(
+                        process_death_message(process.exitcode, "the runtime")
+                    ) from None
                 if message["type"] == "progress":
                     yield Progress(message["done"], message["total"], message["message"])
                 elif message["type"] == "error":
@@ -156,7 +157,7 @@ def run_in_child(
                 else:
                     return message
             elif not process.is_alive():
-                raise TargetError(_death_message(process.exitcode))
+                raise TargetError(process_death_message(process.exitcode, "the runtime"))
     finally:
         if process.is_alive():
             process.kill()
@@ -173,14 +174,6 @@ def _child_main(connection, request: dict[str, Any]) -> None:
         connection.send({"type": "error", "message": f"{type(exc).__name__}: {exc}"})
     finally:
         connection.close()
-
-
-def _death_message(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        name = signal.Signals(-exitcode).name
-        hint = " (out of memory?)" if name == "SIGKILL" else ""
-        return f"the runtime crashed: its process died of {name}{hint}"
-    return f"the runtime process ended without a result (exit code {exitcode})"
 
 
 @functools.cache

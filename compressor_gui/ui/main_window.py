@@ -32,16 +32,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from compressor_gui.core.compress import CompressResult, compress_job
+from compressor_gui.core.compress import CompressResult, compress_source_job
 from compressor_gui.core.data import demo_dataset, is_demo_model, load_dataset, random_dataset
 from compressor_gui.core.errors import CompressorError, PlanError
 from compressor_gui.core.evaluate import EvalResult, evaluate_models_job
 from compressor_gui.core.inventory import build_inventory, build_tensor_inventory
-from compressor_gui.core.jobs import CancelToken, Progress
+from compressor_gui.core.jobs import CancelToken, Progress, job_in_child_process
 from compressor_gui.core.model import load_model
 from compressor_gui.core.plan import CompressionPlan, load_recipe, save_recipe
 from compressor_gui.core.prune import global_prune_ratios
-from compressor_gui.core.search import AutoPlanResult, Candidate, autoplan_job
+from compressor_gui.core.search import AutoPlanResult, Candidate, autoplan_source_job
 from compressor_gui.core.sensitivity import SensitivityPoint, SensitivityTable, sensitivity_job
 from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.targets.base import BenchConfig, BenchResult, Target
@@ -548,7 +548,9 @@ class MainWindow(QMainWindow):
         data = self.data_path or eval_data_beside(loaded.path)
         self.jobs.start(
             f"Compress {loaded.path.name}",
-            lambda token: compress_job(loaded, plan, out, data=data, cancel=token),
+            lambda token: job_in_child_process(
+                compress_source_job, loaded.source, plan, out, data, cancel=token, what="compress"
+            ),
             self._compressed,
         )
 
@@ -730,14 +732,16 @@ class MainWindow(QMainWindow):
                 if is_demo_model(loaded.path) and self.data_path is None
                 else dataset
             )
-            return autoplan_job(
-                loaded,
+            return job_in_child_process(
+                autoplan_source_job,
+                loaded.source,
                 dataset,
                 request.budget,
                 calibration=calibration,
                 verification=request.verification,
                 workers=1,
                 cancel=token,
+                what="auto plan",
             )
 
         self.jobs.start(f"Auto plan ({request.verification})", job, self._autoplanned)
@@ -805,7 +809,7 @@ class MainWindow(QMainWindow):
         box.open()
 
     def set_theme(self, theme: str) -> None:
-        colors = apply_theme(QApplication.instance(), theme)
+        colors = apply_theme(QApplication.instance(), theme, self)
         self.theme_action.setChecked(theme == "dark")
         self.charts.set_colors(colors)
         self.settings.set_theme(theme)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,14 @@ def _dark_palette() -> QPalette:
     return p
 
 
-def apply_theme(app: QApplication, theme: str) -> ChartColors:
+def apply_theme(app: QApplication, theme: str, window: QWidget) -> ChartColors:
     """Switch the whole app to `theme` ("dark" | "light") and return its chart colours."""
     app.setStyle("Fusion")
     app.setPalette(_dark_palette() if theme == "dark" else app.style().standardPalette())
     # widgets styled by a stylesheet (superqt's slider labels) keep the colours they were
-    # polished with; re-polish them so a theme switch reaches them too
-    for widget in app.allWidgets():
+    # polished with; re-polish the window's own (not app.allWidgets(), which also lists
+    # widgets of closed windows still being torn down: touching those crashed)
+    for widget in window.findChildren(QWidget):
         if widget.styleSheet():
             widget.setStyleSheet(widget.styleSheet())
     return DARK if theme == "dark" else LIGHT

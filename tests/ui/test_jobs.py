@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
@@ -83,6 +85,22 @@ def test_cancel_stops_a_running_job_and_the_app_goes_on(loaded, qtbot) -> None:
     qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=30_000)
     assert "cancelled" in loaded.jobs.log.toPlainText()
     assert loaded.sensitivity_action.isEnabled()
+
+
+def test_cancelling_a_compress_stops_its_process_and_writes_nothing(loaded, qtbot) -> None:
+    loaded.select_layers(["/block3/conv2/Conv"])
+    loaded.controls.bits.set_bits(8)
+    loaded.compress_action.trigger()
+    # cancel once the child process is at work (its first progress has come back)
+    qtbot.waitUntil(lambda: "checking the plan" in loaded.jobs.log.toPlainText(), timeout=60_000)
+    qtbot.mouseClick(loaded.jobs.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=30_000)
+    assert "■ Compress demo.onnx cancelled" in loaded.jobs.log.toPlainText()
+    assert loaded.compressed_path is None and not loaded.results.records
+    runs = Path(os.environ["XDG_DATA_HOME"])
+    # the stopped child finishes its cleanup in the background: no model, no temp file left
+    qtbot.waitUntil(lambda: not [p for p in runs.rglob("*") if p.is_file()], timeout=15_000)
+    assert loaded.compress_action.isEnabled()
 
 
 def test_a_worker_exception_shows_an_error_and_the_app_goes_on(loaded, qtbot) -> None:
