@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import platformdirs
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -47,6 +47,7 @@ from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.targets.base import BenchConfig, BenchResult, Target
 from compressor_gui.ui.autoplan_dialog import AutoPlanDialog, AutoPlanRequest
 from compressor_gui.ui.charts import ChartsPanel
+from compressor_gui.ui.drafts import Draft, discard_draft, load_draft, save_draft
 from compressor_gui.ui.graph_view import GraphView
 from compressor_gui.ui.jobs_panel import JobsPanel
 from compressor_gui.ui.layer_controls import LayerControls
@@ -320,6 +321,13 @@ class MainWindow(QMainWindow):
         self.toolbar = bar
 
     def _wire(self) -> None:
+        # every plan change is kept as a draft on disk (debounced: a slider drag is many)
+        self._draft_timer = QTimer(self)
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(300)
+        self._draft_timer.timeout.connect(self._keep_draft)
+        self._draft_offer: QMessageBox | None = None
+        self.session.plan_changed.connect(self._draft_timer.start)
         self.session.model_changed.connect(self._model_changed)
         self.session.plan_changed.connect(self._update_totals)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
@@ -351,11 +359,58 @@ class MainWindow(QMainWindow):
         )
 
     def _opened(self, opened: OpenedModel) -> None:
+        if self._draft_offer is not None:
+            self._draft_offer.reject()  # that model's draft stays on disk for next time
+        draft = load_draft(opened.loaded.path)
         self.session.set_model(opened)
+        if draft is not None:
+            try:
+                draft.plan.validate(opened.inventory)
+            except PlanError as exc:  # the file changed since: its old plan no longer fits
+                self.jobs.log_line(f"note: the unsaved plan for this model no longer fits: {exc}")
+                discard_draft(opened.loaded.path)
+            else:
+                self._offer_draft(opened.loaded.path, draft)
         self.settings.add_recent(opened.loaded.path)
         self.settings.set_last_dir(opened.loaded.path.parent)
         for note in (*opened.loaded.notes, *opened.inventory.assumptions):
             self.jobs.log_line(f"note: {note}")
+
+    def _offer_draft(self, path: Path, draft: Draft) -> None:
+        """Ask (window-modal, the event loop runs) whether to bring back the unsaved plan."""
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Restore your plan?",
+            f"You were editing a plan for {path.name} when the app last closed "
+            f"({draft.describe()}).",
+            parent=self,
+        )
+        box.setInformativeText("Restore it? (Restoring is one undo step.)")
+        restore = box.addButton("Restore", QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(restore)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+
+        def answered() -> None:
+            self._draft_offer = None
+            if self.session.path != path:
+                return
+            if box.clickedButton() is restore:
+                self.session.set_plan(draft.plan, "restore the unsaved plan")
+            elif box.clickedButton() is discard:
+                discard_draft(path)
+
+        box.finished.connect(answered)
+        self._draft_offer = box
+        box.open()
+
+    def _keep_draft(self) -> None:
+        if self.session.path is None or self._draft_offer is not None:
+            return  # while the offer is open, the draft on disk is what it offers
+        try:
+            save_draft(self.session.path, self.session.plan)
+        except (CompressorError, OSError) as exc:  # a full disk must not stop the editing
+            self.jobs.log_line(f"could not keep a draft of the plan: {exc}")
 
     def _open_failed(self, path: Path, trusted: bool, message: str) -> None:
         # The core refuses pickles unless trusted; only the user can say a file is trusted.
@@ -823,6 +878,9 @@ class MainWindow(QMainWindow):
             self.settings.set_target(choice.key)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        if self._draft_timer.isActive():  # the last edit, not yet written
+            self._draft_timer.stop()
+            self._keep_draft()
         self.jobs.cancel()
         self.graph.shutdown()
         self.settings.set_window_state(self.saveGeometry(), self.saveState())

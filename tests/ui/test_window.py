@@ -184,3 +184,45 @@ def test_prune_globally_sets_one_threshold_over_all_layers_in_one_undo_step(load
     assert "globally" in loaded.undo_action.toolTip()
     loaded.undo_action.trigger()
     assert not any(s.prune_ratio for s in loaded.session.plan.layers.values())
+
+
+def _open_demo(qtbot, demo_path: Path):
+    from compressor_gui.ui.main_window import MainWindow
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    window.open_path(demo_path)
+    qtbot.waitUntil(lambda: window.session.inventory is not None, timeout=20_000)
+    return window
+
+
+def _answer(box: QMessageBox, text: str) -> None:
+    next(button for button in box.buttons() if button.text() == text).click()
+
+
+def test_a_plan_not_saved_as_a_recipe_comes_back_after_closing(qtbot, demo_path: Path):
+    first = _open_demo(qtbot, demo_path)
+    first.select_layers(["/block3/conv2/Conv"])
+    first.controls.bits.set_bits(4)
+    first.close()  # no recipe saved: the draft is all that is left of this plan
+
+    second = _open_demo(qtbot, demo_path)
+    qtbot.waitUntil(lambda: second._draft_offer is not None, timeout=5_000)
+    offer = second._draft_offer
+    assert "demo.onnx" in offer.text() and "1 layer setting," in offer.text()
+    _answer(offer, "Restore")
+    assert second.session.plan.setting("/block3/conv2/Conv").bits == 4
+    second.undo_action.trigger()  # restoring was one undo step
+    assert second.session.plan.setting("/block3/conv2/Conv").bits == 32
+    second.redo_action.trigger()
+    second.close()
+
+    third = _open_demo(qtbot, demo_path)
+    qtbot.waitUntil(lambda: third._draft_offer is not None, timeout=5_000)
+    _answer(third._draft_offer, "Discard")
+    assert third.session.plan.setting("/block3/conv2/Conv").bits == 32
+    third.close()
+    fourth = _open_demo(qtbot, demo_path)
+    qtbot.wait(500)
+    assert fourth._draft_offer is None  # discarded means gone
