@@ -103,6 +103,10 @@ def bench_models_job(
     return results
 
 
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.2%}"
+
+
 def runs_dir() -> Path:
     """Where compressed models go by default: one folder per run under the user data dir."""
     return Path(platformdirs.user_data_dir(APP_NAME)) / "runs" / time.strftime("%Y%m%d-%H%M%S")
@@ -613,9 +617,6 @@ class MainWindow(QMainWindow):
         self.compressed_path = result.output_path
         before, after = result.before, result.after
 
-        def pct(value: float | None) -> str:
-            return "" if value is None else f"{value:.2%}"
-
         rows = [
             Comparison(
                 "size",
@@ -625,9 +626,11 @@ class MainWindow(QMainWindow):
             )
         ]
         if before.eval is not None and after.eval is not None:
-            rows.append(Comparison("top-1", pct(before.eval.top1), pct(after.eval.top1)))
+            rows.append(Comparison("top-1", _percent(before.eval.top1), _percent(after.eval.top1)))
             rows.append(
-                Comparison("agreement with original", "100.00%", pct(after.eval.agreement_top1))
+                Comparison(
+                    "agreement with original", "100.00%", _percent(after.eval.agreement_top1)
+                )
             )
         if before.latency is not None and after.latency is not None:
             rows.append(
@@ -674,17 +677,16 @@ class MainWindow(QMainWindow):
         results, source = outcome
         original, compressed = results["original"], results.get("compressed")
 
-        def pct(value: float | None) -> str:
-            return "" if value is None else f"{value:.2%}"
-
         rows = [Comparison("samples", str(original.samples), "")]
         for metric, field in (("top-1", "top1"), ("top-5", "top5")):
             if getattr(original, field) is not None:
                 after = getattr(compressed, field) if compressed else None
-                rows.append(Comparison(metric, pct(getattr(original, field)), pct(after)))
+                rows.append(Comparison(metric, _percent(getattr(original, field)), _percent(after)))
         if compressed is not None:
             rows.append(
-                Comparison("agreement with original", "100.00%", pct(compressed.agreement_top1))
+                Comparison(
+                    "agreement with original", "100.00%", _percent(compressed.agreement_top1)
+                )
             )
             rows.append(Comparison("output cosine", "1.0000", f"{compressed.cosine:.4f}"))
             rows.append(Comparison("output SQNR", "", f"{compressed.sqnr_db:.1f} dB"))
