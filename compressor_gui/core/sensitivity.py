@@ -32,7 +32,7 @@ from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
-from compressor_gui.core.model import atomic_write_text
+from compressor_gui.core.model import ModelSource, atomic_write_text
 from compressor_gui.core.plan import LayerSetting
 
 # Bump when the simulation changes, so cached points made by an older one are not reused.
@@ -449,6 +449,16 @@ def _write_cache(path: Path, model_hash: str, data_hash: str, points: dict[str, 
 
 
 # --- the job -------------------------------------------------------------------------------
+
+
+def sensitivity_source_job(
+    source: ModelSource, dataset: Dataset, cancel: CancelToken | None = None, **options
+) -> Job[SensitivityTable]:
+    """`sensitivity_job` on a model opened from `source`: what a child process runs."""
+    model = source.open().onnx_model
+    if model is None:
+        raise CompressorError(f"{source.path.name} has no ONNX graph to measure")
+    return (yield from sensitivity_job(model, dataset, cancel=cancel, **options))
 
 
 def sensitivity_job(

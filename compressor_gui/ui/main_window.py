@@ -42,7 +42,11 @@ from compressor_gui.core.model import load_model
 from compressor_gui.core.plan import CompressionPlan, load_recipe, save_recipe
 from compressor_gui.core.prune import global_prune_ratios
 from compressor_gui.core.search import AutoPlanResult, Candidate, autoplan_source_job
-from compressor_gui.core.sensitivity import SensitivityPoint, SensitivityTable, sensitivity_job
+from compressor_gui.core.sensitivity import (
+    SensitivityPoint,
+    SensitivityTable,
+    sensitivity_source_job,
+)
 from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.targets.base import BenchConfig, BenchResult, Target
 from compressor_gui.ui.autoplan_dialog import AutoPlanDialog, AutoPlanRequest
@@ -750,8 +754,14 @@ class MainWindow(QMainWindow):
 
         def job(token: CancelToken):
             dataset = self._eval_dataset(loaded)
-            return sensitivity_job(
-                loaded.onnx_model, dataset, layers=layers, workers=1, cancel=token
+            return job_in_child_process(
+                sensitivity_source_job,
+                loaded.source,
+                dataset,
+                layers=layers,
+                workers=1,
+                cancel=token,
+                what="sensitivity",
             )
 
         self.jobs.start(

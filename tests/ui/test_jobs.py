@@ -97,7 +97,7 @@ def test_cancelling_a_compress_stops_its_process_and_writes_nothing(loaded, qtbo
     qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=30_000)
     assert "■ Compress demo.onnx cancelled" in loaded.jobs.log.toPlainText()
     assert loaded.compressed_path is None and not loaded.results.records
-    runs = Path(os.environ["XDG_DATA_HOME"])
+    runs = Path(os.environ["XDG_DATA_HOME"]) / "compressor-gui" / "runs"
     # the stopped child finishes its cleanup in the background: no model, no temp file left
     qtbot.waitUntil(lambda: not [p for p in runs.rglob("*") if p.is_file()], timeout=15_000)
     assert loaded.compress_action.isEnabled()
