@@ -94,7 +94,7 @@ def demo_autoplan() -> list[str]:
     seconds = time.perf_counter() - start
     by_label = {c.label: c for c in result.candidates}
     chosen, int8 = result.chosen, by_label["uniform INT8"]
-    at_int8 = by_label.get("auto at uniform INT8 size")
+    at_int8 = result.at_int8_size
     lines = [
         f"demo model: autoplan (sweep + {len(result.candidates)} plans built and evaluated on "
         f"{len(evald)} held-out samples) in {seconds:.1f} s",
@@ -107,7 +107,8 @@ def demo_autoplan() -> list[str]:
     ]
     if at_int8 is not None:
         lines.append(
-            f"  at uniform INT8's size: auto {at_int8.measured_value:.2%} vs uniform INT8 "
+            f"  at uniform INT8's size ({at_int8.label}, file {at_int8.measured_size_bytes} B vs "
+            f"{int8.measured_size_bytes} B): auto {at_int8.measured_value:.2%} vs uniform INT8 "
             f"{int8.measured_value:.2%}   (target: auto >= INT8)"
         )
     return lines

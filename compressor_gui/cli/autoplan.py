@@ -86,6 +86,7 @@ def _to_json(result: AutoPlanResult, recipe: str) -> dict:
         "chosen": _row(result.chosen, original),
         "candidates": [_row(c, original) for c in result.candidates],
         "pareto": [c.label for c in result.pareto],
+        "at_int8_size": result.at_int8_size.label if result.at_int8_size else None,
         "notes": list(result.notes),
     }
 
@@ -94,10 +95,11 @@ def format_result(result: AutoPlanResult, recipe: str) -> str:
     """Predicted and measured size and accuracy of the chosen plan and of every candidate."""
     original = result.original_size_bytes
     metric = "top-1" if result.metric == "top1" else "top-1 agreement"
+    width = max(len(c.label) for c in result.candidates)
     lines = [
         f"wrote {recipe}",
         f"original: {original} bytes of weights, {metric} {result.baseline:.2%}",
-        "candidate                   pred. size   ratio  file bytes  pred.drop  meas.drop  "
+        f"{'candidate':<{width + 1}}  pred. size   ratio  file bytes  pred.drop  meas.drop  "
         f"{metric:>8}  check",
     ]
     for c in result.candidates:
@@ -105,7 +107,8 @@ def format_result(result: AutoPlanResult, recipe: str) -> str:
         file_bytes = "-" if c.measured_size_bytes is None else str(c.measured_size_bytes)
         ratio = original / c.predicted_size_bytes
         lines.append(
-            f"{mark}{c.label:<26} {c.predicted_size_bytes:>10}  {ratio:5.2f}x  {file_bytes:>10}"
+            f"{mark}{c.label:<{width}}  {c.predicted_size_bytes:>10}  {ratio:5.2f}x  "
+            f"{file_bytes:>10}"
             f"  {c.predicted_drop:9.2f}  {c.measured_drop:9.2f}  "
             f"{c.measured_value:8.2%}  {c.verification}"
         )

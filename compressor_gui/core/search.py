@@ -12,6 +12,7 @@ chosen plan is measured.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 from collections.abc import Callable, Sequence
@@ -82,6 +83,7 @@ class AutoPlanResult:
     baseline: float
     metric: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    at_int8_size: Candidate | None = None  # the plan chosen for uniform INT8's file size
 
     @property
     def pareto(self) -> tuple[Candidate, ...]:
@@ -307,17 +309,27 @@ def autoplan_job(
             plan = uniform_plan(table, bits)
             build(f"uniform INT{bits}", plan, _predicted_cost(choices, plan))
             yield Progress(2 if bits == 8 else 3, total, f"uniform INT{bits} measured")
-        int8_size = built[-2].predicted_size_bytes
+        int8 = built[-2]
+        # at uniform INT8's size, the plan must also be at least as accurate as INT8 measured
+        at_int8 = _choose_and_repair(  # sizes compared as predicted, like the front below
+            choices,
+            Budget(max_drop=max(int8.measured_drop, 0.0)),
+            int8.predicted_size_bytes,
+            build,
+            notes,
+            label="auto at uniform INT8 size",
+            file_budget=False,
+        )
+        yield Progress(4, total, "size/accuracy front")
         smallest = choices.fixed_size_bytes + sum(min(s) for s in choices.sizes)
-        sizes = [int8_size] + list(np.geomspace(int8_size, smallest, front_points + 1)[1:])
-        for index, size in enumerate(sizes):
+        front = np.geomspace(int8.predicted_size_bytes, smallest, front_points + 1)[1:]
+        for index, size in enumerate(front, start=1):
             solved = solve(choices, size_bytes=size)
             if solved is not None:
-                label = "auto at uniform INT8 size" if index == 0 else f"front {index}"
-                build(label, *solved)
+                build(f"front {index}", *solved)
             yield Progress(4 + index, total, "size/accuracy front")
     return AutoPlanResult(
-        chosen, tuple(built), original, table.baseline, table.metric, tuple(notes)
+        chosen, tuple(built), original, table.baseline, table.metric, tuple(notes), at_int8
     )
 
 
@@ -337,15 +349,20 @@ def _predicted_cost(choices: _Choices, plan: CompressionPlan) -> float:
     return cost
 
 
-def _choose_and_repair(choices, budget, target_size, build, notes) -> Candidate:
+def _choose_and_repair(
+    choices, budget, target_size, build, notes, label="auto", file_budget=True
+) -> Candidate:
     """Solve and measure. Under a drop limit, while the measured drop is over, solve again with
     the predicted-drop limit divided by measured/predicted (single-layer drops add up
     optimistically when errors compound). A size budget is hard and checked on the written
-    file; while the file is over, solve again for a smaller predicted size. An over-limit drop
-    under a size budget is noted."""
+    file; while the file is over, solve again for a smaller predicted size. When a plan under
+    a size budget measures over the drop limit, the costs of the options it chose are scaled
+    by measured/predicted (the evidence that they hurt more together than alone) and it is
+    solved again; the best plan measured is returned."""
     limit = budget.max_drop
     scale = 1.0
     file_target = target_size
+    fitting: list[Candidate] = []
     for round_ in range(_REPAIR_ROUNDS + 1):
         if target_size is not None:
             solved = solve(choices, size_bytes=target_size)
@@ -358,29 +375,53 @@ def _choose_and_repair(choices, budget, target_size, build, notes) -> Candidate:
                 f"{smallest / 1024:.1f} KiB"
             )
         plan, cost = solved
-        label = "auto" if round_ == 0 else f"auto (repair {round_})"
-        candidate = build(label, plan, cost)
+        name = label if round_ == 0 else f"{label} (repair {round_})"
+        candidate = build(name, plan, cost)
         written = candidate.measured_size_bytes
-        if target_size is not None and written is not None and written > file_target:
+        if (
+            file_budget
+            and target_size is not None
+            and written is not None
+            and written > file_target
+        ):
             # The file carries more than the predicted weights (biases, graph): aim lower.
             target_size *= 0.995 * file_target / written
             notes.append(
-                f"repair {round_ + 1}: written file {written} B > budget {file_target:.0f} B; "
+                f"{name}: written file {written} B > budget {file_target:.0f} B; "
                 f"predicted-size target lowered to {target_size:.0f} B"
             )
             continue
         if limit is None or candidate.measured_drop <= limit:
             return candidate
         if target_size is not None:
+            fitting.append(candidate)
+            factor = max(candidate.measured_drop / max(candidate.predicted_drop, 1e-3), 1.25)
+            choices = _with_costs_scaled(choices, plan, factor)
             notes.append(
-                f"measured drop {candidate.measured_drop:.2f} pts is over the {limit:g} pt "
-                "limit at this size; the size budget wins"
+                f"{name}: measured drop {candidate.measured_drop:.2f} pts > {limit:g} at this "
+                f"size; the costs of the options it chose scaled by {factor:.2f}"
             )
-            return candidate
+            continue
         scale *= max(candidate.measured_drop / max(candidate.predicted_drop, 1e-3), 1.25)
         notes.append(
             f"repair {round_ + 1}: measured {candidate.measured_drop:.2f} pts > {limit:g}; "
             f"predicted-drop limit divided by {scale:.2f}"
         )
-    notes.append(f"still over budget after {_REPAIR_ROUNDS} repairs")
+    notes.append(f"{label}: still over budget after {_REPAIR_ROUNDS} repairs")
+    if fitting:  # the size budget is hard: the most accurate plan that met it
+        return min(fitting, key=lambda c: c.measured_drop)
     return candidate
+
+
+def _with_costs_scaled(choices: _Choices, plan: CompressionPlan, factor: float) -> _Choices:
+    """`choices` with the cost of each option `plan` took (FP32 aside) multiplied by `factor`."""
+    costs = []
+    for group, name in enumerate(choices.layers):
+        taken = plan.layers.get(name, _FP32)
+        costs.append(
+            tuple(
+                cost * factor if setting == taken and setting != _FP32 else cost
+                for setting, cost in zip(choices.settings[group], choices.costs[group], strict=True)
+            )
+        )
+    return dataclasses.replace(choices, costs=tuple(costs))

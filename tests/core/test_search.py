@@ -86,3 +86,31 @@ def test_real_verification_holds_the_written_file_to_the_size_budget(demo):
     chosen = result.chosen
     assert chosen.verification == "real"
     assert chosen.measured_size_bytes <= loaded.file_size_bytes / 6
+
+
+def test_a_plan_over_the_drop_at_a_fixed_size_is_solved_again_without_its_options():
+    # Two layers, each FP32 (size 10) or compressed (size 4). The sweep says compressing
+    # layer a is nearly free, but together with the rest it measures badly; at a size that
+    # allows one compressed layer (14.5), the repair must learn that and compress b instead.
+    fp32, int4 = search.LayerSetting(), search.LayerSetting(bits=4)
+    choices = search._Choices(
+        layers=("a", "b"),
+        settings=((fp32, int4), (fp32, int4)),
+        sizes=((10.0, 4.0), (10.0, 4.0)),
+        costs=((0.0, 0.001), (0.0, 0.002)),
+        fixed_size_bytes=0,
+    )
+    measured_drop = {"a": 0.5, "b": 0.0}  # what building each plan really shows
+    built = []
+
+    def build(label, plan, predicted):
+        (layer,) = plan.layers
+        built.append(layer)
+        return search.Candidate(label, plan, 14, predicted, 1.0, measured_drop[layer], None, "r")
+
+    notes = []
+    budget = search.Budget(max_drop=0.0)
+    chosen = search._choose_and_repair(choices, budget, 14.5, build, notes, file_budget=False)
+    assert built == ["a", "b"]
+    assert chosen.plan.layers == {"b": int4} and chosen.label == "auto (repair 1)"
+    assert "costs of the options it chose scaled" in notes[0]
