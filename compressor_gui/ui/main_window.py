@@ -290,16 +290,16 @@ class MainWindow(QMainWindow):
         edit_menu.addActions([self.undo_action, self.redo_action, self.reset_action])
         edit_menu.addSeparator()
         edit_menu.addAction(self.global_prune_action)
-        run_menu = menu.addMenu("&Run")
-        run_menu.addActions(
-            [
-                self.sensitivity_action,
-                self.autoplan_action,
-                self.compress_action,
-                self.evaluate_action,
-                self.bench_action,
-            ]
+        # the jobs a model makes possible: in the Run menu and the toolbar, off while one runs
+        self.job_actions = (
+            self.sensitivity_action,
+            self.autoplan_action,
+            self.compress_action,
+            self.evaluate_action,
+            self.bench_action,
         )
+        run_menu = menu.addMenu("&Run")
+        run_menu.addActions(self.job_actions)
         run_menu.addSeparator()
         run_menu.addAction(self.data_action)
         view_menu = menu.addMenu("&View")
@@ -316,15 +316,7 @@ class MainWindow(QMainWindow):
         bar.addWidget(QLabel(" Target "))
         bar.addWidget(self.targets.combo)
         bar.addSeparator()
-        bar.addActions(
-            [
-                self.sensitivity_action,
-                self.autoplan_action,
-                self.compress_action,
-                self.evaluate_action,
-                self.bench_action,
-            ]
-        )
+        bar.addActions(self.job_actions)
         self.addToolBar(bar)
         self.toolbar = bar
 
@@ -590,14 +582,7 @@ class MainWindow(QMainWindow):
 
     def _busy_changed(self, busy: bool) -> None:
         has_model = self.session.opened is not None
-        actions = (
-            self.sensitivity_action,
-            self.autoplan_action,
-            self.compress_action,
-            self.evaluate_action,
-            self.global_prune_action,
-        )
-        for action in (*actions, self.bench_action):
+        for action in (*self.job_actions, self.global_prune_action):
             action.setEnabled(has_model and not busy)
         self.open_action.setEnabled(not busy)
 
