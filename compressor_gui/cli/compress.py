@@ -11,6 +11,8 @@ import sys
 from compressor_gui.cli.inspect import add_loading_arguments, open_model
 from compressor_gui.core.compress import CompressResult, compress_job
 from compressor_gui.core.errors import PlanError
+from compressor_gui.core.hardware import MachineInfo
+from compressor_gui.core.int8_forms import form_from_flags
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.plan import (
     CALIBRATION_METHODS,
@@ -50,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--exclude", action="append", default=[], metavar="NAME", help="keep this layer float"
     )
     parser.add_argument("--no-fuse", action="store_true", help="do not fold BatchNorm first")
+    add_target_arguments(parser)
     parser.add_argument("--no-latency", action="store_true", help="skip the latency runs")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_loading_arguments(parser)
@@ -76,7 +79,45 @@ def build_plan(args: argparse.Namespace) -> CompressionPlan:
         plan = dataclasses.replace(plan, fuse=False)
     if args.exclude:
         plan = plan.with_layers(args.exclude, bits=32, prune_ratio=0.0)
+    form = form_from_flags(args.weight_type, args.reduce_range)
+    if form != "auto":
+        plan = dataclasses.replace(plan, int8_form=form)
+    if args.max_drop is not None:
+        plan = dataclasses.replace(plan, max_drop_pt=args.max_drop)
     return plan
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which machine the model is for, and the INT8 form and accuracy budget that go with it."""
+    parser.add_argument(
+        "--target",
+        metavar="NAME",
+        help="the machine the model is for: local (default) or a saved SSH target; its CPU "
+        "family decides the INT8 form",
+    )
+    parser.add_argument(
+        "--weight-type",
+        choices=("s8", "u8"),
+        help="INT8 weight type (default: measured for the target's CPU)",
+    )
+    parser.add_argument(
+        "--reduce-range",
+        action="store_true",
+        help="7-bit INT8 weights: no saturation on x86 CPUs without VNNI",
+    )
+    parser.add_argument(
+        "--max-drop",
+        type=float,
+        metavar="PT",
+        help="accuracy budget in top-1 points; a larger measured drop is warned (default 1)",
+    )
+
+
+def target_machine(args: argparse.Namespace) -> MachineInfo:
+    """The target's CPU and runtimes (read over SSH for a saved target)."""
+    from compressor_gui.targets import get_target
+
+    return get_target(args.target).machine()
 
 
 def with_global_pruning(plan: CompressionPlan, model, args: argparse.Namespace) -> CompressionPlan:
@@ -101,7 +142,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"[{step.done:.0f}/{step.total:.0f}] {step.message}", file=sys.stderr)
 
-    job = compress_job(loaded, plan, args.output, args.data, latency=not args.no_latency)
+    job = compress_job(
+        loaded,
+        plan,
+        args.output,
+        args.data,
+        latency=not args.no_latency,
+        target=target_machine(args),
+    )
     result = run_job(job, report)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
@@ -168,6 +216,10 @@ def format_result(result: CompressResult) -> str:
     for row in [("", "before", "after", "change"), *rows]:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
     lines.append(f"data: {result.data_source}")
+    if result.measured_on:
+        lines.append(f"measured on: {result.measured_on.summary}")
+    if result.target and result.target != result.measured_on:
+        lines.append(f"made for: {result.target.summary}")
     lines.extend(f"step: {step}" for step in result.steps)
     for action in result.actions:
         label = f"  [{SIMULATED}]" if action.simulated else ""

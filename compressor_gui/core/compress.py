@@ -33,6 +33,7 @@ from compressor_gui.core.evaluate import (
     measure_latency,
     sample_feed,
 )
+from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import LoadedModel, ModelSource, save_onnx
@@ -40,6 +41,7 @@ from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
 
+MIN_COSINE = 0.99  # output cosine under this is warned, whatever the labels say
 SLOWER_MARGIN = 1.10  # warn when the compressed model's p50 is over 10% above the original's
 _STEPS = 6
 
@@ -70,6 +72,9 @@ class CompressResult:
     # The written model with its 2:4 weights stored as kept values + 2-bit indices (measured
     # on the file's tensors); None when no weight is 2:4 sparse.
     sparse_format_size_bytes: int | None = None
+    int8_form: str = ""  # the INT8 form used and why ("" when nothing went INT8)
+    measured_on: MachineInfo | None = None  # the machine that measured accuracy and latency
+    target: MachineInfo | None = None  # the machine the model was made for
 
     @property
     def simulated(self) -> bool:
@@ -81,6 +86,9 @@ class CompressResult:
         data["simulated"] = self.simulated
         data["simulated_label"] = SIMULATED if self.simulated else ""
         data["size_ratio"] = self.after.size_bytes / self.before.size_bytes
+        for key in ("measured_on", "target"):
+            machine = getattr(self, key)
+            data[key] = machine.to_dict() if machine else None
         return data
 
 
@@ -101,11 +109,16 @@ def compress_job(
     eval_data: Dataset | str | os.PathLike[str] | None = None,
     options: Int8Options | None = None,
     latency: bool = True,
+    target: MachineInfo | None = None,
 ) -> Job[CompressResult]:
     """Apply `plan` to the loaded model and write it to `out_path` atomically. `data`
     calibrates (and evaluates, unless `eval_data` is given); the bundled demo model uses its
-    own calibration and held-out splits when no data is given."""
+    own calibration and held-out splits when no data is given. `target` is the machine the
+    model is for (None: this one): its CPU family decides the INT8 form."""
     cancel = cancel or CancelToken()
+    here = local_machine()
+    target = target or here
+    options = dataclasses.replace(options or Int8Options(), machine=target)
     if loaded.onnx_model is None:
         raise CompressionError(
             f"{loaded.path.name} has no ONNX graph to compress ({'; '.join(loaded.notes)})"
@@ -139,11 +152,14 @@ def compress_job(
     cancel.raise_if_cancelled()
     yield Progress(3, _STEPS, "quantizing")
     actions: tuple[LayerAction, ...] = ()
+    int8_form = ""
     if any(s.bits < 32 for s in settings.values()):
         result = quantize_model(model, _narrowed(plan, model), calib, options=options)
-        model, actions = result.model, result.actions
+        model, actions, int8_form = result.model, result.actions, result.int8_form
         warnings.extend(result.warnings)
         steps.append(_summary(actions))
+        if int8_form:
+            steps.append(f"INT8 form: {int8_form}")
 
     cancel.raise_if_cancelled()
     yield Progress(4, _STEPS, f"writing {out_path.name}")
@@ -168,6 +184,13 @@ def compress_job(
             "pay off here (try FP16/INT4 weight-only for size, or keep depthwise/activation-"
             "heavy layers float)"
         )
+    warnings.extend(quality_warnings(plan, before.eval, after.eval, actions, target))
+    if target.isa_class != here.isa_class or target.arch != here.arch:
+        warnings.append(
+            f"measured on {here.cpu_model} ({here.isa_class}), made for {target.cpu_model} "
+            f"({target.isa_class}): INT8 accuracy and speed differ between CPU families; "
+            "evaluate it on the target before shipping"
+        )
     yield Progress(6, _STEPS, "done")
     return CompressResult(
         input_path=loaded.path,
@@ -181,6 +204,51 @@ def compress_job(
         warnings=tuple(warnings),
         data_source=source,
         sparse_format_size_bytes=sparse_size,
+        int8_form=int8_form,
+        measured_on=here,
+        target=target,
+    )
+
+
+def quality_warnings(
+    plan: CompressionPlan,
+    before: EvalResult | None,
+    after: EvalResult | None,
+    actions: tuple[LayerAction, ...],
+    target: MachineInfo,
+) -> list[str]:
+    """Warnings when the measured loss is over the plan's budget (top-1 points) or the output
+    cosine under 0.99, with the likely cause and what to try."""
+    if before is None or after is None:
+        return []
+    found = []
+    if before.top1 is not None and after.top1 is not None:
+        drop = 100 * (before.top1 - after.top1)
+        if drop > plan.max_drop_pt:
+            found.append(
+                f"top-1 fell {drop:.2f} pt, over the plan's budget of {plan.max_drop_pt:g} pt"
+            )
+    if after.cosine is not None and after.cosine < MIN_COSINE:
+        found.append(f"output cosine {after.cosine:.4f} is under {MIN_COSINE}")
+    if not found:
+        return []
+    hints = []
+    if target.u8s8_saturates and any(_plain_u8s8(action) for action in actions):
+        hints.append(
+            f"{target.cpu_model} has no VNNI, where u8s8 INT8 sums saturate: "
+            "try --reduce-range or --weight-type u8 (or int8_form: auto)."
+        )
+    hints.append(
+        "Run `compressor-gui compare ORIGINAL COMPRESSED --data D` to find the layers that "
+        "lose most and keep them float (--exclude NAME), or use per-channel weights, "
+        "percentile calibration, or fewer low-bit/pruned layers"
+    )
+    return ["; ".join(found) + ". " + " ".join(hints)]
+
+
+def _plain_u8s8(action: LayerAction) -> bool:
+    return (
+        action.bits == 8 and "s8 weights" in action.method and "reduce_range" not in action.method
     )
 
 

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from compressor_gui.core.errors import PlanError
+from compressor_gui.core.int8_forms import FORM_CHOICES
 
 BIT_WIDTHS = (32, 16, 8, 4, 2, 1)
 PRUNE_PATTERNS = ("unstructured", "2:4", "channel")
 MAX_PRUNE_RATIO = 0.95
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 IMPORTANCES = ("l1", "l2", "bn_scale")
+DEFAULT_MAX_DROP_PT = 1.0
 
 # Layer kinds whose main weight can be stored in fewer than 16 bits or pruned.
 QUANTIZABLE_KINDS = (
@@ -131,8 +133,14 @@ class CompressionPlan:
     importance: str = "l1"  # channel pruning importance: l1 | l2 | bn_scale
     calibration: str = "minmax"  # minmax | entropy | percentile
     patterns: tuple[tuple[str, LayerSetting], ...] = ()
+    int8_form: str = "auto"  # auto (measured for the target CPU) | u8s8 | u8s8-rr | u8u8
+    max_drop_pt: float = DEFAULT_MAX_DROP_PT  # accuracy budget: results over it are warned
 
     def __post_init__(self) -> None:
+        if self.int8_form not in FORM_CHOICES:
+            raise PlanError(f"int8_form must be one of {FORM_CHOICES}, not {self.int8_form!r}")
+        if not 0.0 <= self.max_drop_pt <= 100.0:
+            raise PlanError(f"max_drop_pt must be within 0..100, not {self.max_drop_pt}")
         if self.calibration not in CALIBRATION_METHODS:
             raise PlanError(
                 f"calibration must be one of {CALIBRATION_METHODS}, not {self.calibration!r}"
@@ -258,6 +266,8 @@ class CompressionPlan:
             "fuse": self.fuse,
             "importance": self.importance,
             "calibration": self.calibration,
+            "int8_form": self.int8_form,
+            "max_drop_pt": self.max_drop_pt,
         }
 
     @classmethod
@@ -266,7 +276,16 @@ class CompressionPlan:
         patterns; values are a bit width or a mapping of LayerSetting fields over the default."""
         if not isinstance(data, Mapping):
             raise PlanError(f"a recipe is a mapping of settings, not {type(data).__name__}")
-        known = {"default", "layers", "patterns", "fuse", "importance", "calibration"}
+        known = {
+            "default",
+            "layers",
+            "patterns",
+            "fuse",
+            "importance",
+            "calibration",
+            "int8_form",
+            "max_drop_pt",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise PlanError(
@@ -295,7 +314,15 @@ class CompressionPlan:
             importance=str(data.get("importance", "l1")),
             calibration=str(data.get("calibration", "minmax")),
             patterns=tuple(patterns),
+            int8_form=str(data.get("int8_form", "auto")),
+            max_drop_pt=_number(data.get("max_drop_pt", DEFAULT_MAX_DROP_PT), "max_drop_pt"),
         )
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PlanError(f"{key} must be a number, not {value!r}")
+    return float(value)
 
 
 def load_recipe(path: str | os.PathLike[str]) -> CompressionPlan:

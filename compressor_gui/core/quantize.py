@@ -27,7 +27,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compressor_gui.core.data import Dataset, calibration_reader
 from compressor_gui.core.errors import CompressionError, CompressorError
-from compressor_gui.core.evaluate import make_session, sample_feed
+from compressor_gui.core.evaluate import fidelity, make_session, run_outputs, sample_feed
+from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import _constant_value, build_inventory
 from compressor_gui.core.plan import INT4_BLOCK_SIZE, CompressionPlan, LayerSetting
 from compressor_gui.core.quant_ops import (
@@ -40,6 +41,7 @@ from compressor_gui.core.quant_ops import (
 
 SIMULATED = "simulated: no runtime kernel"
 CALIBRATION_SAMPLES = 256
+FORM_CHECK_SAMPLES = 64  # calibration samples each INT8 form candidate is scored on
 INT4_OPSET = 21
 
 
@@ -57,13 +59,15 @@ class LayerAction:
 @dataclass(frozen=True)
 class Int8Options:
     """Runtime choices for static INT8 that change speed, not the plan: QDQ or QOperator,
-    u8 or s8 activations, per-channel or per-tensor weights (None: from the plan), and which
-    op types get quantized (None: every op with a kernel)."""
+    u8 or s8 activations, per-channel or per-tensor weights (None: from the plan), which
+    op types get quantized (None: every op with a kernel), and the machine that will run the
+    model (None: this one), whose CPU family decides the INT8 form."""
 
     quant_format: str = "qdq"  # qdq | qoperator
     activations: str = "u8"  # u8 | s8
     per_channel: bool | None = None
     op_types: tuple[str, ...] | None = None
+    machine: MachineInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class QuantizeResult:
     model: onnx.ModelProto
     actions: tuple[LayerAction, ...]
     warnings: tuple[str, ...]
+    int8_form: str = ""  # which INT8 form was used and why ("" when nothing went INT8)
 
 
 @dataclass
@@ -121,7 +126,7 @@ def quantize_model(
         work = _upgrade_opset(work, feed, warnings)
     node_names = frozenset(_node_names(work.graph))
     context = _Context(
-        plan, dataset, options, warnings, layers, node_names, node_names & frozenset(settings)
+        plan, dataset, options, warnings, layers, node_names, node_names & frozenset(settings), []
     )
     actions: dict[str, LayerAction] = {}
     for method, handler in _HANDLERS.items():
@@ -144,7 +149,9 @@ def quantize_model(
         if name not in actions:
             actions[name] = LayerAction(name, op_types[name], 32, "float32 (kept)")
     _finish(work)
-    return QuantizeResult(work, tuple(actions[n] for n in ordered), tuple(warnings))
+    return QuantizeResult(
+        work, tuple(actions[n] for n in ordered), tuple(warnings), "; ".join(context.forms)
+    )
 
 
 # --- routing -----------------------------------------------------------------------------
@@ -162,6 +169,7 @@ class _Context:
     layers: dict[str, _Layer]
     original_nodes: frozenset[str]  # node names before any pass added nodes
     layer_nodes: frozenset[str]  # every weight-bearing node, 32-bit ones included
+    forms: list[str]  # the INT8 form each INT8 pass used, and why
 
 
 _LABELS = {
@@ -214,9 +222,54 @@ def _has_init_weight(layer: _Layer) -> bool:
 
 
 def _static_int8(model, names, ctx: _Context):
-    """onnxruntime quantize_static, with fallbacks when shape inference or the result fails:
-    symbolic shape inference -> ONNX shape inference only -> fixed input shapes -> without
-    the nodes the error names."""
+    """Static INT8 in the form the plan names, or (auto) the form that measures best on the
+    target machine's family (see `int8_forms`); the result says which form and why."""
+    from compressor_gui.core.int8_forms import FORMS, FormScore, choose_form
+
+    if ctx.plan.int8_form != "auto":
+        form = FORMS[ctx.plan.int8_form]
+        ctx.forms.append(f"{form.name} as the plan says")
+        return _static_int8_as(model, names, ctx, form, ctx.warnings)
+    built: dict[str, tuple] = {}
+    calib = ctx.dataset.subset(FORM_CHECK_SAMPLES)
+    reference = None
+
+    def score(form) -> FormScore | None:
+        nonlocal reference
+        warnings: list[str] = []
+        try:
+            built[form.name] = (*_static_int8_as(model, names, ctx, form, warnings), warnings)
+            if reference is None:
+                reference = run_outputs(make_session(model), calib)
+            outputs = run_outputs(make_session(built[form.name][0]), calib)
+        except CompressorError:
+            built.pop(form.name, None)
+            return None
+        agreement, cosine, _ = fidelity(reference, outputs)
+        return FormScore(form.name, agreement, cosine)
+
+    target = ctx.options.machine or local_machine()
+    choice = choose_form(target, score, measured_here=_same_family(target))
+    if choice.form.name not in built:
+        built[choice.form.name] = (
+            *_static_int8_as(model, names, ctx, choice.form, warnings := []),
+            warnings,
+        )
+    result, done, warnings = built[choice.form.name]
+    ctx.warnings.extend(warnings)
+    ctx.forms.append(choice.reason)
+    return result, done
+
+
+def _same_family(target: MachineInfo) -> bool:
+    here = local_machine()
+    return target.isa_class == here.isa_class and target.arch == here.arch
+
+
+def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
+    """onnxruntime quantize_static in one INT8 form, with fallbacks when shape inference or
+    the result fails: symbolic shape inference -> ONNX shape inference only -> fixed input
+    shapes -> without the nodes the error names."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -235,15 +288,14 @@ def _static_int8(model, names, ctx: _Context):
     if per_channel is None:
         per_channel = all(layer.setting.per_channel for layer in chosen)
         if len({layer.setting.per_channel for layer in chosen}) > 1:
-            ctx.warnings.append(
-                "INT8 layers mix per-channel and per-tensor: all quantized per-tensor"
-            )
+            warnings.append("INT8 layers mix per-channel and per-tensor: all quantized per-tensor")
     symmetric = all(layer.setting.symmetric for layer in chosen)
     whole = ctx.plan.default.bits == 8
     others = sorted(ctx.layer_nodes - set(names))
     s8 = ctx.options.activations == "s8"
     fmt = QuantFormat.QOperator if ctx.options.quant_format == "qoperator" else QuantFormat.QDQ
     extra = {"WeightSymmetric": symmetric, "ActivationSymmetric": s8}
+    weight_type = QuantType.QUInt8 if form.weight_type == "u8" else QuantType.QInt8
     if method == CalibrationMethod.Percentile:
         extra["CalibPercentile"] = 99.99
     excluded: list[str] = []
@@ -277,7 +329,8 @@ def _static_int8(model, names, ctx: _Context):
                         else None,
                         per_channel=per_channel,
                         activation_type=QuantType.QInt8 if s8 else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8,
+                        weight_type=weight_type,
+                        reduce_range=form.reduce_range,
                         nodes_to_quantize=None
                         if whole
                         else [n for n in names if n not in excluded],
@@ -291,7 +344,7 @@ def _static_int8(model, names, ctx: _Context):
                 last_error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
                 continue
             if attempt != "pre_process":
-                ctx.warnings.append(
+                warnings.append(
                     f"static INT8: onnxruntime's recommended path failed ({last_error}); "
                     f"quantized with {_FALLBACK_WORDS[attempt]}"
                     + (f" (left float: {', '.join(excluded)})" if excluded else "")
@@ -304,7 +357,8 @@ def _static_int8(model, names, ctx: _Context):
                 8,
                 f"INT8 static {'QOperator' if fmt == QuantFormat.QOperator else 'QDQ'} "
                 f"({'per-channel' if per_channel else 'per-tensor'}, "
-                f"{ctx.plan.calibration} calibration, {'s8' if s8 else 'u8'} activations)",
+                f"{ctx.plan.calibration} calibration, {'s8' if s8 else 'u8'} activations, "
+                f"{form.weight_type} weights{', reduce_range' if form.reduce_range else ''})",
             )
             return result, done
     raise CompressionError(last_error or "no quantized model came out")
@@ -318,8 +372,22 @@ _FALLBACK_WORDS = {
 
 
 def _dynamic_int8(model, names, ctx: _Context):
+    """onnxruntime quantize_dynamic in the form the plan names, or the target's rule form
+    (without data there is nothing to measure candidates on)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from compressor_gui.core.int8_forms import FORMS, rule_form
+
+    target = ctx.options.machine or local_machine()
+    if ctx.plan.int8_form != "auto":
+        form = FORMS[ctx.plan.int8_form]
+        ctx.forms.append(f"dynamic INT8 {form.name} as the plan says")
+    else:
+        form = rule_form(target)
+        ctx.forms.append(
+            f"dynamic INT8 {form.name} by rule for {target.cpu_model} ({target.isa_class}); "
+            "no data to measure forms on"
+        )
     per_channel = all(ctx.layers[n].setting.per_channel for n in names)
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
@@ -331,13 +399,15 @@ def _dynamic_int8(model, names, ctx: _Context):
                     str(target),
                     nodes_to_quantize=list(names),
                     per_channel=per_channel,
-                    weight_type=QuantType.QInt8,
+                    weight_type=QuantType.QUInt8 if form.weight_type == "u8" else QuantType.QInt8,
+                    reduce_range=form.reduce_range,
                 )
         except Exception as exc:
             raise CompressionError(str(exc).splitlines()[0][:300]) from exc
         result = onnx.load(str(target))
     done = [n for n in names if _was_quantized(result, n)]
-    return result, _actions_for(ctx, done, 8, "INT8 dynamic (weights INT8, activations at run)")
+    words = f"{form.weight_type} weights" + (", reduce_range" if form.reduce_range else "")
+    return result, _actions_for(ctx, done, 8, f"INT8 dynamic ({words}, activations at run)")
 
 
 def _nbits(model, names, ctx: _Context):

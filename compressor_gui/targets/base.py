@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor_gui.core.errors import TargetError
+from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.jobs import CancelToken, Job
 
 RUNTIMES = ("ort", "openvino", "trtexec")
@@ -134,6 +135,10 @@ class Target(ABC):
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """What the machine is: OS/arch, runtimes and versions, accelerators."""
+
+    @abstractmethod
+    def machine(self) -> MachineInfo:
+        """The CPU (instruction sets, cores, memory) and runtime versions that run models."""
 
     @abstractmethod
     def runtime_options(self) -> list[RuntimeOption]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor_gui.core.errors import JobCancelled, TargetError
+from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.jobs import CancelToken, Job, Progress, process_death_message
 from compressor_gui.targets.base import (
     BenchConfig,
@@ -53,6 +54,9 @@ class LocalTarget(Target):
             info["openvino_devices"] = openvino_devices()
             info["openvino_cpu_capabilities"] = openvino_cpu_capabilities()
         return info
+
+    def machine(self) -> MachineInfo:
+        return local_machine()
 
     def runtime_options(self) -> list[RuntimeOption]:
         options = [RuntimeOption("ort", p, "fp32") for p in ort_providers()]

@@ -24,6 +24,7 @@ from typing import Any
 import paramiko
 
 from compressor_gui.core.errors import JobCancelled, TargetError
+from compressor_gui.core.hardware import MachineInfo, machine_from_probe, probe_command
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import atomic_path
 from compressor_gui.targets import jetson
@@ -221,6 +222,11 @@ class SshTarget(Target):
             info["l4t_release"] = jetson.parse_l4t_release(info["l4t"])
         self._description = info
         return info
+
+    def machine(self) -> MachineInfo:
+        """Read over SSH each time it is asked: a target's box can be swapped under its name."""
+        with self.connect() as client:
+            return machine_from_probe(run_command(client, probe_command(self.spec.python)))
 
     def runtime_options(self) -> list[RuntimeOption]:
         info = self._description or self.describe()
