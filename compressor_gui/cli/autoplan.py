@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from compressor_gui.cli.compress import add_target_argument, target_machine
 from compressor_gui.cli.inspect import add_loading_arguments
 from compressor_gui.cli.sensitivity import add_data_arguments, open_onnx_and_data, progress_printer
 from compressor_gui.core.data import demo_dataset, is_demo_model
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="measure plans by building them (real) or by simulating their weights (faster)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_target_argument(parser)
     add_loading_arguments(parser)
 
 
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         calibration=calibration or dataset,
         verification=args.verify,
         workers=args.workers,
+        machine=target_machine(args),
     )
     result = run_job(job, progress_printer(args.json))
     save_recipe(result.chosen.plan, args.output)

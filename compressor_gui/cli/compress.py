@@ -87,14 +87,18 @@ def build_plan(args: argparse.Namespace) -> CompressionPlan:
     return plan
 
 
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """Which machine the model is for, and the INT8 form and accuracy budget that go with it."""
+def add_target_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
         metavar="NAME",
         help="the machine the model is for: local (default) or a saved SSH target; its CPU "
         "family decides the INT8 form",
     )
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which machine the model is for, and the INT8 form and accuracy budget that go with it."""
+    add_target_argument(parser)
     parser.add_argument(
         "--weight-type",
         choices=("s8", "u8"),

@@ -68,8 +68,12 @@ class Dataset:
 
     def subset(self, count: int) -> Dataset:
         """The first `count` samples (calibration rarely needs more than a few hundred)."""
-        labels = None if self.labels is None else self.labels[:count]
-        inputs = {name: array[:count] for name, array in self.inputs.items()}
+        return self.part(0, count)
+
+    def part(self, start: int, stop: int | None = None) -> Dataset:
+        """Samples start..stop (a held-out part is the tail of the data)."""
+        labels = None if self.labels is None else self.labels[start:stop]
+        inputs = {name: array[start:stop] for name, array in self.inputs.items()}
         return Dataset(
             inputs, self.forms, labels, self.class_names, self.source, self.max_batch, self.notes
         )
@@ -92,6 +96,9 @@ def input_specs(model: onnx.ModelProto) -> tuple[InputSpec, ...]:
     return tuple(specs)
 
 
+MIN_TUNING_SAMPLES = 32  # fewer samples than this in each half: no held-out part
+
+
 def is_demo_model(path: str | os.PathLike[str]) -> bool:
     try:
         return Path(path).resolve() == DEMO_MODEL.resolve()
@@ -104,6 +111,35 @@ def demo_dataset(model: onnx.ModelProto, split: str = "eval") -> Dataset:
     if split not in ("eval", "calib"):
         raise CompressorError(f"demo split is 'eval' or 'calib', not {split!r}")
     return load_dataset(RESOURCES / f"demo_{split}.npz", model)
+
+
+def tuning_split(model: onnx.ModelProto, dataset: Dataset) -> tuple[Dataset, Dataset, str]:
+    """(data to tune on, held-out data to measure on, how): a search must be judged on data
+    it did not tune on. The demo's eval split is paired with its calibration split; other
+    data is halved (too little to halve is used for both, and the note says so)."""
+    if _same_file(dataset.source, RESOURCES / "demo_eval.npz"):
+        tune = demo_dataset(model, "calib")
+        return (
+            tune,
+            dataset,
+            f"tuned on the demo's {len(tune)} calibration samples, "
+            + (f"measured on its {len(dataset)} held-out samples"),
+        )
+    if len(dataset) < 2 * MIN_TUNING_SAMPLES:
+        return dataset, dataset, f"only {len(dataset)} samples: tuned and measured on all of them"
+    half = len(dataset) // 2
+    return (
+        dataset.part(0, half),
+        dataset.part(half),
+        f"tuned on the first {half} samples, measured on the other {len(dataset) - half}",
+    )
+
+
+def _same_file(source: str, path: Path) -> bool:
+    try:
+        return bool(source) and Path(source).resolve() == path.resolve()
+    except OSError:
+        return False
 
 
 def load_dataset(path: str | os.PathLike[str], model: onnx.ModelProto) -> Dataset:

@@ -76,6 +76,7 @@ class QuantizeResult:
     actions: tuple[LayerAction, ...]
     warnings: tuple[str, ...]
     int8_form: str = ""  # which INT8 form was used and why ("" when nothing went INT8)
+    int8_form_name: str = ""  # the static INT8 form's key in int8_forms.FORMS, if any
 
 
 @dataclass
@@ -150,7 +151,11 @@ def quantize_model(
             actions[name] = LayerAction(name, op_types[name], 32, "float32 (kept)")
     _finish(work)
     return QuantizeResult(
-        work, tuple(actions[n] for n in ordered), tuple(warnings), "; ".join(context.forms)
+        work,
+        tuple(actions[n] for n in ordered),
+        tuple(warnings),
+        "; ".join(why for _, why in context.forms),
+        next((name for name, why in context.forms if not why.startswith("dynamic")), ""),
     )
 
 
@@ -169,7 +174,7 @@ class _Context:
     layers: dict[str, _Layer]
     original_nodes: frozenset[str]  # node names before any pass added nodes
     layer_nodes: frozenset[str]  # every weight-bearing node, 32-bit ones included
-    forms: list[str]  # the INT8 form each INT8 pass used, and why
+    forms: list[tuple[str, str]]  # (form name, why) of each INT8 pass
 
 
 _LABELS = {
@@ -228,7 +233,7 @@ def _static_int8(model, names, ctx: _Context):
 
     if ctx.plan.int8_form != "auto":
         form = FORMS[ctx.plan.int8_form]
-        ctx.forms.append(f"{form.name} as the plan says")
+        ctx.forms.append((form.name, f"{form.name} as the plan says"))
         return _static_int8_as(model, names, ctx, form, ctx.warnings)
     built: dict[str, tuple] = {}
     calib = ctx.dataset.subset(FORM_CHECK_SAMPLES)
@@ -257,7 +262,7 @@ def _static_int8(model, names, ctx: _Context):
         )
     result, done, warnings = built[choice.form.name]
     ctx.warnings.extend(warnings)
-    ctx.forms.append(choice.reason)
+    ctx.forms.append((choice.form.name, choice.reason))
     return result, done
 
 
@@ -310,7 +315,7 @@ def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
             try:
                 if attempt == "pre_process":
                     prepared = Path(tmp) / "pre.onnx"
-                    with _quiet():
+                    with quiet():
                         quant_pre_process(str(source), str(prepared), skip_optimization=True)
                     source = prepared
                 if attempt == "exclude":
@@ -318,7 +323,7 @@ def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
                     if not excluded:
                         break
                 batch = 1 if attempt == "fixed_shapes" else 16
-                with _quiet():
+                with quiet():
                     quantize_static(
                         str(source),
                         str(target),
@@ -381,19 +386,22 @@ def _dynamic_int8(model, names, ctx: _Context):
     target = ctx.options.machine or local_machine()
     if ctx.plan.int8_form != "auto":
         form = FORMS[ctx.plan.int8_form]
-        ctx.forms.append(f"dynamic INT8 {form.name} as the plan says")
+        ctx.forms.append((form.name, f"dynamic INT8 {form.name} as the plan says"))
     else:
         form = rule_form(target)
         ctx.forms.append(
-            f"dynamic INT8 {form.name} by rule for {target.cpu_model} ({target.isa_class}); "
-            "no data to measure forms on"
+            (
+                form.name,
+                f"dynamic INT8 {form.name} by rule for {target.cpu_model} "
+                f"({target.isa_class}); no data to measure forms on",
+            )
         )
     per_channel = all(ctx.layers[n].setting.per_channel for n in names)
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(model, str(source))
         try:
-            with _quiet():
+            with quiet():
                 quantize_dynamic(
                     str(source),
                     str(target),
@@ -422,7 +430,7 @@ def _nbits(model, names, ctx: _Context):
             _gemm_to_matmul(graph, node)
     symmetric = all(ctx.layers[n].setting.symmetric for n in names)
     try:
-        with _quiet():
+        with quiet():
             quantizer = MatMulNBitsQuantizer(
                 model,
                 bits=4,
@@ -496,7 +504,7 @@ def _fp16(model, names, ctx: _Context):
     _name_nodes(model.graph, prefix="node_")
     block = [n for n in _node_names(model.graph) if n not in allowed]
     try:
-        with _quiet():
+        with quiet():
             result = convert_float_to_float16(model, keep_io_types=True, node_block_list=block)
     except Exception as exc:
         raise CompressionError(str(exc).splitlines()[0][:300]) from exc
@@ -994,7 +1002,7 @@ def _finish(model: onnx.ModelProto) -> None:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """onnxruntime's quantization tools print and log freely; keep the CLI output ours."""
     import logging
 

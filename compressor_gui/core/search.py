@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor_gui.core.data import Dataset
+from compressor_gui.core.data import Dataset, tuning_split
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.inventory import ModelInventory, build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import LoadedModel, ModelSource
@@ -113,9 +114,11 @@ class _Choices:
 
 
 def choices_from_table(table: SensitivityTable, inventory: ModelInventory) -> _Choices:
-    """Each layer keeps FP32 or one measured option. A point's cost is its measured drop
-    (clipped at 0: a 'negative drop' is sampling noise) plus its output noise-to-signal ratio,
-    a small, additive tie-break that prefers the option that disturbs the outputs least."""
+    """Each layer keeps FP32 or one measured option. A point's cost is the output noise it
+    adds (noise-to-signal energy of the outputs, 10^(-SQNR/10)): independent noises add up
+    where top-1 drops do not (a drop is a threshold effect: many layers at 0 pt each can
+    still sum to a large drop together), so the knapsack adds noise and `DropModel` maps
+    the total to a predicted drop."""
     base = CompressionPlan().predict(inventory)
     layers, settings, sizes, costs = [], [], [], []
     for name in table.layers:
@@ -128,16 +131,72 @@ def choices_from_table(table: SensitivityTable, inventory: ModelInventory) -> _C
             size = CompressionPlan(layers={name: setting}).predict(inventory).layers[name]
             if size.size_bytes >= layer_sizes[0]:
                 continue  # saves nothing in the file (unstructured and 2:4 stay dense)
-            noise = 10 ** (-(point.output_sqnr_db or 0.0) / 10)
             layer_settings.append(setting)
             layer_sizes.append(size.size_bytes)
-            layer_costs.append(max(point.drop, 0.0) + noise)
+            layer_costs.append(_noise(point))
         layers.append(name)
         settings.append(tuple(layer_settings))
         sizes.append(tuple(layer_sizes))
         costs.append(tuple(layer_costs))
     fixed = base.size_bytes - sum(base.layers[name].size_bytes for name in layers)
     return _Choices(tuple(layers), tuple(settings), tuple(sizes), tuple(costs), fixed)
+
+
+def _noise(point) -> float:
+    return 10 ** (-(point.output_sqnr_db if point.output_sqnr_db is not None else 0.0) / 10)
+
+
+@dataclass(frozen=True)
+class DropModel:
+    """Predicted drop (points) from total output noise, fitted on measured points: the
+    sweep's single-layer points and measured whole plans (a float sweep corrected by
+    measured checks). A non-decreasing curve through (noise, drop) by weighted
+    pool-adjacent-violators, read with interpolation in log-noise; a measured plan weighs
+    as much as the layers it changes. No constant is assumed."""
+
+    log_noise: tuple[float, ...]
+    drops: tuple[float, ...]
+
+    @classmethod
+    def fit(
+        cls, table: SensitivityTable, checks: Sequence[tuple[float, float, int]] = ()
+    ) -> DropModel:
+        """`checks`: (total noise, measured drop, layers changed) of plans really built."""
+        pairs = [
+            (math.log10(max(_noise(p), 1e-20)), max(p.drop, 0.0), 1.0)
+            for p in table.points
+            if p.measured
+        ]
+        pairs += [(math.log10(max(n, 1e-20)), max(d, 0.0), float(max(w, 1))) for n, d, w in checks]
+        if not pairs:
+            return cls((0.0,), (0.0,))
+        blocks: list[list[float]] = []  # [weighted x, weighted drop, weight], non-decreasing
+        for x, drop, weight in sorted(pairs):
+            blocks.append([x * weight, drop * weight, weight])
+            while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] > blocks[-1][1] / blocks[-1][2]:
+                last = blocks.pop()
+                blocks[-1] = [a + b for a, b in zip(blocks[-1], last, strict=True)]
+        return cls(tuple(b[0] / b[2] for b in blocks), tuple(b[1] / b[2] for b in blocks))
+
+    def drop(self, noise: float) -> float:
+        """Predicted drop for a total noise (0 noise: 0 points)."""
+        if noise <= 0:
+            return 0.0
+        return float(np.interp(math.log10(noise), self.log_noise, self.drops, left=0.0))
+
+    def noise_for(self, drop: float) -> float:
+        """The largest total noise whose predicted drop is at most `drop`."""
+        allowed = [x for x, d in zip(self.log_noise, self.drops, strict=True) if d <= drop]
+        if not allowed:
+            return 0.0
+        higher = [x for x in self.log_noise if x > allowed[-1]]
+        if not higher:
+            return 10 ** allowed[-1]
+        # between the last knot within the budget and the next one, interpolate
+        x0, x1 = allowed[-1], higher[0]
+        d0, d1 = self.drop(10**x0), self.drop(10**x1)
+        x = x0 if d1 <= d0 else x0 + (x1 - x0) * (drop - d0) / (d1 - d0)
+        return 10 ** min(x, x1)
 
 
 def knapsack(
@@ -216,7 +275,13 @@ def simulated_verifier(loaded: LoadedModel, dataset: Dataset, table: Sensitivity
     return verify
 
 
-def real_verifier(loaded: LoadedModel, dataset: Dataset, calibration: Dataset | None, folder: Path):
+def real_verifier(
+    loaded: LoadedModel,
+    dataset: Dataset,
+    calibration: Dataset | None,
+    folder: Path,
+    machine: MachineInfo | None = None,
+):
     """Measure a plan by building it with compress_job and evaluating the written file."""
     from compressor_gui.core.compress import compress_job
     from compressor_gui.core.jobs import run_job
@@ -227,7 +292,9 @@ def real_verifier(loaded: LoadedModel, dataset: Dataset, calibration: Dataset | 
         out = folder / f"candidate{len(built)}.onnx"
         built.append(out)
         result = run_job(
-            compress_job(loaded, plan, out, calibration, eval_data=dataset, latency=False)
+            compress_job(
+                loaded, plan, out, calibration, eval_data=dataset, latency=False, target=machine
+            )
         )
         before, after = result.before.eval, result.after.eval
         key = "top1" if dataset.labels is not None else "agreement_top1"
@@ -251,40 +318,51 @@ def autoplan_job(
     verification: str = "real",
     front_points: int = 3,
     workers: int = 2,
+    machine: MachineInfo | None = None,
     cancel: CancelToken | None = None,
 ) -> Job[AutoPlanResult]:
     """Sweep (or reuse `table`), choose a plan under `budget`, build and measure it, repair it
     if its measured drop is over, and build a few more plans for the size/accuracy front
-    (uniform INT8 and INT4 always among them)."""
+    (uniform INT8 and INT4 always among them). The sweep tunes on one part of `dataset` and
+    plans are measured on the other (see `tuning_split`); `machine` is the target."""
     cancel = cancel or CancelToken()
     model = loaded.onnx_model
     if model is None:
         raise CompressorError(f"{loaded.path.name} has no ONNX graph to plan for")
+    notes: list[str] = []
     if table is None:
+        tune, held_out, how = tuning_split(model, dataset)
+        notes.append(how)
+        if calibration is None or calibration is dataset:
+            calibration = tune
         table = yield from sensitivity_job(
-            model, dataset, options=SEARCH_OPTIONS, workers=workers, cancel=cancel
+            model, tune, options=SEARCH_OPTIONS, workers=workers, machine=machine, cancel=cancel
         )
+        dataset = held_out
+    notes.extend(table.notes)
     inventory = build_inventory(model)
     choices = choices_from_table(table, inventory)
+    drops = DropModel.fit(table)
     original = inventory.total_bytes
-    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="autoplan-") as tmp:
         verify: Callable
         if verification == "real":
-            verify = real_verifier(loaded, dataset, calibration, Path(tmp))
+            verify = real_verifier(loaded, dataset, calibration, Path(tmp), machine)
         else:
             verify = simulated_verifier(loaded, dataset, table)
             notes.append("simulated verification: weights simulated in one session, weight-only")
         built: list[Candidate] = []
 
-        def build(label: str, plan: CompressionPlan, predicted_drop: float) -> Candidate:
+        def build(label: str, plan: CompressionPlan, noise: float) -> Candidate:
             cancel.raise_if_cancelled()
+            # built in the INT8 form the sweep measured, so predictions and builds agree
+            plan = dataclasses.replace(plan, int8_form=table.int8_form or "auto")
             value, drop, size = verify(plan)
             candidate = Candidate(
                 label,
                 plan,
                 plan.predict(inventory).size_bytes,
-                predicted_drop,
+                drops.drop(noise),
                 value,
                 drop,
                 size,
@@ -301,18 +379,23 @@ def autoplan_job(
         if budget.size_ratio is not None:
             target_size = min(target_size or math.inf, budget.size_ratio * reference)
         total = 4 + front_points
-        yield Progress(0, total, "choosing a plan")
-        chosen = _choose_and_repair(choices, budget, target_size, build, notes)
-        yield Progress(1, total, f"chosen plan: measured drop {chosen.measured_drop:.2f} pts")
-
-        for bits in (8, 4):
+        # Uniform INT8 and INT4 first: they are the measured check that corrects the sweep's
+        # additive-noise prediction before the plan is chosen.
+        checks = []
+        for index, bits in enumerate((8, 4)):
             plan = uniform_plan(table, bits)
-            build(f"uniform INT{bits}", plan, _predicted_cost(choices, plan))
-            yield Progress(2 if bits == 8 else 3, total, f"uniform INT{bits} measured")
-        int8 = built[-2]
+            noise = _predicted_cost(choices, plan)
+            measured = build(f"uniform INT{bits}", plan, noise).measured_drop
+            checks.append((noise, measured, len(plan.layers)))
+            yield Progress(index + 1, total, f"uniform INT{bits} measured")
+        int8 = built[0]
+        drops = DropModel.fit(table, checks)
+        chosen = _choose_and_repair(choices, drops, budget, target_size, build, notes)
+        yield Progress(3, total, f"chosen plan: measured drop {chosen.measured_drop:.2f} pts")
         # at uniform INT8's size, the plan must also be at least as accurate as INT8 measured
         at_int8 = _choose_and_repair(  # sizes compared as predicted, like the front below
             choices,
+            drops,
             Budget(max_drop=max(int8.measured_drop, 0.0)),
             int8.predicted_size_bytes,
             build,
@@ -350,33 +433,34 @@ def _predicted_cost(choices: _Choices, plan: CompressionPlan) -> float:
 
 
 def _choose_and_repair(
-    choices, budget, target_size, build, notes, label="auto", file_budget=True
+    choices, drops, budget, target_size, build, notes, label="auto", file_budget=True
 ) -> Candidate:
-    """Solve and measure. Under a drop limit, while the measured drop is over, solve again with
-    the predicted-drop limit divided by measured/predicted (single-layer drops add up
-    optimistically when errors compound). A size budget is hard and checked on the written
-    file; while the file is over, solve again for a smaller predicted size. When a plan under
-    a size budget measures over the drop limit, the costs of the options it chose are scaled
-    by measured/predicted (the evidence that they hurt more together than alone) and it is
-    solved again; the best plan measured is returned."""
+    """Solve and measure. Under a drop limit the knapsack adds output noise up to the noise
+    the drop model allows; while the measured drop is over, the noise limit is divided by
+    how much more noise the measurement implies (errors that compound rather than add). A
+    size budget is hard and checked on the written file; while the file is over, solve again
+    for a smaller predicted size. When a plan under a size budget measures over the drop
+    limit, the costs of the options it chose are scaled by measured/predicted drop (the
+    evidence that they hurt more together than alone) and it is solved again; the best plan
+    measured is returned."""
     limit = budget.max_drop
-    scale = 1.0
+    noise_limit = drops.noise_for(limit) if limit is not None else None
     file_target = target_size
     fitting: list[Candidate] = []
     for round_ in range(_REPAIR_ROUNDS + 1):
         if target_size is not None:
             solved = solve(choices, size_bytes=target_size)
         else:
-            solved = solve(choices, max_cost=limit / scale)
+            solved = solve(choices, max_cost=noise_limit)
         if solved is None:
             smallest = choices.fixed_size_bytes + sum(min(s) for s in choices.sizes)
             raise CompressorError(
                 f"no plan fits the budget: the smallest plan the sweep allows is "
                 f"{smallest / 1024:.1f} KiB"
             )
-        plan, cost = solved
+        plan, noise = solved
         name = label if round_ == 0 else f"{label} (repair {round_})"
-        candidate = build(name, plan, cost)
+        candidate = build(name, plan, noise)
         written = candidate.measured_size_bytes
         if (
             file_budget
@@ -402,10 +486,11 @@ def _choose_and_repair(
                 f"size; the costs of the options it chose scaled by {factor:.2f}"
             )
             continue
-        scale *= max(candidate.measured_drop / max(candidate.predicted_drop, 1e-3), 1.25)
+        factor = max(drops.noise_for(candidate.measured_drop) / max(noise, 1e-12), 1.25)
+        noise_limit /= factor
         notes.append(
             f"repair {round_ + 1}: measured {candidate.measured_drop:.2f} pts > {limit:g}; "
-            f"predicted-drop limit divided by {scale:.2f}"
+            f"output-noise limit divided by {factor:.2f}"
         )
     notes.append(f"{label}: still over budget after {_REPAIR_ROUNDS} repairs")
     if fitting:  # the size budget is hard: the most accurate plan that met it

@@ -30,13 +30,14 @@ from onnx import numpy_helper
 
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.hardware import MachineInfo, local_machine, machine_key
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import ModelSource, atomic_write_text
 from compressor_gui.core.plan import LayerSetting
 
 # Bump when the simulation changes, so cached points made by an older one are not reused.
-SIM_VERSION = "sim-1"
+SIM_VERSION = "sim-2"
 SWEPT_KINDS = ("conv", "depthwise", "group_conv", "conv_transpose", "linear")
 _MAX_SQNR_DB = 200.0  # an unchanged tensor has infinite SQNR; JSON cannot hold inf
 _BATCH = 256  # samples per run: one run per point for typical sweeps
@@ -112,6 +113,7 @@ class SensitivityPoint:
     value: float | None = None
     drop: float | None = None
     output_sqnr_db: float | None = None
+    how: str = "simulated"  # "simulated" (weights in float) | "onnxruntime INT8 <form>"
 
     @property
     def measured(self) -> bool:
@@ -129,6 +131,8 @@ class SensitivityTable:
     layers: tuple[str, ...]
     options: tuple[str, ...]
     points: tuple[SensitivityPoint, ...]
+    int8_form: str = ""  # the INT8 form the INT8 points ran in ("" when simulated)
+    notes: tuple[str, ...] = ()  # how INT8 points were measured, on which machine
 
     def point(self, layer: str, option: str) -> SensitivityPoint | None:
         for point in self.points:
@@ -429,22 +433,33 @@ def _point_key(layer: str, option: str) -> str:
     return f"{SIM_VERSION}|{option}|{layer}"
 
 
-def _cache_file(folder: Path, model_hash: str, data_hash: str) -> Path:
-    return folder / f"{model_hash[:24]}-{data_hash[:24]}.json"
+def _cache_file(folder: Path, model_hash: str, data_hash: str, machine: str) -> Path:
+    """One file per model, data and measuring machine family + runtime version: INT8 points
+    made on one CPU family are never reused on another."""
+    family = hashlib.sha256(machine.encode()).hexdigest()[:12]
+    return folder / f"{model_hash[:24]}-{data_hash[:24]}-{family}.json"
 
 
-def _read_cache(path: Path, model_hash: str, data_hash: str) -> dict[str, dict]:
+def _read_cache(path: Path, model_hash: str, data_hash: str, machine: str) -> dict[str, dict]:
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    if stored.get("model_sha256") != model_hash or stored.get("data_sha256") != data_hash:
+    expected = (model_hash, data_hash, machine)
+    if (stored.get("model_sha256"), stored.get("data_sha256"), stored.get("machine")) != expected:
         return {}
     return dict(stored.get("points", {}))
 
 
-def _write_cache(path: Path, model_hash: str, data_hash: str, points: dict[str, dict]) -> None:
-    payload = {"model_sha256": model_hash, "data_sha256": data_hash, "points": points}
+def _write_cache(
+    path: Path, model_hash: str, data_hash: str, machine: str, points: dict[str, dict]
+) -> None:
+    payload = {
+        "model_sha256": model_hash,
+        "data_sha256": data_hash,
+        "machine": machine,
+        "points": points,
+    }
     atomic_write_text(path, json.dumps(payload))
 
 
@@ -469,10 +484,13 @@ def sensitivity_job(
     layers: Sequence[str] | None = None,
     workers: int = 2,
     use_cache: bool = True,
+    machine: MachineInfo | None = None,
     cancel: CancelToken | None = None,
 ) -> Job[SensitivityTable]:
     """Fast pass, then the measured sweep. The first Progress carries the fast-pass table; each
-    later one carries one measured SensitivityPoint. Returns the complete table."""
+    later one carries one measured SensitivityPoint. Returns the complete table. INT8 points
+    run as onnxruntime runs INT8 on this machine when `machine` (the target; None: this one)
+    is of this machine's CPU family; otherwise they are simulated and the table says so."""
     cancel = cancel or CancelToken()
     batches = list(dataset.batches(_BATCH))
     labels = dataset.labels
@@ -483,35 +501,41 @@ def sensitivity_job(
 
     fast = {(t.name, o.name): fast_point(weights[t.name], t, o) for t in targets for o in options}
     total = len(fast)
-    model_hash, data_hash = model_sha256(model), data_sha256(dataset)
-    cache_path = _cache_file(cache_dir(), model_hash, data_hash)
-    cached = _read_cache(cache_path, model_hash, data_hash) if use_cache else {}
+    here = local_machine()
+    int8_mode = _int8_mode(options, here, machine or here)
+    cache = _Cache(model, dataset, here, use_cache)
     metric = "top1" if labels is not None else "agreement"
     settings = {option.name: option.setting for option in options}
+    notes = [int8_mode.note] if int8_mode.note else []
 
     def table(points: dict, baseline: float) -> SensitivityTable:
         return SensitivityTable(
-            model_hash,
-            data_hash,
+            cache.model_hash,
+            cache.data_hash,
             metric,
             baseline,
             tuple(t.name for t in targets),
             tuple(o.name for o in options),
             tuple(points[key] for key in fast),
+            cache.int8_form,
+            tuple(notes) or cached_note(),
+        )
+
+    def cached_note() -> tuple[str, ...]:
+        if not cache.int8_form:
+            return ()
+        return (
+            f"INT8 points: each layer quantized alone and run in onnxruntime on "
+            f"{here.cpu_model} ({here.isa_class}), form {cache.int8_form} (from the cache)",
         )
 
     points = dict(fast)
     for (layer, option), point in fast.items():
-        hit = cached.get(_point_key(layer, option))
-        if hit is not None and hit.get("metric") == metric:
-            points[(layer, option)] = replace(
-                point,
-                metric=metric,
-                value=hit["value"],
-                drop=hit["drop"],
-                output_sqnr_db=hit["output_sqnr_db"],
-            )
-    baseline = cached.get("__baseline__", {}).get("value")
+        hit = cache.points.get(_point_key(layer, option))
+        wanted_how = int8_mode.how if option in int8_mode.options else "simulated"
+        if hit is not None and hit.get("metric") == metric and _how(hit, wanted_how):
+            points[(layer, option)] = replace(point, **hit)
+    baseline = cache.points.get("__baseline__", {}).get("value")
     todo = [key for key, point in points.items() if not point.measured]
     yield Progress(total - len(todo), total, "fast pass", table(points, baseline or 0.0))
     if not todo:
@@ -521,36 +545,124 @@ def sensitivity_job(
     local = OverrideSession(model, targets, threads=1)
     reference = Reference(local.run(batches, {}), labels)
     baseline = reference.baseline
-    cached["__baseline__"] = {"value": baseline}
-    last_save = time.monotonic()
+    cache.points["__baseline__"] = {"value": baseline}
 
-    def record(layer: str, option: str, value: float, drop: float, out_db: float) -> Progress:
-        nonlocal last_save
-        point = replace(
-            points[(layer, option)], metric=metric, value=value, drop=drop, output_sqnr_db=out_db
-        )
-        points[(layer, option)] = point
-        cached[_point_key(layer, option)] = {
-            "metric": metric,
-            "value": value,
-            "drop": drop,
-            "output_sqnr_db": out_db,
-        }
-        if use_cache and time.monotonic() - last_save > _CACHE_SAVE_INTERVAL_S:
-            _write_cache(cache_path, model_hash, data_hash, cached)
-            last_save = time.monotonic()
+    def record(layer: str, option: str, value, drop, out_db, how="simulated") -> Progress:
+        found = {"metric": metric, "value": value, "drop": drop, "output_sqnr_db": out_db}
+        points[(layer, option)] = point = replace(points[(layer, option)], **found, how=how)
+        cache.points[_point_key(layer, option)] = {**found, "how": how}
+        cache.save_now_and_then()
         done = sum(p.measured for p in points.values())
         return Progress(done, total, f"{layer} {option}: drop {drop:.2f} pts", point)
 
     try:
+        runtime_todo = [key for key in todo if key[1] in int8_mode.options]
+        if runtime_todo:
+            yield Progress(total - len(todo), total, "INT8 as onnxruntime runs it: calibrating")
+            for layer, option, result in _runtime_int8(
+                model, dataset, batches, reference, runtime_todo, here, cache, notes, cancel
+            ):
+                yield record(layer, option, *result)
+            todo = [key for key in todo if not points[key].measured]
         for layer, option, result in _measure_all(
             local, batches, reference, settings, todo, workers, cancel
         ):
             yield record(layer, option, *result)
     finally:
-        if use_cache:
-            _write_cache(cache_path, model_hash, data_hash, cached)
+        cache.save()
     return table(points, baseline)
+
+
+@dataclass(frozen=True)
+class _Int8Mode:
+    options: frozenset[str]  # INT8 options measured in onnxruntime (empty: all simulated)
+    how: str  # the `how` those points carry ("" until the form is known)
+    note: str
+
+
+def _int8_mode(options, here: MachineInfo, target: MachineInfo) -> _Int8Mode:
+    """Which INT8 options run for real: only when the target is of this machine's family."""
+    int8 = frozenset(o.name for o in options if o.bits == 8 and o.prune_ratio == 0)
+    if not int8:
+        return _Int8Mode(frozenset(), "", "")
+    if (target.isa_class, target.arch) != (here.isa_class, here.arch):
+        return _Int8Mode(
+            frozenset(),
+            "",
+            f"INT8 points simulated (weights only): the target is {target.cpu_model} "
+            f"({target.isa_class}), this machine {here.isa_class}; measure on the target",
+        )
+    return _Int8Mode(int8, RUNTIME_HOW, "")
+
+
+RUNTIME_HOW = "onnxruntime INT8"
+
+
+def _how(hit: dict, wanted: str) -> bool:
+    return hit.get("how", "simulated").startswith(wanted)
+
+
+def _runtime_int8(model, dataset, batches, reference, todo, here, cache, notes, cancel):
+    """Measure INT8 points with each layer really quantized (see core/int8_points.py),
+    yielding (layer, option, (value, drop, output SQNR, how)) as each finishes; a layer the
+    quantizer cannot take alone keeps its simulated point, with a note."""
+    from compressor_gui.core.int8_points import RuntimeInt8Layers
+
+    try:
+        prepared = RuntimeInt8Layers(model, dataset, here)
+    except CompressorError as exc:
+        notes.append(f"INT8 points simulated (weights only): {exc}")
+        return
+    try:
+        how = f"{RUNTIME_HOW} {prepared.form.name}"
+        cache.int8_form = prepared.form.name
+        notes.append(
+            f"INT8 points: each layer quantized alone and run in onnxruntime on "
+            f"{here.cpu_model} ({here.isa_class}); form {prepared.form_reason}"
+        )
+        for layer, option in todo:
+            cancel.raise_if_cancelled()
+            try:
+                outputs = prepared.first_output(layer, batches)
+            except CompressorError as exc:
+                notes.append(f"{exc}: its INT8 point is simulated")
+                continue
+            value, out_db = reference.score(outputs)
+            drop = 100.0 * (reference.baseline - value)
+            yield layer, option, (value, drop, out_db, how)
+    finally:
+        prepared.close()
+
+
+class _Cache:
+    """The sweep's on-disk points for one model, data and measuring machine."""
+
+    def __init__(self, model, dataset, here: MachineInfo, enabled: bool) -> None:
+        self.model_hash, self.data_hash = model_sha256(model), data_sha256(dataset)
+        self.machine = machine_key(here)
+        self.path = _cache_file(cache_dir(), self.model_hash, self.data_hash, self.machine)
+        self.enabled = enabled
+        self.points = (
+            _read_cache(self.path, self.model_hash, self.data_hash, self.machine) if enabled else {}
+        )
+        self._saved = time.monotonic()
+
+    @property
+    def int8_form(self) -> str:
+        return self.points.get("__int8_form__", {}).get("name", "")
+
+    @int8_form.setter
+    def int8_form(self, name: str) -> None:
+        self.points["__int8_form__"] = {"name": name}
+
+    def save(self) -> None:
+        if self.enabled:
+            _write_cache(self.path, self.model_hash, self.data_hash, self.machine, self.points)
+            self._saved = time.monotonic()
+
+    def save_now_and_then(self) -> None:
+        if time.monotonic() - self._saved > _CACHE_SAVE_INTERVAL_S:
+            self.save()
 
 
 def _measure_all(session, batches, reference, settings, todo, workers, cancel):

@@ -10,6 +10,7 @@ from compressor_gui.core.data import dataset_from_arrays
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.jobs import run_job
 from compressor_gui.core.model import load_model
+from compressor_gui.core.sensitivity import SensitivityPoint, SensitivityTable
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +111,32 @@ def test_a_plan_over_the_drop_at_a_fixed_size_is_solved_again_without_its_option
 
     notes = []
     budget = search.Budget(max_drop=0.0)
-    chosen = search._choose_and_repair(choices, budget, 14.5, build, notes, file_budget=False)
+    drops = search.DropModel(log_noise=(-4.0, -1.0), drops=(0.0, 10.0))
+    chosen = search._choose_and_repair(
+        choices, drops, budget, 14.5, build, notes, file_budget=False
+    )
     assert built == ["a", "b"]
     assert chosen.plan.layers == {"b": int4} and chosen.label == "auto (repair 1)"
     assert "costs of the options it chose scaled" in notes[0]
+
+
+def test_drop_model_adds_noise_and_learns_from_measured_plans():
+    table = SensitivityTable(
+        "m",
+        "d",
+        "top1",
+        1.0,
+        ("a",),
+        ("int8", "int2"),
+        (
+            SensitivityPoint("a", "int8", 40.0, 1e-4, "top1", 1.0, 0.0, 40.0),
+            SensitivityPoint("a", "int2", 10.0, 0.1, "top1", 0.9, 10.0, 10.0),
+        ),
+    )
+    sweep_only = search.DropModel.fit(table)
+    assert sweep_only.drop(1e-4) == 0.0 and sweep_only.drop(0.1) == 10.0
+    assert sweep_only.drop(1e-3) < sweep_only.drop(1e-2) < 10.0  # monotone in between
+    assert 1e-4 <= sweep_only.noise_for(1.0) < 1e-3
+    # a plan of 8 layers at noise 1e-3 measured 5 points lost: the curve must follow it
+    corrected = search.DropModel.fit(table, [(1e-3, 5.0, 8)])
+    assert corrected.drop(1e-3) >= 4.0 and corrected.noise_for(1.0) < sweep_only.noise_for(1.0)

@@ -9,6 +9,7 @@ import pytest
 from compressor_gui.core import sensitivity as sens
 from compressor_gui.core.data import dataset_from_arrays
 from compressor_gui.core.errors import CompressorError, JobCancelled
+from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.jobs import CancelToken, run_job
 from compressor_gui.core.plan import LayerSetting
 from compressor_gui.core.quant_ops import CODECS
@@ -86,8 +87,14 @@ def test_first_progress_is_the_fast_pass_then_one_point_per_step(demo):
     assert not any(p.measured for p in first.payload.points)
     steps = []
     table = run_job(job, steps.append)
-    assert len(steps) == 4 and all(isinstance(s.payload, sens.SensitivityPoint) for s in steps)
+    points = [s.payload for s in steps if s.payload is not None]
+    assert len(points) == 4 and all(isinstance(p, sens.SensitivityPoint) for p in points)
+    assert [s.message for s in steps if s.payload is None] == [
+        "INT8 as onnxruntime runs it: calibrating"
+    ]
     assert table.complete and table.metric == "top1"
+    assert table.point("/fc/Gemm", "int8").how == f"onnxruntime INT8 {table.int8_form}"
+    assert table.point("/fc/Gemm", "int1").how == "simulated"
     assert abs(table.point("/stem/conv/Conv", "int8").drop) <= 100 / 48 + 1e-9
     assert table.point("/stem/conv/Conv", "int1").output_sqnr_db < 20
 
@@ -103,6 +110,32 @@ def test_rerun_comes_from_the_cache_without_inference(demo, monkeypatch):
     monkeypatch.setattr(sens, "OverrideSession", no_session)
     again = run_job(sens.sensitivity_job(model, dataset, **kwargs))
     assert again.points == first.points and again.baseline == first.baseline
+
+
+def test_int8_points_of_another_cpu_family_are_simulated_and_say_so(demo):
+    model, dataset = demo
+    here = local_machine()
+    other = "avx512_vnni" if here.u8s8_saturates else "avx2"
+    target = MachineInfo(here.arch, "another CPU", (other,), 2, 0)
+    if target.isa_class == here.isa_class:
+        pytest.skip(f"no other x86 family to stand for on {here.isa_class}")
+    job = sens.sensitivity_job(
+        model, dataset, options=sens.options_named(["int8"]), layers=["/fc/Gemm"], machine=target
+    )
+    table = run_job(job)
+    assert table.point("/fc/Gemm", "int8").how == "simulated" and table.int8_form == ""
+    assert "INT8 points simulated" in table.notes[0] and target.isa_class in table.notes[0]
+
+
+def test_cache_of_one_cpu_family_is_not_read_on_another(demo, monkeypatch):
+    model, dataset = demo
+    kwargs = {"options": sens.options_named(["int4"]), "layers": ["/fc/Gemm"], "workers": 1}
+    run_job(sens.sensitivity_job(model, dataset, **kwargs))
+    moved = MachineInfo("x86_64", "elsewhere", ("avx512f", "amx_int8"), 2, 0, {"onnxruntime": "9"})
+    monkeypatch.setattr(sens, "local_machine", lambda: moved)
+    steps = []
+    run_job(sens.sensitivity_job(model, dataset, **kwargs), steps.append)
+    assert any(isinstance(s.payload, sens.SensitivityPoint) for s in steps)
 
 
 def test_without_labels_the_metric_is_agreement_with_the_original():

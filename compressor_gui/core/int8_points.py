@@ -1,0 +1,115 @@
+"""INT8 sensitivity as onnxruntime computes it on this machine: one layer quantized at a time.
+
+A float simulation of INT8 weights misses what the runtime really does to activations (and,
+on CPUs without VNNI, the saturating U8S8 sums), so its INT8 points predicted a world the CPU
+did not compute. Here the model is fused as Compress fuses it, calibrated once (onnxruntime's
+calibration cache), and each layer is then quantized alone with the same form Compress would
+choose, run in a real session, and scored. Calling the whole calibrating quantizer per point
+would be 10-100x slower; re-using the calibration keeps a point to one QDQ pass + one session.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from compressor_gui.core.data import Dataset, calibration_reader
+from compressor_gui.core.errors import CompressionError, CompressorError
+from compressor_gui.core.evaluate import make_session
+from compressor_gui.core.hardware import MachineInfo
+from compressor_gui.core.int8_forms import FORMS, Int8Form
+from compressor_gui.core.plan import CompressionPlan, LayerSetting
+from compressor_gui.core.quantize import CALIBRATION_SAMPLES, Int8Options, quantize_model, quiet
+
+
+class RuntimeInt8Layers:
+    """Prepared once per sweep: the fused model, its calibration ranges and the INT8 form;
+    `first_output(layer, batches)` runs the model with only that layer quantized."""
+
+    def __init__(self, model: onnx.ModelProto, dataset: Dataset, machine: MachineInfo) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="int8-points-")
+        folder = Path(self._tmp.name)
+        self.model = _fused(model)
+        uniform = quantize_model(
+            self.model,
+            CompressionPlan(default=LayerSetting(bits=8), fuse=False),
+            dataset,
+            options=Int8Options(machine=machine),
+        )
+        if not uniform.int8_form_name:
+            raise CompressionError("static INT8 did not quantize this model: no INT8 form")
+        self.form: Int8Form = FORMS[uniform.int8_form_name]
+        self.form_reason = uniform.int8_form
+        self.uniform_model = uniform.model
+        self._source = folder / "fused.onnx"
+        onnx.save(self.model, str(self._source))
+        self._cache = folder / "calibration.json"
+        self._dataset = dataset
+        self._calibrate(folder / "calibrated.onnx")
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def _quantize(self, target: Path, nodes: Sequence[str] | None) -> None:
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+        weight_type = QuantType.QUInt8 if self.form.weight_type == "u8" else QuantType.QInt8
+        reader = (
+            None
+            if self._cache.exists()
+            else calibration_reader(self._dataset, CALIBRATION_SAMPLES, 16)
+        )
+        with quiet():
+            quantize_static(
+                str(self._source),
+                str(target),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=weight_type,
+                reduce_range=self.form.reduce_range,
+                nodes_to_quantize=list(nodes) if nodes is not None else None,
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+                calibration_cache_path=str(self._cache),
+            )
+
+    def _calibrate(self, target: Path) -> None:
+        try:
+            self._quantize(target, None)
+        except Exception as exc:  # the quantizer raises anything on odd graphs
+            raise CompressionError(
+                f"INT8 calibration failed: {str(exc).splitlines()[0][:200]}"
+            ) from exc
+
+    def first_output(self, layer: str, batches: Sequence[dict]) -> np.ndarray:
+        """The first output over all batches with only `layer` quantized in the chosen form."""
+        target = Path(self._tmp.name) / "one_layer.onnx"
+        try:
+            self._quantize(target, [layer])
+        except Exception as exc:
+            raise CompressionError(
+                f"{layer}: INT8 alone failed: {str(exc).splitlines()[0][:200]}"
+            ) from exc
+        session = make_session(target, threads=1)
+        name = session.get_outputs()[0].name
+        outputs = []
+        for feed in batches:
+            output = session.run([name], feed)[0]
+            batched = all(np.ndim(v) and len(v) == len(output) for v in feed.values())
+            outputs.append(output if batched else output[None])
+        return np.concatenate(outputs)
+
+
+def _fused(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model as Compress quantizes it: BatchNorm folded (layer names survive)."""
+    from compressor_gui.core.fuse import fuse_model
+
+    try:
+        return fuse_model(model)[0]
+    except CompressorError:
+        return model
