@@ -48,11 +48,13 @@ from compressor_gui.core.sensitivity import (
     sensitivity_source_job,
 )
 from compressor_gui.formatting import human_bytes, human_count
+from compressor_gui.targets import get_target
 from compressor_gui.targets.base import BenchConfig, BenchResult, Target
 from compressor_gui.ui.autoplan_dialog import AutoPlanDialog, AutoPlanRequest
 from compressor_gui.ui.charts import ChartsPanel
 from compressor_gui.ui.drafts import Draft, discard_draft, load_draft, save_draft
 from compressor_gui.ui.graph_view import GraphView
+from compressor_gui.ui.int8_form_menu import Int8FormMenu
 from compressor_gui.ui.jobs_panel import JobsPanel
 from compressor_gui.ui.layer_controls import LayerControls
 from compressor_gui.ui.layer_table import COLUMN_NAMES, LayerFilterProxy, LayerTableModel
@@ -290,6 +292,8 @@ class MainWindow(QMainWindow):
         edit_menu.addActions([self.undo_action, self.redo_action, self.reset_action])
         edit_menu.addSeparator()
         edit_menu.addAction(self.global_prune_action)
+        self.int8_form_menu = Int8FormMenu(self.session, self)
+        edit_menu.addMenu(self.int8_form_menu)
         # the jobs a model makes possible: in the Run menu and the toolbar, off while one runs
         self.job_actions = (
             self.sensitivity_action,
@@ -594,13 +598,28 @@ class MainWindow(QMainWindow):
         out = runs_dir() / f"{loaded.path.stem}.compressed.onnx"
         plan = self.session.plan
         data = self.data_path or eval_data_beside(loaded.path)
-        self.jobs.start(
-            f"Compress {loaded.path.name}",
-            lambda token: job_in_child_process(
-                compress_source_job, loaded.source, plan, out, data, cancel=token, what="compress"
-            ),
-            self._compressed,
-        )
+        target = self._target()
+
+        def job(token: CancelToken):  # a generator: the target is read in the worker (SSH)
+            return (
+                yield from job_in_child_process(
+                    compress_source_job,
+                    loaded.source,
+                    plan,
+                    out,
+                    data,
+                    cancel=token,
+                    target=target.machine(),
+                    what="compress",
+                )
+            )
+
+        self.jobs.start(f"Compress {loaded.path.name}", job, self._compressed)
+
+    def _target(self) -> Target:
+        """The target chosen in the toolbar (this machine until the panel has probed)."""
+        choice = self.targets.current()
+        return choice.target if choice else get_target("local")
 
     def _compressed(self, result: CompressResult) -> None:
         self.compressed_path = result.output_path
@@ -631,6 +650,10 @@ class MainWindow(QMainWindow):
                 )
             )
         notes = [f"written to {result.output_path}", f"data: {result.data_source}"]
+        if result.measured_on:
+            notes.append(f"measured on: {result.measured_on.summary}")
+        if result.target and result.target != result.measured_on:
+            notes.append(f"made for: {result.target.summary}")
         notes += [*result.steps, *(f"warning: {w}" for w in result.warnings)]
         self.results.add(RunRecord("Compress", result.input_path.name, tuple(rows), tuple(notes)))
         self.results_dock.raise_()
@@ -736,17 +759,21 @@ class MainWindow(QMainWindow):
         if loaded is None or loaded.onnx_model is None:
             return
         layers = self.selected_layers() or None
+        target = self._target()
 
-        def job(token: CancelToken):
+        def job(token: CancelToken):  # a generator: data and target are read in the worker
             dataset = self._eval_dataset(loaded)
-            return job_in_child_process(
-                sensitivity_source_job,
-                loaded.source,
-                dataset,
-                layers=layers,
-                workers=1,
-                cancel=token,
-                what="sensitivity",
+            return (
+                yield from job_in_child_process(
+                    sensitivity_source_job,
+                    loaded.source,
+                    dataset,
+                    layers=layers,
+                    machine=target.machine(),
+                    workers=1,
+                    cancel=token,
+                    what="sensitivity",
+                )
             )
 
         self.jobs.start(
@@ -776,6 +803,7 @@ class MainWindow(QMainWindow):
         loaded = self.session.opened.loaded if self.session.opened else None
         if loaded is None or loaded.onnx_model is None:
             return
+        target = self._target()
 
         def job(token: CancelToken):
             dataset = self._eval_dataset(loaded).subset(request.samples)
@@ -784,16 +812,19 @@ class MainWindow(QMainWindow):
                 if is_demo_model(loaded.path) and self.data_path is None
                 else dataset
             )
-            return job_in_child_process(
-                autoplan_source_job,
-                loaded.source,
-                dataset,
-                request.budget,
-                calibration=calibration,
-                verification=request.verification,
-                workers=1,
-                cancel=token,
-                what="auto plan",
+            return (
+                yield from job_in_child_process(
+                    autoplan_source_job,
+                    loaded.source,
+                    dataset,
+                    request.budget,
+                    calibration=calibration,
+                    verification=request.verification,
+                    machine=target.machine(),
+                    workers=1,
+                    cancel=token,
+                    what="auto plan",
+                )
             )
 
         self.jobs.start(f"Auto plan ({request.verification})", job, self._autoplanned)

@@ -58,6 +58,12 @@ def test_compress_and_benchmark_keep_the_event_loop_responsive(loaded, qtbot) ->
     assert compress.title == "Compress" and compress.rows[0].metric == "size"
     size_change = compress.rows[0].change
     assert size_change.endswith("x size") and float(size_change.split("x")[0]) < 0.5  # int8
+    from compressor_gui.core.hardware import local_machine
+
+    assert f"measured on: {local_machine().summary}" in compress.notes
+    assert any(
+        n.startswith("INT8 form: ") and local_machine().isa_class in n for n in compress.notes
+    )
     assert bench.title.startswith("Benchmark")
     assert [row.metric for row in bench.rows][:2] == ["latency p50", "latency p99"]
     assert bench.rows[0].original.endswith("ms") and bench.rows[0].compressed.endswith("ms")

@@ -226,3 +226,12 @@ def test_a_plan_not_saved_as_a_recipe_comes_back_after_closing(qtbot, demo_path:
     fourth = _open_demo(qtbot, demo_path)
     qtbot.wait(500)
     assert fourth._draft_offer is None  # discarded means gone
+
+
+def test_int8_form_menu_sets_the_plan_and_undoes(loaded, qtbot) -> None:
+    menu = loaded.int8_form_menu
+    assert menu.form_actions["auto"].isChecked()
+    menu.form_actions["u8u8"].trigger()
+    assert loaded.session.plan.int8_form == "u8u8" and menu.form_actions["u8u8"].isChecked()
+    loaded.undo_action.trigger()
+    assert loaded.session.plan.int8_form == "auto" and menu.form_actions["auto"].isChecked()
