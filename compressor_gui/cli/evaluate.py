@@ -73,7 +73,8 @@ def format_evaluation(evaluation: TargetEvaluation, names: list[str | None]) -> 
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
     lines.append(f"data: {evaluation.data_source}")
-    lines.append(f"ran on: {evaluation.machine.summary}")
+    machine = evaluation.machine
+    lines.append(f"ran on: {machine.summary} · INT8 family {machine.isa_class}")
     lines.append(f"runtime: {evaluation.runtime}")
     return "\n".join(lines)
 

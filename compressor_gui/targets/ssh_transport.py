@@ -174,8 +174,8 @@ def run_wrapped(
         channel.close()
     if exit_code is None:
         raise TargetError(
-            "the SSH link dropped during the remote run (no exit status came back); "
-            "its temp files are removed on the next connect"
+            "the SSH link dropped during the remote run (no exit status came back); the "
+            "target removes the run's files when it notices, else the next connect does"
         )
     if exit_code in (124, 137):  # exit codes of `timeout`
         raise TargetError(f"the remote run hit its time limit of {timeout_s:.0f} s: stopped")

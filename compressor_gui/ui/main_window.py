@@ -662,14 +662,16 @@ class MainWindow(QMainWindow):
         results = list(evaluation.results.values())
         compressed = results[1] if len(results) > 1 else None
         rows = [Comparison(*row) for row in comparison_rows(results[0], compressed)]
+        machine = evaluation.machine
         notes = [
-            f"ran on {evaluation.target}: {evaluation.machine.summary}",
+            f"ran on {evaluation.target}: {machine.summary} · INT8 family {machine.isa_class}",
             f"runtime: {evaluation.runtime}",
             f"data: {evaluation.data_source}",
         ]
         if compressed is None:
             notes.append("no compressed model yet: Compress first to compare")
-        record = RunRecord("Evaluate", self.session.path.name, tuple(rows), tuple(notes))
+        title = f"Evaluate on {evaluation.target}"
+        record = RunRecord(title, self.session.path.name, tuple(rows), tuple(notes))
         self.results.add(record)
         self.results_dock.raise_()
 

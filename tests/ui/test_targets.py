@@ -96,7 +96,9 @@ def test_targets_panel_shows_each_machine_and_evaluate_says_where_it_ran(
     loaded.evaluate_action.trigger()
     qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=120_000)
     record = loaded.results.records[-1]
-    assert record.title == "Evaluate", loaded.jobs.log.toPlainText()
-    assert record.notes[0] == f"ran on evalbox: {here.summary}", record.notes
+    assert record.title == "Evaluate on evalbox", loaded.jobs.log.toPlainText()
+    assert record.notes[0] == (f"ran on evalbox: {here.summary} · INT8 family {here.isa_class}"), (
+        record.notes
+    )
     rows = {row.metric: row for row in record.rows}
     assert rows["samples"].original == "450" and rows["top-1"].original.endswith("%")
