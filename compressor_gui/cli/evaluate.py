@@ -64,9 +64,13 @@ def run(args: argparse.Namespace) -> int:
 def format_evaluation(evaluation: TargetEvaluation, names: list[str | None]) -> str:
     """The comparison table, then where it ran and on which data."""
     results = list(evaluation.results.values())
-    header = ("", "original", "compressed" if len(results) > 1 else "", "change")
-    rows = [header, *comparison_rows(results[0], results[1] if len(results) > 1 else None)]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    compared = len(results) > 1
+    rows = [
+        ("", "original", "compressed", "change"),
+        *comparison_rows(results[0], results[1] if compared else None),
+    ]
+    rows = [row if compared else row[:2] for row in rows]  # one model: nothing to compare
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     title = " vs ".join(Path(name).name for name in names if name)
     lines = [f"{title} on {evaluation.target}"]
     lines += [
