@@ -7,6 +7,7 @@ import getpass
 import json
 
 from compressor_gui.core.errors import TargetError
+from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.targets.store import (
     TargetSpec,
     load_target,
@@ -86,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(info, indent=2))
         else:
+            machine = MachineInfo.from_dict(info.pop("machine"))
             print("\n".join(f"{key}: {value}" for key, value in info.items()))
+            print(f"machine: {machine.summary}\nINT8 family: {machine.isa_class}")
     elif args.action == "remove":
         remove_target(args.name)
         print(f"removed {args.name}")

@@ -54,10 +54,8 @@ class Dataset:
     def batches(self, batch_size: int = 64, limit: int | None = None) -> Iterator[dict]:
         """Feeds of up to `batch_size` samples (1 where an input is in sample form)."""
         count = len(self) if limit is None else min(limit, len(self))
-        step = batch_size if all(f == "batch" for f in self.forms.values()) else 1
-        if self.max_batch is not None:
-            step = min(step, self.max_batch)
-        for start in range(0, count, max(step, 1)):
+        step = self.feed_step(batch_size)
+        for start in range(0, count, step):
             stop = min(start + step, count)
             yield {
                 name: (
@@ -65,6 +63,14 @@ class Dataset:
                 )
                 for name, array in self.inputs.items()
             }
+
+    def feed_step(self, batch_size: int = 64) -> int:
+        """Samples per run: `batch_size`, 1 where an input is in sample form, at most the
+        model's fixed batch (a remote runner feeds the same way, so outputs match)."""
+        step = batch_size if all(f == "batch" for f in self.forms.values()) else 1
+        if self.max_batch is not None:
+            step = min(step, self.max_batch)
+        return max(step, 1)
 
     def subset(self, count: int) -> Dataset:
         """The first `count` samples (calibration rarely needs more than a few hundred)."""
@@ -206,6 +212,34 @@ def dataset_from_arrays(
     return Dataset(inputs, forms, labels, class_names, source, max_batch)
 
 
+RANDOM_SOURCE = "random inputs: fidelity only"
+
+
+def eval_data_beside(model_path: str | os.PathLike[str]) -> Path | None:
+    """`<stem>_eval.npz` (or `_calib`) next to the model, as the demo ships its data."""
+    path = Path(model_path)
+    for suffix in ("_eval.npz", "_calib.npz"):
+        candidate = path.with_name(path.stem + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def eval_dataset(
+    model_path: str | os.PathLike[str],
+    model: onnx.ModelProto,
+    data: str | os.PathLike[str] | None = None,
+) -> Dataset:
+    """What Evaluate runs on: the given data, else `<stem>_eval.npz` beside the model, the
+    demo's held-out split, or random inputs (labelled as good for fidelity only)."""
+    data_file = data or eval_data_beside(model_path)
+    if data_file is not None:
+        return load_dataset(data_file, model)
+    if is_demo_model(model_path):
+        return demo_dataset(model, "eval")
+    return random_dataset(model)
+
+
 def random_dataset(model: onnx.ModelProto, count: int = 32, seed: int = 0) -> Dataset:
     """Standard-normal samples (integer inputs: ones) of the input shapes, dynamic dims 1:
     with no data, fidelity against the original can still be measured."""
@@ -218,7 +252,7 @@ def random_dataset(model: onnx.ModelProto, count: int = 32, seed: int = 0) -> Da
         else:
             inputs[spec.name] = np.ones(shape, spec.dtype)
     forms = dict.fromkeys(inputs, "sample")
-    return Dataset(inputs, forms, source="random inputs")
+    return Dataset(inputs, forms, source=RANDOM_SOURCE)
 
 
 def _check_input(spec: InputSpec, array: Any, label: str) -> tuple[np.ndarray, str]:

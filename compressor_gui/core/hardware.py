@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -42,17 +43,31 @@ ISA_CLASSES = ("x86", "x86-avx2", "x86-avx512", "x86-vnni", "x86-amx", "arm", "a
 _SECTIONS = ("arch", "cpuinfo", "meminfo", "nproc", "runtimes")
 
 
+# One interpreter for every runtime: the installed distribution's version (no import, so no
+# seconds spent loading OpenVINO), else the module's own __version__ (onnxruntime-gpu, apt).
+_RUNTIME_PROBE = """
+import importlib
+for name in ("onnxruntime", "openvino", "tensorrt"):
+    try:
+        from importlib.metadata import version
+        found = version(name)
+    except Exception:
+        try:
+            found = importlib.import_module(name).__version__
+        except Exception:
+            continue
+    print(name, found)
+"""
+
+
 def probe_command(python: str = "python3") -> str:
     """A POSIX shell line printing what `machine_from_probe` reads; the CPU part needs no
     Python (a Jetson without onnxruntime still tells its cores and instruction sets)."""
-    imports = " ".join(
-        f"{python} -c 'import {m} as x; print(\"{m}\", x.__version__)' 2>/dev/null;"
-        for m in ("onnxruntime", "openvino", "tensorrt")
-    )
     return (
         "echo '@@arch'; uname -m; echo '@@cpuinfo'; cat /proc/cpuinfo; "
         "echo '@@meminfo'; head -n 3 /proc/meminfo; echo '@@nproc'; nproc; "
-        f"echo '@@runtimes'; {imports} true"
+        f"echo '@@runtimes'; {shlex.quote(python)} -c {shlex.quote(_RUNTIME_PROBE)} 2>/dev/null; "
+        "true"
     )
 
 

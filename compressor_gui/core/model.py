@@ -301,6 +301,13 @@ def _iter_all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
                     yield from _iter_all_tensors(sub)
 
 
+def onnx_files(path: str | os.PathLike[str]) -> tuple[Path, ...]:
+    """An ONNX file and the external weight files it names, which must travel with it."""
+    path = Path(path)
+    model = onnx.load(str(path), load_external_data=False)
+    return (path, *(path.parent / name for name in sorted(_external_data_files(model))))
+
+
 def _external_data_files(model: onnx.ModelProto) -> set[str]:
     files = set()
     for tensor in _iter_all_tensors(model.graph):

@@ -7,11 +7,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor_gui.core.errors import TargetError
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.jobs import CancelToken, Job
+
+if TYPE_CHECKING:  # the benchmark child process imports this module: keep it light
+    import onnx
+
+    from compressor_gui.core.data import Dataset
 
 RUNTIMES = ("ort", "openvino", "trtexec")
 
@@ -127,6 +132,15 @@ class RuntimeOption:
         return f"{self.runtime}/{self.device}/{self.precision}"
 
 
+@dataclass(frozen=True)
+class ModelOutputs:
+    """Each model's outputs over one dataset, as one machine's runtime computed them."""
+
+    outputs: tuple[list[Any], ...]  # per model: every output (numpy), samples on axis 0
+    machine: MachineInfo
+    runtime: str  # e.g. "onnxruntime 1.23.2 CPUExecutionProvider"
+
+
 class Target(ABC):
     """A place where a model runs; `benchmark` is a job (generator yielding Progress)."""
 
@@ -134,7 +148,8 @@ class Target(ABC):
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
-        """What the machine is: OS/arch, runtimes and versions, accelerators."""
+        """What the machine is: OS/arch, runtimes and versions, accelerators, and under
+        "machine" its MachineInfo.to_dict() (read in the same visit)."""
 
     @abstractmethod
     def machine(self) -> MachineInfo:
@@ -149,3 +164,13 @@ class Target(ABC):
         self, model_path: str | Path, config: BenchConfig, cancel: CancelToken | None = None
     ) -> Job[BenchResult]:
         """Run the model and return a BenchResult; honour `cancel` while waiting."""
+
+    @abstractmethod
+    def model_outputs(
+        self,
+        models: Sequence[tuple[str, onnx.ModelProto | Path]],
+        dataset: Dataset,
+        config: BenchConfig | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Job[ModelOutputs]:
+        """Every output of each (label, model) over every sample, computed on this target."""

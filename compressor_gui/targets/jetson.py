@@ -17,7 +17,7 @@ from compressor_gui.core.errors import TargetError
 from compressor_gui.targets.base import BenchConfig, BenchResult, LatencyStats
 
 if TYPE_CHECKING:
-    from compressor_gui.targets.ssh import WrappedOutput
+    from compressor_gui.targets.ssh_transport import WrappedOutput
 
 TIMES_MARK = "@@TRTEXEC_TIMES"
 TRTEXEC_FALLBACK = "/usr/src/tensorrt/bin/trtexec"

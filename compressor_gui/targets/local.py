@@ -1,8 +1,9 @@
 """This machine: onnxruntime with each execution provider it has, and OpenVINO on CPU.
 
-Every run happens in a spawned child process, so a crash or OOM inside a runtime becomes a
+Every benchmark runs in a spawned child process, so a crash or OOM inside a runtime becomes a
 TargetError instead of taking the app down, and cancel simply kills the child. Frozen builds
-must call `multiprocessing.freeze_support()` first thing in their entry point.
+must call `multiprocessing.freeze_support()` first thing in their entry point. Outputs for
+Evaluate are computed in the caller's process (a worker thread in the GUI), as compress does.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor_gui.core.errors import JobCancelled, TargetError
 from compressor_gui.core.hardware import MachineInfo, local_machine
@@ -24,9 +26,15 @@ from compressor_gui.targets.base import (
     BenchConfig,
     BenchResult,
     LatencyStats,
+    ModelOutputs,
     RuntimeOption,
     Target,
 )
+
+if TYPE_CHECKING:  # the benchmark child process imports this module: keep it light
+    import onnx
+
+    from compressor_gui.core.data import Dataset
 
 POLL_S = 0.05
 # Providers that need a remote service or a device we never pick on our own.
@@ -49,6 +57,7 @@ class LocalTarget(Target):
             "onnxruntime": _version("onnxruntime"),
             "providers": ort_providers(),
             "openvino": _version("openvino"),
+            "machine": self.machine().to_dict(),
         }
         if info["openvino"]:
             info["openvino_devices"] = openvino_devices()
@@ -95,14 +104,35 @@ class LocalTarget(Target):
         request = {**config.to_dict(), "model": str(model_path.resolve()), "provider": provider}
         with tempfile.TemporaryDirectory(prefix="compressor-gui-bench-") as scratch:
             if config.fidelity_data:
-                request["outputs_path"] = str(Path(scratch) / "outputs.npy")
+                request["outputs_path"] = str(Path(scratch) / "outputs.npz")
             reply = yield from run_in_child(request, config.timeout_s, cancel)
             outputs = None
             if reply.get("outputs_path"):
                 import numpy as np
 
-                outputs = np.load(reply["outputs_path"])
+                with np.load(reply["outputs_path"]) as saved:
+                    outputs = saved["output_0"]
         return result_from_reply(self.name, model_path, config, reply), outputs
+
+    def model_outputs(
+        self,
+        models: Sequence[tuple[str, onnx.ModelProto | Path]],
+        dataset: Dataset,
+        config: BenchConfig | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Job[ModelOutputs]:
+        """In this process, onnxruntime on the CPU: the runtime compress and sensitivity
+        measure with (`config` picks runtimes on SSH targets only)."""
+        import onnxruntime as ort
+
+        from compressor_gui.core.evaluate import make_session, run_outputs
+
+        collected = []
+        for index, (label, model) in enumerate(models):
+            yield Progress(index, len(models), f"{label}: running {len(dataset)} samples")
+            collected.append(run_outputs(make_session(model), dataset, cancel=cancel))
+        runtime = f"onnxruntime {ort.__version__} CPUExecutionProvider"
+        return ModelOutputs(tuple(collected), self.machine(), runtime)
 
 
 def result_from_reply(

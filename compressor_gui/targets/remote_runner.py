@@ -36,7 +36,9 @@ OV_PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
 def run(request: dict, emit) -> dict:
-    """Benchmark as `request` says, calling emit(message_dict) for progress; return the result."""
+    """Benchmark as `request` says, calling emit(message_dict) for progress; return the result.
+    With "fidelity_data" and "outputs_path" the outputs on those inputs are saved too; with
+    "outputs_only" nothing is timed (Evaluate wants the outputs, not the speed)."""
     runtime = request.get("runtime", "ort")
     if runtime == "ort":
         session = _OrtSession(request)
@@ -44,17 +46,19 @@ def run(request: dict, emit) -> dict:
         session = _OpenVinoSession(request)
     else:
         raise RuntimeError(f"the runner cannot run {runtime!r}")
-    feeds = _random_feeds(session.inputs, int(request.get("batch_size", 1)))
-    warmup = int(request.get("warmup", 10))
-    runs = int(request.get("runs", 100))
-    duration_s = request.get("duration_s")
-    for index in range(warmup):
-        session.run(feeds)
-        emit({"type": "progress", "done": index + 1, "total": warmup, "message": "warm-up"})
-    latencies_ms = _timed_loop(session, feeds, runs, duration_s, emit)
+    latencies_ms: list[float] = []
+    if not request.get("outputs_only"):
+        feeds = _random_feeds(session.inputs, int(request.get("batch_size", 1)))
+        warmup = int(request.get("warmup", 10))
+        for index in range(warmup):
+            session.run(feeds)
+            emit({"type": "progress", "done": index + 1, "total": warmup, "message": "warm-up"})
+        latencies_ms = _timed_loop(
+            session, feeds, int(request.get("runs", 100)), request.get("duration_s"), emit
+        )
     outputs_path = None
     if request.get("fidelity_data") and request.get("outputs_path"):
-        outputs_path = _save_outputs(session, request)
+        outputs_path = _save_outputs(session, request, emit)
     return {
         "type": "result",
         "latencies_ms": latencies_ms,
@@ -97,7 +101,8 @@ class _OrtSession:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         available = ort.get_available_providers()
-        provider = request.get("provider") or available[0]
+        # AzureExecutionProvider calls a remote service: never a default
+        provider = request.get("provider") or [p for p in available if "Azure" not in p][0]
         if provider not in available:
             raise RuntimeError(f"onnxruntime here has no {provider}; it has {', '.join(available)}")
         precision = request.get("precision", "fp32")
@@ -196,22 +201,65 @@ def _random_feeds(inputs, batch: int) -> dict:
     return feeds
 
 
-def _save_outputs(session, request: dict) -> str:
-    """Run the fidelity inputs (npz key `x`) in batches and save the first output as key `y`."""
-    data = np.load(request["fidelity_data"])["x"]
-    name, shape, dtype = session.inputs[0]
-    batch = int(request.get("batch_size", 1))
-    if isinstance(shape[0], int) and shape[0] > 0:
-        batch = shape[0]
-    outputs = []
-    for start in range(0, len(data), batch):
-        chunk = data[start : start + batch].astype(dtype)
-        real = len(chunk)
-        if real < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        outputs.append(np.asarray(session.run({name: chunk})[0])[:real])
-    np.save(request["outputs_path"], np.concatenate(outputs).astype(np.float32))
+def _save_outputs(session, request: dict, emit) -> str:
+    """Run every sample of `fidelity_data` and save all outputs (npz keys output_0, ...).
+
+    The npz holds one array per input name (or `x` for the first input), samples on axis 0.
+    "forms" says per input whether axis 0 is the model's batch axis ("batch") or an extra
+    sample axis ("sample", fed one sample at a time), and "feed_step" how many samples go in
+    one run; the caller decides both (core/data.py's Dataset rule) and this only follows them.
+    Without "forms" the `x` array is batched by the model's fixed batch or the batch size.
+    """
+    with np.load(request["fidelity_data"], allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    inputs = {name: (shape, dtype) for name, shape, dtype in session.inputs}
+    if all(name in arrays for name in inputs):
+        arrays = {name: arrays[name] for name in inputs}  # not labels (y) or class names
+    elif "x" in arrays and len(inputs) == 1:
+        arrays = {next(iter(inputs)): arrays["x"]}
+    else:
+        raise RuntimeError(f"the data has {sorted(arrays)}; the model needs {list(inputs)}")
+    forms = request.get("forms") or dict.fromkeys(inputs, "batch")
+    step = request.get("feed_step")
+    if step is None:
+        first_dim = next(iter(inputs.values()))[0][0]
+        step = first_dim if isinstance(first_dim, int) and first_dim > 0 else None
+        step = step or int(request.get("batch_size", 1))
+    count = len(next(iter(arrays.values())))
+    batched = all(form == "batch" for form in forms.values())
+    collected: list[list] = []
+    last_report = time.perf_counter()
+    for start in range(0, count, int(step)):
+        feed = {}
+        for name, array in arrays.items():
+            shape, dtype = inputs[name]
+            if forms[name] == "sample":
+                feed[name] = np.asarray(array[start], dtype=dtype)
+            else:
+                feed[name] = _padded(array[start : start + int(step)].astype(dtype), shape)
+        real = min(int(step), count - start)
+        outputs = [np.asarray(value) for value in session.run(feed)]
+        if not collected:
+            collected = [[] for _ in outputs]
+        for index, value in enumerate(outputs):
+            collected[index].append(value[:real] if batched else value[None])
+        if time.perf_counter() - last_report >= PROGRESS_EVERY_S or start == 0:
+            last_report = time.perf_counter()
+            done = start + real
+            emit({"type": "progress", "done": done, "total": count, "message": "running samples"})
+    np.savez(
+        request["outputs_path"],
+        **{f"output_{i}": np.concatenate(parts) for i, parts in enumerate(collected)},
+    )
     return request["outputs_path"]
+
+
+def _padded(chunk, shape: list):
+    """A last short chunk repeated up to a model's fixed batch size (outputs are cut back)."""
+    fixed = shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else None
+    if fixed is None or len(chunk) >= fixed:
+        return chunk
+    return np.concatenate([chunk, np.repeat(chunk[-1:], fixed - len(chunk), axis=0)])
 
 
 def _peak_memory_bytes() -> int | None:

@@ -2,8 +2,9 @@
 
 Host keys are checked against the system known_hosts and our own; an unknown key is refused
 with its fingerprint (`UnknownHostKeyError`) unless the caller passes that fingerprint back.
-Each run lives in `<remote_tmp>/compressor-gui-bench.XXXXXX`, driven by a wrapper shell script
-that removes the folder when it ends, is killed, or sees its SSH stdin close (link dropped).
+Runs and their clean-up live in ssh_transport.py. Evaluate uploads the data and the models
+once, runs each model through the runner there and fetches every output, so the scores are
+computed here by the same rule as locally (core/evaluate.py) from what the target computed.
 """
 
 from __future__ import annotations
@@ -14,53 +15,52 @@ import hashlib
 import json
 import posixpath
 import shlex
-import time
-from collections.abc import Iterator
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
+import onnx
 import paramiko
 
-from compressor_gui.core.errors import JobCancelled, TargetError
+from compressor_gui.core.data import Dataset
+from compressor_gui.core.errors import TargetError
 from compressor_gui.core.hardware import MachineInfo, machine_from_probe, probe_command
 from compressor_gui.core.jobs import CancelToken, Job, Progress
-from compressor_gui.core.model import atomic_path
+from compressor_gui.core.model import atomic_path, onnx_files, save_onnx
 from compressor_gui.targets import jetson
-from compressor_gui.targets.base import BenchConfig, BenchResult, RuntimeOption, Target
+from compressor_gui.targets.base import (
+    BenchConfig,
+    BenchResult,
+    ModelOutputs,
+    RuntimeOption,
+    Target,
+)
 from compressor_gui.targets.local import result_from_reply
+from compressor_gui.targets.ssh_transport import (
+    WORKDIR_PREFIX,
+    WrappedOutput,
+    best_effort_remove,
+    download_arrays,
+    guarded_workdir,
+    put_bytes,
+    remove_stale_workdirs,
+    run_command,
+    run_wrapped,
+    tail,
+    upload,
+)
 from compressor_gui.targets.store import TargetSpec, get_password, known_hosts_file
 
 CONNECT_TIMEOUT_S = 10.0
-COMMAND_TIMEOUT_S = 30.0
 KEEPALIVE_S = 5
-CHUNK_BYTES = 256 * 1024
-WORKDIR_PREFIX = "compressor-gui-bench."
-STALE_UNSTARTED_MINUTES = 30
-TEGRASTATS_MARK = "@@TEGRASTATS"
-EXIT_MARK = "@@EXIT "
-
-# Runs one benchmark command in $WD; prints its output, then the tegrastats log and the exit
-# code. The EXIT trap removes $WD however the script ends; a reader on stdin notices a dropped
-# link (EOF) and terminates the script, which kills the command and the sampler.
-WRAPPER = r"""WD="$1"; LIMIT="$2"; shift 2
-cd "$WD" || exit 97
-echo $$ > "$WD/pid"
-JOB=""; TS=""; WATCH=""
-cleanup() { kill $JOB $TS $WATCH 2>/dev/null; rm -rf "$WD"; }
-trap cleanup EXIT
-trap 'exit 143' TERM HUP INT
-exec 3<&0
-(cat <&3 >/dev/null; kill $$) & WATCH=$!
-if [ -n "$TEGRASTATS" ]; then "$TEGRASTATS" --interval 200 > "$WD/tegrastats.log" 2>&1 & TS=$!; fi
-timeout -k 5 "$LIMIT" "$@" <&3 & JOB=$!
-wait $JOB; RC=$?
-[ -n "$TS" ] && kill $TS 2>/dev/null && wait $TS 2>/dev/null
-echo "@@TEGRASTATS"; cat "$WD/tegrastats.log" 2>/dev/null
-echo "@@EXIT $RC"
-"""
-
+RUNNER, DATA = "remote_runner.py", "data.npz"
+EVAL_BATCH = 64  # samples per run, as core/evaluate.py's run_outputs feeds them locally
+T = TypeVar("T")
 TOOLS_PROBE = (
     'T=$(command -v tegrastats); [ -n "$T" ] && echo "tegrastats=$T"; '
     "T=$(command -v trtexec || ls /usr/src/tensorrt/bin/trtexec 2>/dev/null); "
@@ -203,7 +203,7 @@ class SshTarget(Target):
         if transport is not None:
             transport.set_keepalive(KEEPALIVE_S)
         try:
-            _remove_stale_workdirs(client, spec)
+            remove_stale_workdirs(client, spec.remote_tmp)
             yield client
         finally:
             client.close()
@@ -211,6 +211,7 @@ class SshTarget(Target):
     def describe(self) -> dict[str, Any]:
         with self.connect() as client:
             out = run_command(client, probe_script(self.spec.python))
+            machine = machine_from_probe(run_command(client, probe_command(self.spec.python)))
         info: dict[str, Any] = {"name": self.name, "address": self.spec.address}
         for line in out.splitlines():
             key, sep, value = line.partition("=")
@@ -220,6 +221,7 @@ class SshTarget(Target):
             info["providers"] = info["providers"].split(",")
         if "l4t" in info:
             info["l4t_release"] = jetson.parse_l4t_release(info["l4t"])
+        info["machine"] = machine.to_dict()
         self._description = info
         return info
 
@@ -262,26 +264,27 @@ class SshTarget(Target):
                     client, workdir, command, config.timeout_s, cancel, tegrastats
                 )
             finally:
-                _best_effort_remove(client, workdir)
+                best_effort_remove(client, workdir)
         result = self._parse(model_path, config, output)
         return _with_tegrastats(result, output.tegrastats_lines)
 
     def _runner_command(
         self, client: paramiko.SSHClient, workdir: str, remote_model: str, config: BenchConfig
     ) -> list[str]:
-        runner = resources.files("compressor_gui.targets").joinpath("remote_runner.py")
         request = {**config.to_dict(), "model": remote_model, "fidelity_data": None}
-        with client.open_sftp() as sftp:
-            sftp.get_channel().settimeout(COMMAND_TIMEOUT_S)
-            with sftp.open(posixpath.join(workdir, "remote_runner.py"), "w") as handle:
-                handle.write(runner.read_bytes())
-            with sftp.open(posixpath.join(workdir, "request.json"), "w") as handle:
-                handle.write(json.dumps(request).encode())
+        put_bytes(client, posixpath.join(workdir, "remote_runner.py"), _runner_code())
+        put_bytes(client, posixpath.join(workdir, "request.json"), json.dumps(request).encode())
         return [self.spec.python, "-u", "remote_runner.py", "request.json"]
 
     def _parse(self, model_path: Path, config: BenchConfig, output: WrappedOutput) -> BenchResult:
         if config.runtime == "trtexec":
             return jetson.result_from_trtexec(self.name, model_path, config, output)
+        reply = self._reply(output)
+        result = result_from_reply(self.name, model_path, config, reply)
+        return replace(result, raw_log="\n".join(output.lines))
+
+    def _reply(self, output: WrappedOutput) -> dict[str, Any]:
+        """The runner's result message, or a TargetError quoting its error (or last lines)."""
         reply = None
         errors = []
         for line in output.lines:
@@ -294,159 +297,114 @@ class SshTarget(Target):
                 elif message.get("type") == "error":
                     errors.append(message["message"])
         if reply is None:
-            detail = "; ".join(errors) or _tail(output.lines)
+            detail = "; ".join(errors) or tail(output.lines)
             raise TargetError(
                 f"the remote run on {self.spec.address} failed (exit {output.exit_code}): {detail}"
             )
-        result = result_from_reply(self.name, model_path, config, reply)
-        return replace(result, raw_log="\n".join(output.lines))
+        return reply
+
+    def model_outputs(
+        self,
+        models: Sequence[tuple[str, onnx.ModelProto | Path]],
+        dataset: Dataset,
+        config: BenchConfig | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Job[ModelOutputs]:
+        """Upload the data and models once, run each through the runner there, fetch every
+        output; the workdir goes when we finish, fail or cancel, or when the link drops."""
+        config = config or BenchConfig()
+        if config.runtime == "trtexec":
+            raise TargetError("trtexec returns no outputs: evaluate with ort on this target")
+        yield Progress(0, 1, f"connecting to {self.spec.address}")
+        with tempfile.TemporaryDirectory(prefix="compressor-gui-eval-") as scratch:
+            local_files = _model_files(models, Path(scratch))
+            data_file = _save_npz(Path(scratch) / "data.npz", dataset.inputs)
+            with self.connect() as client:
+                machine = machine_from_probe(run_command(client, probe_command(self.spec.python)))
+                with guarded_workdir(client, self.spec.remote_tmp) as workdir:
+                    put_bytes(client, posixpath.join(workdir, RUNNER), _runner_code())
+                    yield from upload(client, data_file, posixpath.join(workdir, DATA), cancel)
+                    runs = []
+                    for index, (label, _) in enumerate(models):
+                        one = self._run_one(
+                            client, workdir, index, local_files[index], dataset, config, cancel
+                        )
+                        runs.append((yield from _scaled(one, index, len(models), label)))
+        reply = runs[0][1]
+        runtime = f"{reply['runtime_version']} {reply['device']}"
+        return ModelOutputs(tuple(outputs for outputs, _ in runs), machine, runtime)
+
+    def _run_one(
+        self,
+        client: paramiko.SSHClient,
+        workdir: str,
+        index: int,
+        files: tuple[Path, ...],
+        dataset: Dataset,
+        config: BenchConfig,
+        cancel: CancelToken | None,
+    ) -> Job[tuple[list[np.ndarray], dict[str, Any]]]:
+        """Upload one model, run it on the uploaded data in its own subfolder (which the
+        wrapper removes when the run ends), fetch its outputs and the runner's reply."""
+        model_dir = posixpath.join(workdir, f"model{index}")
+        run_dir = posixpath.join(workdir, f"run{index}")
+        run_command(client, f"mkdir {shlex.quote(model_dir)} {shlex.quote(run_dir)}")
+        for path in files:
+            yield from upload(client, path, posixpath.join(model_dir, path.name), cancel)
+        remote_outputs = posixpath.join(workdir, f"outputs{index}.npz")
+        request = {
+            **config.to_dict(),
+            "model": posixpath.join(model_dir, files[0].name),
+            "fidelity_data": posixpath.join(workdir, DATA),
+            "outputs_path": remote_outputs,
+            "outputs_only": True,
+            "forms": dict(dataset.forms),
+            "feed_step": dataset.feed_step(EVAL_BATCH),
+        }
+        put_bytes(client, posixpath.join(run_dir, "request.json"), json.dumps(request).encode())
+        command = [self.spec.python, "-u", posixpath.join(workdir, RUNNER), "request.json"]
+        output = yield from run_wrapped(client, run_dir, command, config.timeout_s, cancel, None)
+        reply = self._reply(output)
+        return download_arrays(client, remote_outputs), reply
 
 
-class WrappedOutput:
-    """What the wrapper script printed: the command's lines, tegrastats lines, exit code."""
-
-    def __init__(self, lines: list[str], tegrastats_lines: list[str], exit_code: int) -> None:
-        self.lines, self.tegrastats_lines, self.exit_code = lines, tegrastats_lines, exit_code
+def _runner_code() -> bytes:
+    return resources.files("compressor_gui.targets").joinpath("remote_runner.py").read_bytes()
 
 
-def run_command(
-    client: paramiko.SSHClient, command: str, timeout_s: float = COMMAND_TIMEOUT_S
-) -> str:
-    """Run a short command; its stdout, or a TargetError with its stderr."""
-    try:
-        _, stdout, stderr = client.exec_command(command, timeout=timeout_s)
-        out = stdout.read().decode(errors="replace")
-        err = stderr.read().decode(errors="replace")
-        code = stdout.channel.recv_exit_status()
-    except (TimeoutError, OSError, paramiko.SSHException) as exc:
-        raise TargetError(f"the SSH link failed during a command: {exc or 'timed out'}") from exc
-    if code != 0:
-        raise TargetError(f"remote command failed (exit {code}): {err.strip() or out.strip()}")
-    return out
+def _model_files(
+    models: Sequence[tuple[str, onnx.ModelProto | Path]], scratch: Path
+) -> list[tuple[Path, ...]]:
+    """Each model as files to upload: the ONNX file and its external weights (a model held in
+    memory is written to `scratch` first)."""
+    files = []
+    for index, (label, model) in enumerate(models):
+        if isinstance(model, onnx.ModelProto):
+            model = save_onnx(model, scratch / f"model{index}" / "model.onnx")
+        if not Path(model).is_file():
+            raise TargetError(f"{label} model {model} does not exist")
+        files.append(onnx_files(model))
+    return files
 
 
-def upload(
-    client: paramiko.SSHClient, local: Path, remote: str, cancel: CancelToken | None
-) -> Job[str]:
-    """Copy a file by SFTP in chunks (progress, cancel), then compare SHA-256 on both sides."""
-    size = local.stat().st_size
-    digest = hashlib.sha256()
-    sent = 0
-    try:
-        with client.open_sftp() as sftp:
-            sftp.get_channel().settimeout(COMMAND_TIMEOUT_S)
-            with local.open("rb") as source, sftp.open(remote, "wb") as target:
-                target.set_pipelined(True)
-                while chunk := source.read(CHUNK_BYTES):
-                    if cancel is not None:
-                        cancel.raise_if_cancelled()
-                    target.write(chunk)
-                    digest.update(chunk)
-                    sent += len(chunk)
-                    yield Progress(sent, size, f"uploading {local.name}")
-    except (OSError, paramiko.SSHException) as exc:
-        raise TargetError(f"upload of {local.name} failed: {exc or 'link dropped'}") from exc
-    remote_hash = run_command(client, f"sha256sum {shlex.quote(remote)}").split()[0]
-    if remote_hash != digest.hexdigest():
-        raise TargetError(f"{local.name} arrived damaged (SHA-256 differs): try again")
-    return remote
+def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """np.savez's layout, written by hand: savez takes names as keyword arguments, and an
+    input called `file` would collide with its own parameter."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asarray(array), allow_pickle=False)
+    return path
 
 
-def run_wrapped(
-    client: paramiko.SSHClient,
-    workdir: str,
-    command: list[str],
-    timeout_s: float,
-    cancel: CancelToken | None,
-    tegrastats: str | None,
-) -> Job[WrappedOutput]:
-    """Run `command` in `workdir` under WRAPPER, streaming progress; never waits past timeout."""
-    with client.open_sftp() as sftp, sftp.open(posixpath.join(workdir, "wrapper.sh"), "w") as f:
-        f.write(WRAPPER.encode())
-    env = f"TEGRASTATS={shlex.quote(tegrastats)} " if tegrastats else ""
-    line = " ".join(
-        [env + "sh", shlex.quote(posixpath.join(workdir, "wrapper.sh")), shlex.quote(workdir)]
-        + [str(int(timeout_s)), *map(shlex.quote, command)]
-    )
-    transport = client.get_transport()
-    try:
-        channel = transport.open_session(timeout=COMMAND_TIMEOUT_S)
-        channel.exec_command(line)
-    except (OSError, paramiko.SSHException, AttributeError) as exc:
-        raise TargetError(f"cannot start the remote run: {exc or 'link dropped'}") from exc
-    deadline = time.monotonic() + timeout_s + 15
-    buffer = b""
-    lines: list[str] = []
-    tegra: list[str] = []
-    exit_code: int | None = None
-    in_tegra = False
-    try:
-        while True:
-            if cancel is not None and cancel.cancelled:
-                raise JobCancelled("benchmark cancelled by the user")
-            if time.monotonic() > deadline:
-                raise TargetError(f"the remote run took longer than {timeout_s:.0f} s: stopped")
-            if channel.recv_ready():
-                data = channel.recv(65536)
-            elif channel.closed or channel.eof_received or not transport.is_active():
-                data = b""
-            else:
-                time.sleep(0.05)
-                continue
-            if not data:
-                break
-            buffer += data
-            *complete, buffer = buffer.split(b"\n")
-            for raw in complete:
-                text = raw.decode(errors="replace").rstrip("\r")
-                if text == TEGRASTATS_MARK:
-                    in_tegra = True
-                elif text.startswith(EXIT_MARK):
-                    exit_code = int(text[len(EXIT_MARK) :])
-                elif in_tegra:
-                    tegra.append(text)
-                else:
-                    lines.append(text)
-                    step = _progress_of(text)
-                    if step is not None:
-                        yield step
-    finally:
-        channel.close()
-    if exit_code is None:
-        raise TargetError(
-            "the SSH link dropped during the remote run (no exit status came back); "
-            "its temp files are removed on the next connect"
-        )
-    if exit_code in (124, 137):  # exit codes of `timeout`
-        raise TargetError(f"the remote run hit its time limit of {timeout_s:.0f} s: stopped")
-    return WrappedOutput(lines, tegra, exit_code)
-
-
-def _progress_of(text: str) -> Progress | None:
-    if not text.startswith('{"type": "progress"'):
-        return None
-    with contextlib.suppress(ValueError, KeyError):
-        message = json.loads(text)
-        return Progress(message["done"], message["total"], message["message"])
-    return None
-
-
-def _remove_stale_workdirs(client: paramiko.SSHClient, spec: TargetSpec) -> None:
-    """Remove run folders left by dropped links: dead wrapper pid, or never started and old."""
-    base = shlex.quote(spec.remote_tmp)
-    script = (
-        f'for d in {base}/{WORKDIR_PREFIX}*; do [ -d "$d" ] || continue; '
-        'if [ -f "$d/pid" ]; then kill -0 "$(cat "$d/pid")" 2>/dev/null || rm -rf "$d"; '
-        f'elif [ -n "$(find "$d" -maxdepth 0 -mmin +{STALE_UNSTARTED_MINUTES})" ]; '
-        'then rm -rf "$d"; fi; done; true'
-    )
-    run_command(client, script)
-
-
-def _best_effort_remove(client: paramiko.SSHClient, workdir: str) -> None:
-    """Remove the run folder if the link still works; otherwise the next connect will."""
-    with contextlib.suppress(TargetError):
-        run_command(client, f"rm -rf {shlex.quote(workdir)}", timeout_s=5)
+def _scaled(job: Job[T], index: int, count: int, label: str) -> Job[T]:
+    """Pass on a sub-job's progress as part `index` of `count`, labelled; return its result."""
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(index + step.fraction, count, f"{label}: {step.message}")
 
 
 def _with_tegrastats(result: BenchResult, lines: list[str]) -> BenchResult:
@@ -462,7 +420,3 @@ def _with_tegrastats(result: BenchResult, lines: list[str]) -> BenchResult:
         ram_used_bytes=summary.ram_used_bytes,
         notes=(*result.notes, f"tegrastats: {summary.samples} samples at 200 ms"),
     )
-
-
-def _tail(lines: list[str], count: int = 5) -> str:
-    return " | ".join(line for line in lines[-count:] if line.strip()) or "no output"

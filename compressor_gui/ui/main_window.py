@@ -33,9 +33,9 @@ from PySide6.QtWidgets import (
 )
 
 from compressor_gui.core.compress import CompressResult, compress_source_job
-from compressor_gui.core.data import demo_dataset, is_demo_model, load_dataset, random_dataset
+from compressor_gui.core.data import demo_dataset, eval_data_beside, eval_dataset, is_demo_model
 from compressor_gui.core.errors import CompressorError, PlanError
-from compressor_gui.core.evaluate import EvalResult, evaluate_models_job
+from compressor_gui.core.evaluate import comparison_rows
 from compressor_gui.core.inventory import build_inventory, build_tensor_inventory
 from compressor_gui.core.jobs import CancelToken, Progress, job_in_child_process
 from compressor_gui.core.model import load_model
@@ -50,6 +50,8 @@ from compressor_gui.core.sensitivity import (
 from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.targets import get_target
 from compressor_gui.targets.base import BenchConfig, BenchResult, Target
+from compressor_gui.targets.evaluate import TargetEvaluation, evaluate_on_target
+from compressor_gui.targets.local import LocalTarget
 from compressor_gui.ui.autoplan_dialog import AutoPlanDialog, AutoPlanRequest
 from compressor_gui.ui.charts import ChartsPanel
 from compressor_gui.ui.drafts import Draft, discard_draft, load_draft, save_draft
@@ -81,15 +83,6 @@ def open_model_job(path: Path, trust_pickle: bool) -> Generator[Progress, None, 
         inventory = build_tensor_inventory(tensors)
     yield Progress(2, 2, f"{len(inventory.layers)} layers")
     return OpenedModel(loaded, inventory)
-
-
-def eval_data_beside(model: Path) -> Path | None:
-    """`<stem>_eval.npz` (or `_calib`) next to the model, as the demo ships its data."""
-    for suffix in ("_eval.npz", "_calib.npz"):
-        candidate = model.with_name(model.stem + suffix)
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def bench_models_job(
@@ -670,42 +663,38 @@ class MainWindow(QMainWindow):
             self.jobs.log_line(f"data for compress and sensitivity: {name}")
 
     def evaluate(self) -> None:
-        """Run the original (and the last compressed model) over the chosen data in a worker."""
+        """Run the original (and the last compressed model) over the chosen data in a worker,
+        on the machine chosen in the Target box: this one or an SSH target."""
         loaded = self.session.opened.loaded if self.session.opened else None
         if loaded is None or loaded.onnx_model is None:
             return
-        models = [("original", loaded.onnx_model)]
+        choice = self.targets.current()
+        target = choice.target if choice else LocalTarget()
+        config = choice.config() if choice else None
+        models = [("original", loaded.path if loaded.format == "onnx" else loaded.onnx_model)]
         if self.compressed_path is not None:
             models.append(("compressed", self.compressed_path))
 
         def job(token: CancelToken):  # a generator: the data loads in the worker too
             dataset = self._eval_dataset(loaded)
-            results = yield from evaluate_models_job(models, dataset, cancel=token)
-            return results, dataset.source
+            return evaluate_on_target(target, models, dataset, config, cancel=token)
 
-        self.jobs.start(f"Evaluate {loaded.path.name}", job, self._evaluated)
+        self.jobs.start(f"Evaluate {loaded.path.name} on {target.name}", job, self._evaluated)
 
-    def _evaluated(self, outcome: tuple[dict[str, EvalResult], str]) -> None:
-        results, source = outcome
-        original, compressed = results["original"], results.get("compressed")
-
-        rows = [Comparison("samples", str(original.samples), "")]
-        for metric, field in (("top-1", "top1"), ("top-5", "top5")):
-            if getattr(original, field) is not None:
-                after = getattr(compressed, field) if compressed else None
-                rows.append(Comparison(metric, _percent(getattr(original, field)), _percent(after)))
-        if compressed is not None:
-            rows.append(
-                Comparison(
-                    "agreement with original", "100.00%", _percent(compressed.agreement_top1)
-                )
-            )
-            rows.append(Comparison("output cosine", "1.0000", f"{compressed.cosine:.4f}"))
-            rows.append(Comparison("output SQNR", "", f"{compressed.sqnr_db:.1f} dB"))
-        notes = [f"data: {source}"]
+    def _evaluated(self, evaluation: TargetEvaluation) -> None:
+        results = list(evaluation.results.values())
+        compressed = results[1] if len(results) > 1 else None
+        rows = [Comparison(*row) for row in comparison_rows(results[0], compressed)]
+        machine = evaluation.machine
+        notes = [
+            f"ran on {evaluation.target}: {machine.summary} · INT8 family {machine.isa_class}",
+            f"runtime: {evaluation.runtime}",
+            f"data: {evaluation.data_source}",
+        ]
         if compressed is None:
             notes.append("no compressed model yet: Compress first to compare")
-        record = RunRecord("Evaluate", self.session.path.name, tuple(rows), tuple(notes))
+        title = f"Evaluate on {evaluation.target}"
+        record = RunRecord(title, self.session.path.name, tuple(rows), tuple(notes))
         self.results.add(record)
         self.results_dock.raise_()
 
@@ -783,14 +772,9 @@ class MainWindow(QMainWindow):
             progress=self._sensitivity_progress,
         )
 
-    def _eval_dataset(self, loaded, split: str = "eval"):
+    def _eval_dataset(self, loaded):
         """The chosen data, else `<stem>_eval.npz` beside the model, the demo's own, or random."""
-        data_file = self.data_path or eval_data_beside(loaded.path)
-        if data_file is not None:
-            return load_dataset(data_file, loaded.onnx_model)
-        if is_demo_model(loaded.path):
-            return demo_dataset(loaded.onnx_model, split)
-        return random_dataset(loaded.onnx_model)
+        return eval_dataset(loaded.path, loaded.onnx_model, self.data_path)
 
     def auto_plan(self) -> None:
         """Ask for a budget (window-modal, the event loop runs) and then run Auto plan."""

@@ -1,4 +1,5 @@
-"""Where benchmarks run: this machine's runtimes (CPU, GPU providers) or a saved SSH target.
+"""Where benchmarks and evaluations run: this machine's runtimes or a saved SSH target, each
+shown with its machine (CPU, INT8 family, cores, memory, runtimes).
 
 The list is filled by a worker (importing onnxruntime and probing providers takes a while)
 so the window appears at once; the toolbar combo and this panel share one model of choices.
@@ -12,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -34,6 +35,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.targets.base import BenchConfig, RuntimeOption, Target
 from compressor_gui.targets.ssh import SshTarget, UnknownHostKeyError
 from compressor_gui.targets.store import (
@@ -47,6 +49,7 @@ from compressor_gui.ui.jobs_panel import error_text
 
 # what a saved SSH target offers before "Test connection" has asked it for more
 SSH_DEFAULT_OPTION = RuntimeOption("ort", "CPUExecutionProvider", "fp32")
+NOT_READ = "Machine: not read yet (Test connection reads it)"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,21 @@ def _friendly(option: RuntimeOption) -> str:
     device = option.device.replace("ExecutionProvider", "")
     kind = "GPU" if device in {"CUDA", "Tensorrt", "ROCM", "DML", "GPU"} else "CPU"
     return f"{kind} · {option.runtime.upper()} {device} {option.precision}"
+
+
+def machine_line(describe: dict) -> str:
+    """The machine a target's `describe()` reported, as one line with its INT8 family."""
+    if "machine" not in describe:
+        return "Machine: not reported"
+    machine = MachineInfo.from_dict(describe["machine"])
+    return f"Machine: {machine.summary} · INT8 family {machine.isa_class}"
+
+
+def _machine_label(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
 
 
 def _probe_local() -> tuple[dict, list[TargetChoice]]:
@@ -106,17 +124,20 @@ class TargetsPanel(QWidget):
         self.choices: list[TargetChoice] = []
         self._local: list[TargetChoice] = []
         self._ssh: dict[str, list[TargetChoice]] = {}
+        self._machines: dict[str, str] = {}  # SSH target name -> its machine line, once read
         self.model = QStandardItemModel(self)
         self.model.appendRow(QStandardItem("probing this machine…"))
         self.combo = QComboBox()  # lives in the toolbar
         self.combo.setModel(self.model)
         self.combo.setMinimumContentsLength(28)
-        self.combo.setToolTip("Where Benchmark runs")
+        self.combo.setToolTip("Where Benchmark and Evaluate run")
         self.combo.setEnabled(False)
         self.details = QPlainTextEdit()
         self.details.setReadOnly(True)
+        self.local_machine_label = _machine_label("Machine: reading…")
         local = QVBoxLayout()
         local.addWidget(QLabel("This machine"))
+        local.addWidget(self.local_machine_label)
         local.addWidget(self.details, 1)
         box = QHBoxLayout(self)
         box.setContentsMargins(4, 4, 4, 4)
@@ -172,12 +193,14 @@ class TargetsPanel(QWidget):
         buttons.addWidget(self.save_button)
         self.ssh_result = QPlainTextEdit(readOnly=True)
         self.ssh_result.setPlaceholderText("What the target says about itself")
+        self.ssh_machine_label = _machine_label(NOT_READ)
         left = QVBoxLayout()
         left.addWidget(self.saved, 1)
         left.addWidget(self.remove_button)
         right = QVBoxLayout()
         right.addLayout(form)
         right.addLayout(buttons)
+        right.addWidget(self.ssh_machine_label)
         right.addWidget(self.ssh_result, 1)
         row = QHBoxLayout(group)
         row.addLayout(left, 1)
@@ -203,6 +226,7 @@ class TargetsPanel(QWidget):
     def _probed(self, result: tuple[dict, list[TargetChoice]]) -> None:
         describe, self._local = result
         self._rebuild_combo()
+        self.local_machine_label.setText(machine_line(describe))
         self.details.setPlainText(json.dumps(describe, indent=2, default=str))
         self.choices_ready.emit()
 
@@ -235,6 +259,7 @@ class TargetsPanel(QWidget):
     def _show_saved(self, name: str) -> None:
         if name not in self._ssh:
             return
+        self.ssh_machine_label.setText(self._machines.get(name, NOT_READ))
         spec = self._ssh[name][0].target.spec
         self.name_edit.setText(spec.name)
         self.host_edit.setText(spec.host)
@@ -301,6 +326,7 @@ class TargetsPanel(QWidget):
         target = SshTarget(spec, accept_host_key=accept_host_key or None, password=password)
         self.test_button.setEnabled(False)
         self.ssh_result.setPlainText(f"connecting to {spec.address}…")
+        self.ssh_machine_label.setText(f"Machine: reading {spec.address}…")
         self._tester = create_worker(
             target.describe,
             _start_thread=False,
@@ -313,6 +339,8 @@ class TargetsPanel(QWidget):
 
     def _tested(self, target: SshTarget, info: dict) -> None:
         self.test_button.setEnabled(True)
+        self._machines[target.spec.name] = machine_line(info)
+        self.ssh_machine_label.setText(self._machines[target.spec.name])
         self.ssh_result.setPlainText(json.dumps(info, indent=2, default=str))
         if target.spec.name in self._ssh:  # offer every runtime the target reported
             options = target.runtime_options() or [SSH_DEFAULT_OPTION]
@@ -326,6 +354,7 @@ class TargetsPanel(QWidget):
             self.test_connection(accept_host_key=exc.fingerprint)
             return
         self.ssh_result.setPlainText(f"Connection failed: {error_text(exc)}")
+        self.ssh_machine_label.setText("Machine: unknown (no connection)")
         self.connection_tested.emit(False)
 
     def confirm_host_key(self, exc: UnknownHostKeyError) -> bool:

@@ -128,7 +128,7 @@ def test_evaluate_measures_the_original_then_compares_the_compressed(loaded, qtb
     qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=60_000)
     alone = loaded.results.records[-1]
     rows = {row.metric: row for row in alone.rows}
-    assert alone.title == "Evaluate" and rows["samples"].original == "450"
+    assert alone.title == "Evaluate on local" and rows["samples"].original == "450"
     assert rows["top-1"].original == "100.00%" and rows["top-1"].compressed == ""
     assert "agreement with original" not in rows
     assert any("demo_eval.npz" in note for note in alone.notes), alone.notes

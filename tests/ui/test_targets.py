@@ -65,3 +65,40 @@ def test_unreachable_target_says_so_in_plain_words(window, qtbot, sshd) -> None:
     text = panel.ssh_result.toPlainText()
     assert text.startswith("Connection failed: cannot reach") and "127.0.0.1:1" in text
     assert panel.test_button.isEnabled()
+
+
+def test_targets_panel_shows_each_machine_and_evaluate_says_where_it_ran(
+    loaded, qtbot, sshd, monkeypatch
+) -> None:
+    from compressor_gui.core.hardware import local_machine
+
+    monkeypatch.setattr(
+        "compressor_gui.ui.targets_panel.QMessageBox.question",
+        lambda *_: QMessageBox.StandardButton.Yes,
+    )
+    panel = loaded.targets
+    here = local_machine()
+    qtbot.waitUntil(lambda: panel.current() is not None, timeout=30_000)
+    assert panel.local_machine_label.text() == (
+        f"Machine: {here.summary} · INT8 family {here.isa_class}"
+    )
+    _fill_form(panel, qtbot, sshd, name="evalbox")
+    qtbot.mouseClick(panel.save_button, Qt.MouseButton.LeftButton)
+    assert panel.ssh_machine_label.text().startswith("Machine: not read yet")
+    with qtbot.waitSignal(panel.connection_tested, timeout=60_000) as tested:
+        qtbot.mouseClick(panel.test_button, Qt.MouseButton.LeftButton)
+    assert tested.args == [True], panel.ssh_result.toPlainText()
+    assert f"INT8 family {here.isa_class}" in panel.ssh_machine_label.text()
+    assert f"{here.cores} cores" in panel.ssh_machine_label.text()
+
+    labels = [panel.model.item(i).text() for i in range(panel.model.rowCount())]
+    panel.combo.setCurrentIndex(labels.index("evalbox (SSH) CPU · ORT CPU fp32"))
+    loaded.evaluate_action.trigger()
+    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=120_000)
+    record = loaded.results.records[-1]
+    assert record.title == "Evaluate on evalbox", loaded.jobs.log.toPlainText()
+    assert record.notes[0] == (f"ran on evalbox: {here.summary} · INT8 family {here.isa_class}"), (
+        record.notes
+    )
+    rows = {row.metric: row for row in record.rows}
+    assert rows["samples"].original == "450" and rows["top-1"].original.endswith("%")
