@@ -24,6 +24,7 @@ from compressor_gui.core.errors import CompressorError
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 DEMO_MODEL = RESOURCES / "demo.onnx"
 SPEC_FILE = "preprocess.json"
+RANDOM_SOURCE = "random inputs"  # random_dataset's source: what marks a fidelity-only run
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff")
 
 
@@ -182,7 +183,7 @@ def random_dataset(model: onnx.ModelProto, count: int = 32, seed: int = 0) -> Da
         else:
             inputs[spec.name] = np.ones(shape, spec.dtype)
     forms = dict.fromkeys(inputs, "sample")
-    return Dataset(inputs, forms, source="random inputs")
+    return Dataset(inputs, forms, source=RANDOM_SOURCE)
 
 
 def _check_input(spec: InputSpec, array: Any, label: str) -> tuple[np.ndarray, str]:
