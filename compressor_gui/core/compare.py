@@ -67,7 +67,7 @@ _FOLLOWERS = {
 _CONSTANT_CHAIN = {"Constant", "DequantizeLinear", "Cast", "Transpose", "Identity", "Reshape"}
 _MAX_STEPS = 4
 OUTPUTS_KEY = "__outputs__"  # the sums of all float model outputs together
-_EXPOSED_TOLERANCE = 1e-3  # relative: observing tensors must not change what the model computes
+_EXPOSED_TOLERANCE = 1e-2  # of the largest output value: rounding flips in a Q are smaller
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ from compressor_gui.ui.drafts import Draft, discard_draft, load_draft, save_draf
 from compressor_gui.ui.graph_view import GraphView
 from compressor_gui.ui.jobs_panel import JobsPanel
 from compressor_gui.ui.layer_controls import LayerControls
+from compressor_gui.ui.layer_error import LayerErrorFeature
 from compressor_gui.ui.layer_table import COLUMN_NAMES, LayerFilterProxy, LayerTableModel
 from compressor_gui.ui.paths import demo_model_path
 from compressor_gui.ui.results_view import Comparison, ResultsView, RunRecord, change_text
@@ -195,6 +196,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.jobs_dock], [280], Qt.Orientation.Vertical)
         self.compressed_path: Path | None = None
         self.data_path: Path | None = None  # chosen by Run > Choose data; else found or demo
+        self.layer_error = LayerErrorFeature(self)
 
         self.totals = QLabel("Open a model to start")
         self.statusBar().addPermanentWidget(self.totals, 1)
@@ -296,6 +298,7 @@ class MainWindow(QMainWindow):
             self.autoplan_action,
             self.compress_action,
             self.evaluate_action,
+            self.layer_error.action,
             self.bench_action,
         )
         run_menu = menu.addMenu("&Run")
@@ -634,6 +637,7 @@ class MainWindow(QMainWindow):
         notes += [*result.steps, *(f"warning: {w}" for w in result.warnings)]
         self.results.add(RunRecord("Compress", result.input_path.name, tuple(rows), tuple(notes)))
         self.results_dock.raise_()
+        self.layer_error.compare_when_idle()
 
     def choose_data(self) -> None:
         name, _ = QFileDialog.getOpenFileName(
@@ -656,7 +660,7 @@ class MainWindow(QMainWindow):
             models.append(("compressed", self.compressed_path))
 
         def job(token: CancelToken):  # a generator: the data loads in the worker too
-            dataset = self._eval_dataset(loaded)
+            dataset = self.eval_dataset(loaded)
             results = yield from evaluate_models_job(models, dataset, cancel=token)
             return results, dataset.source
 
@@ -738,7 +742,7 @@ class MainWindow(QMainWindow):
         layers = self.selected_layers() or None
 
         def job(token: CancelToken):
-            dataset = self._eval_dataset(loaded)
+            dataset = self.eval_dataset(loaded)
             return job_in_child_process(
                 sensitivity_source_job,
                 loaded.source,
@@ -756,7 +760,7 @@ class MainWindow(QMainWindow):
             progress=self._sensitivity_progress,
         )
 
-    def _eval_dataset(self, loaded, split: str = "eval"):
+    def eval_dataset(self, loaded, split: str = "eval"):
         """The chosen data, else `<stem>_eval.npz` beside the model, the demo's own, or random."""
         data_file = self.data_path or eval_data_beside(loaded.path)
         if data_file is not None:
@@ -778,7 +782,7 @@ class MainWindow(QMainWindow):
             return
 
         def job(token: CancelToken):
-            dataset = self._eval_dataset(loaded).subset(request.samples)
+            dataset = self.eval_dataset(loaded).subset(request.samples)
             calibration = (
                 demo_dataset(loaded.onnx_model, "calib")
                 if is_demo_model(loaded.path) and self.data_path is None
@@ -864,6 +868,7 @@ class MainWindow(QMainWindow):
         colors = apply_theme(QApplication.instance(), theme, self)
         self.theme_action.setChecked(theme == "dark")
         self.charts.set_colors(colors)
+        self.layer_error.view.set_colors(colors)
         self.settings.set_theme(theme)
 
     def toggle_theme(self) -> None:
