@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "bench": ("bench", "benchmark a model on a local runtime or a saved SSH target"),
     "sensitivity": ("sensitivity", "measure how much each single change to each layer costs"),
     "autoplan": ("autoplan", "choose per-layer settings under a size or accuracy budget"),
+    "compare": ("compare", "where the accuracy went: per-layer error of a compressed model"),
     "targets": ("targets", "add, list, test or remove saved SSH benchmark targets"),
 }
 

@@ -17,6 +17,7 @@ from typing import Any
 import onnx
 
 from compressor_gui.core.data import (
+    RANDOM_SOURCE,
     Dataset,
     demo_dataset,
     is_demo_model,
@@ -264,7 +265,7 @@ def _datasets(loaded, model, data, eval_data) -> tuple[Dataset | None, Dataset |
         evald = evald or demo_dataset(model, "eval")
         return calib, evald, "bundled demo: calibration split, held-out eval split"
     if evald is None and calib is None:
-        return None, random_dataset(model), "none: random inputs, fidelity only"
+        return None, random_dataset(model), RANDOM_SOURCE
     return calib, evald or calib, (calib or evald).source
 
 

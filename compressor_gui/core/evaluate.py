@@ -139,6 +139,12 @@ def sqnr_db(reference: np.ndarray, changed: np.ndarray) -> float:
     """Signal-to-quantization-noise ratio in dB, capped at 200 dB for identical tensors."""
     signal = float(np.sum(np.square(reference, dtype=np.float64)))
     noise = float(np.sum(np.square(np.asarray(reference) - changed, dtype=np.float64)))
+    return sqnr_db_from_energy(signal, noise)
+
+
+def sqnr_db_from_energy(signal: float, noise: float) -> float:
+    """`sqnr_db` from summed squares (reference, difference): sums gathered batch by batch
+    give the SQNR of the whole data without holding it."""
     if noise <= signal * 10 ** (-_MAX_SQNR_DB / 10):
         return _MAX_SQNR_DB
     if signal == 0.0:

@@ -30,7 +30,7 @@ def _short(name: str) -> str:
     return "/".join(parts[:-1]) if len(parts) > 1 else name
 
 
-class _BarChart(pg.PlotWidget):
+class BarChart(pg.PlotWidget):
     """Paired bars per layer with clickable layers and a highlighted selection."""
 
     layer_clicked = Signal(str)
@@ -108,8 +108,8 @@ class ChartsPanel(QTabWidget):
         self._session = session
         self._selected: list[str] = []
         self._colors = DARK
-        self.size_chart = _BarChart("size (KB)", ("original", "planned"))
-        self.sparsity_chart = _BarChart("zeros (%)", ("now", "planned"))
+        self.size_chart = BarChart("size (KB)", ("original", "planned"))
+        self.sparsity_chart = BarChart("zeros (%)", ("now", "planned"))
         self.sensitivity_plot = pg.PlotWidget()
         self.sensitivity_plot.showGrid(y=True)
         self.histogram = pg.PlotWidget()

@@ -59,6 +59,7 @@ from compressor_gui.ui.graph_view import GraphView
 from compressor_gui.ui.int8_form_menu import Int8FormMenu
 from compressor_gui.ui.jobs_panel import JobsPanel
 from compressor_gui.ui.layer_controls import LayerControls
+from compressor_gui.ui.layer_error import LayerErrorFeature
 from compressor_gui.ui.layer_table import COLUMN_NAMES, LayerFilterProxy, LayerTableModel
 from compressor_gui.ui.paths import demo_model_path
 from compressor_gui.ui.results_view import Comparison, ResultsView, RunRecord, change_text
@@ -190,6 +191,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.jobs_dock], [280], Qt.Orientation.Vertical)
         self.compressed_path: Path | None = None
         self.data_path: Path | None = None  # chosen by Run > Choose data; else found or demo
+        self.layer_error = LayerErrorFeature(self)
 
         self.totals = QLabel("Open a model to start")
         self.statusBar().addPermanentWidget(self.totals, 1)
@@ -293,6 +295,7 @@ class MainWindow(QMainWindow):
             self.autoplan_action,
             self.compress_action,
             self.evaluate_action,
+            self.layer_error.action,
             self.bench_action,
         )
         run_menu = menu.addMenu("&Run")
@@ -650,6 +653,7 @@ class MainWindow(QMainWindow):
         notes += [*result.steps, *(f"warning: {w}" for w in result.warnings)]
         self.results.add(RunRecord("Compress", result.input_path.name, tuple(rows), tuple(notes)))
         self.results_dock.raise_()
+        self.layer_error.compare_when_idle()
 
     def choose_data(self) -> None:
         name, _ = QFileDialog.getOpenFileName(
@@ -676,7 +680,7 @@ class MainWindow(QMainWindow):
             models.append(("compressed", self.compressed_path))
 
         def job(token: CancelToken):  # a generator: the data loads in the worker too
-            dataset = self._eval_dataset(loaded)
+            dataset = self.eval_dataset(loaded)
             return evaluate_on_target(target, models, dataset, config, cancel=token)
 
         self.jobs.start(f"Evaluate {loaded.path.name} on {target.name}", job, self._evaluated)
@@ -751,7 +755,7 @@ class MainWindow(QMainWindow):
         target = self._target()
 
         def job(token: CancelToken):  # a generator: data and target are read in the worker
-            dataset = self._eval_dataset(loaded)
+            dataset = self.eval_dataset(loaded)
             return (
                 yield from job_in_child_process(
                     sensitivity_source_job,
@@ -772,7 +776,7 @@ class MainWindow(QMainWindow):
             progress=self._sensitivity_progress,
         )
 
-    def _eval_dataset(self, loaded):
+    def eval_dataset(self, loaded):
         """The chosen data, else `<stem>_eval.npz` beside the model, the demo's own, or random."""
         return eval_dataset(loaded.path, loaded.onnx_model, self.data_path)
 
@@ -790,7 +794,7 @@ class MainWindow(QMainWindow):
         target = self._target()
 
         def job(token: CancelToken):
-            dataset = self._eval_dataset(loaded).subset(request.samples)
+            dataset = self.eval_dataset(loaded).subset(request.samples)
             calibration = (
                 demo_dataset(loaded.onnx_model, "calib")
                 if is_demo_model(loaded.path) and self.data_path is None
@@ -879,6 +883,7 @@ class MainWindow(QMainWindow):
         colors = apply_theme(QApplication.instance(), theme, self)
         self.theme_action.setChecked(theme == "dark")
         self.charts.set_colors(colors)
+        self.layer_error.view.set_colors(colors)
         self.settings.set_theme(theme)
 
     def toggle_theme(self) -> None:

@@ -40,16 +40,11 @@ def _graph_nodes(app: QApplication, graph) -> int:
     return state.get("nodes", 0) if "spinner" not in state.get("body", "spinner") else 0
 
 
-def main() -> int:
-    import os
-
-    tmp = tempfile.mkdtemp(prefix="cg-shots-")
-    os.environ.update(XDG_CONFIG_HOME=f"{tmp}/config", XDG_DATA_HOME=f"{tmp}/data")
-    app = QApplication(sys.argv)
+def compressed_demo(app: QApplication):
+    """A window on the demo with a mixed plan compressed (and compared, which follows)."""
     from compressor_gui.ui.main_window import MainWindow
     from compressor_gui.ui.paths import demo_model_path
 
-    OUT.mkdir(parents=True, exist_ok=True)
     window = MainWindow()
     window.resize(1560, 960)
     window.show()
@@ -64,7 +59,30 @@ def main() -> int:
     window.controls.prune.setValue(50)
     window.select_layers(["/block3/conv1/Conv"])
     window.compress_action.trigger()
-    _wait(app, lambda: not window.jobs.running)
+    _wait(app, lambda: window.layer_error.view.result is not None and not window.jobs.running, 600)
+    return window
+
+
+def shoot_layer_error(app: QApplication, window) -> None:
+    """The Layer error tab after the compress, its worst layer selected."""
+    window.set_theme("dark")
+    window.views.setCurrentWidget(window.charts)
+    window.charts.setCurrentWidget(window.layer_error.view)
+    window.select_layers([window.layer_error.view.result.layers[0].name])
+    _settle(app)
+    window.grab().save(str(OUT / "layer-error.png"))
+    window.select_layers(["/block3/conv1/Conv"])
+
+
+def main() -> int:
+    import os
+
+    tmp = tempfile.mkdtemp(prefix="cg-shots-")
+    os.environ.update(XDG_CONFIG_HOME=f"{tmp}/config", XDG_DATA_HOME=f"{tmp}/data")
+    app = QApplication(sys.argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    window = compressed_demo(app)
+    shoot_layer_error(app, window)
     window.bench_action.trigger()
     _wait(app, lambda: not window.jobs.running)
     window.results.history.setCurrentRow(0)
