@@ -1,0 +1,190 @@
+"""Where sweep points and plan builds run: one process, a local process pool, a real Dask
+LocalCluster on loopback. Same numbers and cache everywhere; cancel, lost workers and an
+unreachable scheduler handled."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+
+import numpy as np
+import onnx
+import pytest
+
+from compressor_gui.cli import main
+from compressor_gui.core import search
+from compressor_gui.core import sensitivity as sens
+from compressor_gui.core.data import dataset_from_arrays
+from compressor_gui.core.errors import CompressorError, JobCancelled
+from compressor_gui.core.executors import ClusterConfig
+from compressor_gui.core.jobs import CancelToken, job_in_child_process, run_job
+from compressor_gui.core.model import ModelSource, load_model
+from compressor_gui.core.search import Budget
+from tests import modelgen
+
+OPTIONS = sens.options_named(["int8", "int4", "int2", "prune75"])
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPRESSOR_GUI_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """A 4-layer model (16 points with OPTIONS) and 64 labelled samples."""
+    model = modelgen.conv_stack(depth=4, channels=8, size=8)
+    x = np.random.default_rng(3).standard_normal((64, 8, 8, 8)).astype(np.float32)
+    y = np.random.default_rng(4).integers(0, 10, 64)
+    return model, dataset_from_arrays({"x": x, "y": y}, model)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as local:
+        yield local
+
+
+def _sweep(model, dataset, cache_dir, monkeypatch, **where):
+    """A sweep with its own cache folder: (table, progress steps, the cache file's points)."""
+    monkeypatch.setenv("COMPRESSOR_GUI_CACHE_DIR", str(cache_dir))
+    steps = []
+    table = run_job(sens.sensitivity_job(model, dataset, options=OPTIONS, **where), steps.append)
+    [cache_file] = (cache_dir / "sensitivity").glob("*.json")
+    return table, steps, json.loads(cache_file.read_text())
+
+
+def test_the_pool_measures_the_same_points_into_the_same_cache(stack, tmp_path, monkeypatch):
+    model, dataset = stack
+    alone, _, alone_cache = _sweep(model, dataset, tmp_path / "one", monkeypatch, workers=1)
+    pooled, steps, pooled_cache = _sweep(model, dataset, tmp_path / "pool", monkeypatch, workers=2)
+    assert pooled.points == alone.points and pooled.baseline == alone.baseline
+    assert pooled_cache == alone_cache
+    points = [s.payload for s in steps[1:]]
+    assert len(points) == len(pooled.points) == 16  # one Progress per point, as they land
+    assert all(isinstance(p, sens.SensitivityPoint) and p.measured for p in points)
+
+
+def test_cancel_stops_the_pool_and_its_processes(stack):
+    model, dataset = stack
+    cancel = CancelToken()
+    job = sens.sensitivity_job(
+        model, dataset, options=OPTIONS, workers=2, use_cache=False, cancel=cancel
+    )
+    next(job)  # fast pass
+    next(job)  # the pool runs and the first point is in
+    cancel.cancel()
+    with pytest.raises(JobCancelled):
+        run_job(job)
+    assert not multiprocessing.active_children()
+
+
+def test_a_job_in_a_gui_child_process_can_start_its_own_pool(stack, tmp_path):
+    # the GUI runs jobs in a spawned child; a daemonic child could not start the pool
+    model, dataset = stack
+    path = tmp_path / "stack.onnx"
+    onnx.save(model, path)
+    job = job_in_child_process(
+        sens.sensitivity_source_job, ModelSource(path), dataset, options=OPTIONS[:2], workers=2
+    )
+    table = run_job(job)
+    assert table.complete and len(table.points) == 8
+
+
+def test_the_cluster_measures_the_same_points_into_the_same_cache(
+    stack, cluster, tmp_path, monkeypatch
+):
+    model, dataset = stack
+    alone, _, alone_cache = _sweep(model, dataset, tmp_path / "one", monkeypatch, workers=1)
+    config = ClusterConfig(cluster.scheduler_address)
+    remote, steps, remote_cache = _sweep(
+        model, dataset, tmp_path / "dask", monkeypatch, cluster=config
+    )
+    assert remote.points == alone.points and remote_cache == alone_cache
+    assert len(steps) == 1 + 16
+
+
+def test_a_killed_worker_s_points_all_arrive_once(cluster):
+    # heavier points (a deeper, wider model, more samples) so that the kill lands mid-sweep;
+    # the scheduler logs the lost tasks it recomputes elsewhere
+    model = modelgen.conv_stack(depth=6, channels=16, size=8)
+    x = np.random.default_rng(5).standard_normal((128, 16, 8, 8)).astype(np.float32)
+    dataset = dataset_from_arrays({"x": x}, model)
+    alone = run_job(sens.sensitivity_job(model, dataset, options=OPTIONS, workers=1))
+    config = ClusterConfig(cluster.scheduler_address)
+    job = sens.sensitivity_job(model, dataset, options=OPTIONS, cluster=config, use_cache=False)
+    next(job)  # fast pass
+    arrived = [next(job).payload]
+    pids = _worker_pids(config)
+    os.kill(pids[0], signal.SIGKILL)
+    table = run_job(job, lambda step: arrived.append(step.payload))
+    keys = [(p.layer, p.option) for p in arrived]
+    assert len(keys) == len(set(keys)) == len(alone.points) == 24
+    assert table.points == alone.points
+
+
+def _worker_pids(config: ClusterConfig) -> list[int]:
+    from compressor_gui.core.executors import connect
+
+    client = connect(config)
+    try:
+        return list(client.run(os.getpid).values())
+    finally:
+        client.close()
+
+
+def test_an_auto_plan_on_the_cluster_measures_as_it_does_here(cluster, tmp_path):
+    # the sweep and uniform INT8/INT4 and the front are built on the workers, each in its
+    # own copy of the model file there; the repairs are built here
+    path = tmp_path / "stack.onnx"
+    onnx.save(modelgen.conv_stack(depth=3, channels=8, size=8), path)
+    loaded = load_model(path)
+    x = np.random.default_rng(6).standard_normal((32, 8, 8, 8)).astype(np.float32)
+    dataset = dataset_from_arrays({"x": x}, loaded.onnx_model)
+    config = ClusterConfig(cluster.scheduler_address)
+    here, there = (
+        run_job(
+            search.autoplan_job(loaded, dataset, Budget(size_ratio=1 / 3), front_points=1, **where)
+        )
+        for where in ({"workers": 1}, {"cluster": config})
+    )
+    assert [c.label for c in there.candidates] == [c.label for c in here.candidates]
+    assert there.candidates == here.candidates
+    int4 = next(c for c in there.candidates if c.label == "uniform INT4")
+    assert int4.measured_size_bytes < path.stat().st_size / 3  # really written
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(stack):
+    model, dataset = stack
+    config = ClusterConfig("tcp://127.0.0.1:9", connect_timeout_s=1)
+    with pytest.raises(
+        CompressorError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"
+    ):
+        run_job(sens.sensitivity_job(model, dataset, options=OPTIONS, cluster=config))
+
+
+def test_only_a_dask_address_with_its_own_tls_files_is_taken(tmp_path, demo_onnx, capsys):
+    with pytest.raises(CompressorError, match="tcp://HOST:PORT"):
+        ClusterConfig("http://10.0.0.1:8786")
+    with pytest.raises(CompressorError, match="not a tls:// address"):
+        ClusterConfig("tcp://10.0.0.1:8786", tls_ca_file=str(tmp_path / "ca.pem"))
+    with pytest.raises(CompressorError, match="does not exist"):
+        ClusterConfig("tls://10.0.0.1:8786", tls_ca_file=str(tmp_path / "ca.pem"))
+    assert main(["sensitivity", str(demo_onnx), "--cluster", "10.0.0.1:8786"]) == 2
+    assert "tcp://HOST:PORT" in capsys.readouterr().err
+
+
+def test_cli_sensitivity_runs_on_the_cluster(demo_onnx, cluster, capsys):
+    args = ["--samples", "16", "--options", "int4", "--json"]
+    assert main(["sensitivity", str(demo_onnx), *args, "--cluster", cluster.scheduler_address]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["points"]) == 12 and all(p["drop"] is not None for p in payload["points"])
