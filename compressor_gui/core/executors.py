@@ -60,6 +60,12 @@ class ClusterConfig:
             raise CompressorError(
                 f"TLS files were given but {self.address} is not a tls:// address"
             )
+        if self.address.startswith("tls://") and not (self.tls_ca_file and self.tls_cert_file):
+            raise CompressorError(
+                f"{self.address} uses TLS, which Dask makes mutual: give the CA certificate "
+                "the scheduler's is signed by and this client's certificate (and its key, "
+                "unless the certificate file holds it)"
+            )
         for file in filter(None, tls_files):
             if not Path(file).is_file():
                 raise CompressorError(f"TLS file {file} does not exist")

@@ -42,16 +42,28 @@ def stack():
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(tmp_path_factory):
+    """A real 2-worker cluster on loopback behind TLS, and the config that reaches it with
+    certificate files, as a user would give them."""
     distributed = pytest.importorskip("distributed")
+    security = distributed.Security.temporary()  # a throwaway CA and certificate, in memory
+    folder = tmp_path_factory.mktemp("tls")
+    files = {
+        "ca.pem": security.tls_ca_file,
+        "cert.pem": security.tls_client_cert,
+        "key.pem": security.tls_client_key,
+    }
+    for name, pem in files.items():
+        (folder / name).write_text(pem)
     with distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        security=security,
     ) as local:
-        yield local
+        yield ClusterConfig(local.scheduler_address, *(str(folder / name) for name in files))
 
 
 def _sweep(model, dataset, cache_dir, monkeypatch, **where):
@@ -105,9 +117,8 @@ def test_the_cluster_measures_the_same_points_into_the_same_cache(
 ):
     model, dataset = stack
     alone, _, alone_cache = _sweep(model, dataset, tmp_path / "one", monkeypatch, workers=1)
-    config = ClusterConfig(cluster.scheduler_address)
     remote, steps, remote_cache = _sweep(
-        model, dataset, tmp_path / "dask", monkeypatch, cluster=config
+        model, dataset, tmp_path / "dask", monkeypatch, cluster=cluster
     )
     assert remote.points == alone.points and remote_cache == alone_cache
     assert len(steps) == 1 + 16
@@ -120,11 +131,10 @@ def test_a_killed_worker_s_points_all_arrive_once(cluster):
     x = np.random.default_rng(5).standard_normal((128, 16, 8, 8)).astype(np.float32)
     dataset = dataset_from_arrays({"x": x}, model)
     alone = run_job(sens.sensitivity_job(model, dataset, options=OPTIONS, workers=1))
-    config = ClusterConfig(cluster.scheduler_address)
-    job = sens.sensitivity_job(model, dataset, options=OPTIONS, cluster=config, use_cache=False)
+    job = sens.sensitivity_job(model, dataset, options=OPTIONS, cluster=cluster, use_cache=False)
     next(job)  # fast pass
     arrived = [next(job).payload]
-    pids = _worker_pids(config)
+    pids = _worker_pids(cluster)
     os.kill(pids[0], signal.SIGKILL)
     table = run_job(job, lambda step: arrived.append(step.payload))
     keys = [(p.layer, p.option) for p in arrived]
@@ -150,12 +160,11 @@ def test_an_auto_plan_on_the_cluster_measures_as_it_does_here(cluster, tmp_path)
     loaded = load_model(path)
     x = np.random.default_rng(6).standard_normal((32, 8, 8, 8)).astype(np.float32)
     dataset = dataset_from_arrays({"x": x}, loaded.onnx_model)
-    config = ClusterConfig(cluster.scheduler_address)
     here, there = (
         run_job(
             search.autoplan_job(loaded, dataset, Budget(size_ratio=1 / 3), front_points=1, **where)
         )
-        for where in ({"workers": 1}, {"cluster": config})
+        for where in ({"workers": 1}, {"cluster": cluster})
     )
     assert [c.label for c in there.candidates] == [c.label for c in here.candidates]
     assert there.candidates == here.candidates
@@ -177,14 +186,18 @@ def test_only_a_dask_address_with_its_own_tls_files_is_taken(tmp_path, demo_onnx
         ClusterConfig("http://10.0.0.1:8786")
     with pytest.raises(CompressorError, match="not a tls:// address"):
         ClusterConfig("tcp://10.0.0.1:8786", tls_ca_file=str(tmp_path / "ca.pem"))
+    with pytest.raises(CompressorError, match="Dask makes mutual"):
+        ClusterConfig("tls://10.0.0.1:8786")
     with pytest.raises(CompressorError, match="does not exist"):
-        ClusterConfig("tls://10.0.0.1:8786", tls_ca_file=str(tmp_path / "ca.pem"))
+        ClusterConfig("tls://10.0.0.1:8786", str(tmp_path / "ca.pem"), str(tmp_path / "c.pem"))
     assert main(["sensitivity", str(demo_onnx), "--cluster", "10.0.0.1:8786"]) == 2
     assert "tcp://HOST:PORT" in capsys.readouterr().err
 
 
 def test_cli_sensitivity_runs_on_the_cluster(demo_onnx, cluster, capsys):
     args = ["--samples", "16", "--options", "int4", "--json"]
-    assert main(["sensitivity", str(demo_onnx), *args, "--cluster", cluster.scheduler_address]) == 0
+    tls = ["--tls-ca-file", cluster.tls_ca_file, "--tls-cert", cluster.tls_cert_file]
+    tls += ["--tls-key", cluster.tls_key_file]
+    assert main(["sensitivity", str(demo_onnx), *args, "--cluster", cluster.address, *tls]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert len(payload["points"]) == 12 and all(p["drop"] is not None for p in payload["points"])
