@@ -51,6 +51,7 @@ from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.targets.base import BenchConfig, BenchResult, Target
 from compressor_gui.ui.autoplan_dialog import AutoPlanDialog, AutoPlanRequest
 from compressor_gui.ui.charts import ChartsPanel
+from compressor_gui.ui.compute_dialog import ComputeDialog
 from compressor_gui.ui.drafts import Draft, discard_draft, load_draft, save_draft
 from compressor_gui.ui.graph_view import GraphView
 from compressor_gui.ui.jobs_panel import JobsPanel
@@ -274,6 +275,11 @@ class MainWindow(QMainWindow):
         self.data_action = self._action(
             "Choose data…", self.choose_data, tip="Calibration/evaluation .npz (x, optional y)"
         )
+        self.compute_action = self._action(
+            "Where jobs run…",
+            self.choose_compute,
+            tip="Local processes for Sensitivity and Auto plan, or a Dask cluster",
+        )
         self.theme_action = self._action("Dark theme", self.toggle_theme)
         self.theme_action.setCheckable(True)
 
@@ -301,7 +307,7 @@ class MainWindow(QMainWindow):
         run_menu = menu.addMenu("&Run")
         run_menu.addActions(self.job_actions)
         run_menu.addSeparator()
-        run_menu.addAction(self.data_action)
+        run_menu.addActions([self.data_action, self.compute_action])
         view_menu = menu.addMenu("&View")
         view_menu.addAction(self.theme_action)
         view_menu.addActions(
@@ -739,12 +745,14 @@ class MainWindow(QMainWindow):
 
         def job(token: CancelToken):
             dataset = self._eval_dataset(loaded)
+            where = self.settings.compute().placement()
             return job_in_child_process(
                 sensitivity_source_job,
                 loaded.source,
                 dataset,
                 layers=layers,
-                workers=1,
+                workers=where.workers,
+                cluster=where.cluster,
                 cancel=token,
                 what="sensitivity",
             )
@@ -755,6 +763,13 @@ class MainWindow(QMainWindow):
             self.session.set_sensitivity,
             progress=self._sensitivity_progress,
         )
+
+    def choose_compute(self) -> None:
+        """Ask where jobs run (window-modal); the answer is kept in the settings."""
+        dialog = ComputeDialog(self.settings.compute(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.settings.set_compute(dialog.compute()))
+        dialog.open()
 
     def _eval_dataset(self, loaded, split: str = "eval"):
         """The chosen data, else `<stem>_eval.npz` beside the model, the demo's own, or random."""
@@ -784,6 +799,7 @@ class MainWindow(QMainWindow):
                 if is_demo_model(loaded.path) and self.data_path is None
                 else dataset
             )
+            where = self.settings.compute().placement()
             return job_in_child_process(
                 autoplan_source_job,
                 loaded.source,
@@ -791,7 +807,8 @@ class MainWindow(QMainWindow):
                 request.budget,
                 calibration=calibration,
                 verification=request.verification,
-                workers=1,
+                workers=where.workers,
+                cluster=where.cluster,
                 cancel=token,
                 what="auto plan",
             )
