@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import contextlib
 import multiprocessing
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -135,22 +136,33 @@ def run_all(
 
 # --- worker side ----------------------------------------------------------------------------
 
-# One job's state per worker process: a new token replaces (and frees) the previous one.
+# One job's state per worker process: a new token replaces (and frees) the previous one. A
+# Dask worker may run several tasks at once on threads, hence the lock.
 _worker_state: tuple[str, Any, BaseException | None] | None = None
+_worker_lock = threading.Lock()
 
 
 def _state_for(shared: _Shared) -> Any:
     global _worker_state
-    if _worker_state is None or _worker_state[0] != shared.token:
-        _worker_state = None  # free the previous job's state before building the next
-        try:
-            _worker_state = (shared.token, shared.setup(shared.payload), None)
-        except Exception as exc:  # raised again by every call, where the caller sees it
-            _worker_state = (shared.token, None, exc)
-    _, state, error = _worker_state
+    with _worker_lock:
+        if _worker_state is None or _worker_state[0] != shared.token:
+            _worker_state = None  # free the previous job's state before building the next
+            try:
+                _worker_state = (shared.token, shared.setup(shared.payload), None)
+            except Exception as exc:  # raised again by every call, where the caller sees it
+                _worker_state = (shared.token, None, exc)
+        _, state, error = _worker_state
     if error is not None:
         raise error
     return state
+
+
+def _forget(token: str) -> None:
+    """Drop a finished job's state (its model and session) from a long-lived worker."""
+    global _worker_state
+    with _worker_lock:
+        if _worker_state is not None and _worker_state[0] == token:
+            _worker_state = None
 
 
 def _pool_init(shared: _Shared) -> None:
@@ -264,6 +276,8 @@ def _on_cluster(cluster, shared, function, calls, cancel) -> Iterator[tuple[int,
     finally:
         if submitted:
             client.cancel(list(submitted), force=True)
+            with contextlib.suppress(Exception):  # a worker lost meanwhile has nothing to drop
+                client.run(_forget, shared.token)
         client.close()
 
 

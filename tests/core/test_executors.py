@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import signal
+import time
 
 import numpy as np
 import onnx
@@ -122,6 +123,54 @@ def test_the_cluster_measures_the_same_points_into_the_same_cache(
     )
     assert remote.points == alone.points and remote_cache == alone_cache
     assert len(steps) == 1 + 16
+    assert _on_workers(cluster, _held_state) == [None, None]  # no model left behind there
+
+
+def test_cancel_on_the_cluster_cancels_what_is_left(stack, cluster):
+    model, dataset = stack
+    cancel = CancelToken()
+    job = sens.sensitivity_job(
+        model, dataset, options=OPTIONS, cluster=cluster, use_cache=False, cancel=cancel
+    )
+    next(job)  # fast pass
+    next(job)  # connected, scattered, the first point is in
+    cancel.cancel()
+    with pytest.raises(JobCancelled):
+        run_job(job)
+    deadline = time.monotonic() + 10  # the scheduler forgets released tasks shortly after
+    while _on_scheduler(cluster, _task_count) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _on_scheduler(cluster, _task_count) == 0
+
+
+def _held_state():
+    from compressor_gui.core import executors
+
+    return executors._worker_state
+
+
+def _task_count(dask_scheduler) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def _on_workers(config: ClusterConfig, function) -> list:
+    from compressor_gui.core.executors import connect
+
+    client = connect(config)
+    try:
+        return list(client.run(function).values())
+    finally:
+        client.close()
+
+
+def _on_scheduler(config: ClusterConfig, function):
+    from compressor_gui.core.executors import connect
+
+    client = connect(config)
+    try:
+        return client.run_on_scheduler(function)
+    finally:
+        client.close()
 
 
 def test_a_killed_worker_s_points_all_arrive_once(cluster):
@@ -134,26 +183,15 @@ def test_a_killed_worker_s_points_all_arrive_once(cluster):
     job = sens.sensitivity_job(model, dataset, options=OPTIONS, cluster=cluster, use_cache=False)
     next(job)  # fast pass
     arrived = [next(job).payload]
-    pids = _worker_pids(cluster)
-    os.kill(pids[0], signal.SIGKILL)
+    os.kill(_on_workers(cluster, os.getpid)[0], signal.SIGKILL)
     table = run_job(job, lambda step: arrived.append(step.payload))
     keys = [(p.layer, p.option) for p in arrived]
     assert len(keys) == len(set(keys)) == len(alone.points) == 24
     assert table.points == alone.points
 
 
-def _worker_pids(config: ClusterConfig) -> list[int]:
-    from compressor_gui.core.executors import connect
-
-    client = connect(config)
-    try:
-        return list(client.run(os.getpid).values())
-    finally:
-        client.close()
-
-
 def test_an_auto_plan_on_the_cluster_measures_as_it_does_here(cluster, tmp_path):
-    # the sweep and uniform INT8/INT4 and the front are built on the workers, each in its
+    # the sweep and uniform INT8/INT4 (and the front) are built on the workers, each in its
     # own copy of the model file there; the repairs are built here
     path = tmp_path / "stack.onnx"
     onnx.save(modelgen.conv_stack(depth=3, channels=8, size=8), path)
@@ -162,7 +200,7 @@ def test_an_auto_plan_on_the_cluster_measures_as_it_does_here(cluster, tmp_path)
     dataset = dataset_from_arrays({"x": x}, loaded.onnx_model)
     here, there = (
         run_job(
-            search.autoplan_job(loaded, dataset, Budget(size_ratio=1 / 3), front_points=1, **where)
+            search.autoplan_job(loaded, dataset, Budget(size_ratio=1 / 3), front_points=0, **where)
         )
         for where in ({"workers": 1}, {"cluster": cluster})
     )
