@@ -69,6 +69,34 @@ def conv(channels_in=3, channels_out=16, kernel=3, size=32, group=1) -> onnx.Mod
     )
 
 
+def conv_stack(depth=4, channels=8, size=8, classes=10) -> onnx.ModelProto:
+    """depth-1 Conv 3x3 + Relu layers (He-initialized: activations neither vanish nor
+    explode), global pooling and a Gemm classifier: a small many-layer model for sweeps."""
+    nodes, weights, value = [], [], "x"
+    for index in range(depth - 1):
+        w = _rng(index).standard_normal((channels, channels, 3, 3)) * np.sqrt(2 / (channels * 9))
+        weights.append(numpy_helper.from_array(w.astype(np.float32), f"w{index}"))
+        nodes += [
+            helper.make_node(
+                "Conv", [value, f"w{index}"], [f"c{index}"], name=f"conv{index}", pads=[1] * 4
+            ),
+            helper.make_node("Relu", [f"c{index}"], [f"r{index}"], name=f"relu{index}"),
+        ]
+        value = f"r{index}"
+    weights.append(_weight("fc_w", (classes, channels), seed=depth))
+    nodes += [
+        helper.make_node("GlobalAveragePool", [value], ["pool"], name="pool"),
+        helper.make_node("Flatten", ["pool"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "fc_w"], ["y"], name="fc", transB=1),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", classes])],
+        weights,
+    )
+
+
 def depthwise(channels=8, size=16) -> onnx.ModelProto:
     return conv(channels, channels, 3, size, group=channels)
 

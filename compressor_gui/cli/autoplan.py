@@ -7,7 +7,12 @@ import json
 
 from compressor_gui.cli.compress import add_target_argument, target_machine
 from compressor_gui.cli.inspect import add_loading_arguments
-from compressor_gui.cli.sensitivity import add_data_arguments, open_onnx_and_data, progress_printer
+from compressor_gui.cli.sensitivity import (
+    add_data_arguments,
+    open_onnx_and_data,
+    placement_from_args,
+    progress_printer,
+)
 from compressor_gui.core.data import demo_dataset, is_demo_model
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.jobs import run_job
@@ -44,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         if ratio <= 0:
             raise CompressorError(f"--size-ratio must be positive, not {ratio}")
         ratio = 1.0 / ratio if ratio > 1 else ratio
+    placement = placement_from_args(args)
     loaded, dataset = open_onnx_and_data(args)
     calibration = None
     if is_demo_model(loaded.path) and not args.data:
@@ -54,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         Budget(size_ratio=ratio, max_drop=args.max_drop),
         calibration=calibration or dataset,
         verification=args.verify,
-        workers=args.workers,
+        workers=placement.workers,
+        cluster=placement.cluster,
         machine=target_machine(args),
     )
     result = run_job(job, progress_printer(args.json))

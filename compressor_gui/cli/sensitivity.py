@@ -9,6 +9,7 @@ import sys
 from compressor_gui.cli.inspect import add_loading_arguments, open_model
 from compressor_gui.core.data import Dataset, demo_dataset, is_demo_model, load_dataset
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.executors import ClusterConfig, Placement
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import LoadedModel
 from compressor_gui.core.sensitivity import (
@@ -33,14 +34,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared with `autoplan`: which data, how much of it, how many cores."""
+    """Options shared with `autoplan`: which data, how much of it, where the work runs."""
     parser.add_argument(
         "--data", help=".npz (x[, y]) or image folder; optional for the bundled demo model"
     )
     parser.add_argument(
         "--samples", type=int, default=256, help="use the first N samples (default 256)"
     )
-    parser.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")
+    parser.add_argument("--workers", type=int, help="local processes doing the work (default 2)")
+    cluster = parser.add_argument_group(
+        "Dask cluster", "run the work on an existing cluster: the model and data are sent there"
+    )
+    cluster.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="the Dask scheduler to use, tcp://HOST:8786 or tls://HOST:PORT (only it is contacted)",
+    )
+    cluster.add_argument("--tls-ca-file", help="CA certificate the scheduler's TLS is checked with")
+    cluster.add_argument("--tls-cert", help="client certificate for a tls:// scheduler")
+    cluster.add_argument("--tls-key", help="client private key for a tls:// scheduler")
+
+
+def placement_from_args(args: argparse.Namespace) -> Placement:
+    """Local processes (--workers), or the cluster named by --cluster and its TLS files."""
+    if args.cluster is None:
+        if args.tls_ca_file or args.tls_cert or args.tls_key:
+            raise CompressorError("--tls-* options need --cluster tls://HOST:PORT")
+        workers = 2 if args.workers is None else args.workers
+        if workers < 1:
+            raise CompressorError(f"--workers must be at least 1, not {workers}")
+        return Placement(workers)
+    if args.workers is not None:
+        raise CompressorError("give --workers or --cluster, not both (a cluster has its own)")
+    return Placement(
+        cluster=ClusterConfig(args.cluster, args.tls_ca_file, args.tls_cert, args.tls_key)
+    )
 
 
 def open_onnx_and_data(args: argparse.Namespace) -> tuple[LoadedModel, Dataset]:
@@ -76,11 +104,13 @@ def progress_printer(quiet: bool):
 def run(args: argparse.Namespace) -> int:
     loaded, dataset = open_onnx_and_data(args)
     options = options_named(n.strip() for n in args.options.split(",") if n.strip())
+    placement = placement_from_args(args)
     job = sensitivity_job(
         loaded.onnx_model,
         dataset,
         options=options,
-        workers=args.workers,
+        workers=placement.workers,
+        cluster=placement.cluster,
         use_cache=not args.no_cache,
     )
     table = run_job(job, progress_printer(args.json))

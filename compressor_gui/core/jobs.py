@@ -101,8 +101,10 @@ def job_in_child_process(
     context = multiprocessing.get_context("spawn")  # fork is unsafe with Qt and ORT threads
     stop = context.Event()
     parent_end, child_end = context.Pipe(duplex=False)
+    # not a daemon: a daemonic process may not start processes, and a sweep in the child
+    # starts its own pool; at exit a child still stopping is waited for (or reaped, below)
     process = context.Process(
-        target=_child_job_main, args=(child_end, stop, function, args, kwargs), daemon=True
+        target=_child_job_main, args=(child_end, stop, function, args, kwargs), daemon=False
     )
     process.start()
     child_end.close()

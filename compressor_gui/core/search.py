@@ -13,19 +13,23 @@ chosen plan is measured.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 
-from compressor_gui.core.data import Dataset, tuning_split
+from compressor_gui.core.data import Dataset, demo_dataset, is_demo_model, tuning_split
 from compressor_gui.core.errors import CompressorError
-from compressor_gui.core.hardware import MachineInfo
+from compressor_gui.core.executors import ClusterConfig, Placement, run_all
+from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import ModelInventory, build_inventory
-from compressor_gui.core.jobs import CancelToken, Job, Progress
+from compressor_gui.core.jobs import CancelToken, Job, Progress, run_job
 from compressor_gui.core.model import LoadedModel, ModelSource
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
 from compressor_gui.core.sensitivity import (
@@ -275,34 +279,76 @@ def simulated_verifier(loaded: LoadedModel, dataset: Dataset, table: Sensitivity
     return verify
 
 
-def real_verifier(
+@dataclass(frozen=True)
+class _BuildWork:
+    """What a worker needs to build and evaluate plans (sent once): the model as ONNX, the
+    data, and the machine the model is for (the INT8 form is chosen for it, not the worker)."""
+
+    name: str
+    model_bytes: bytes
+    dataset: Dataset
+    calibration: Dataset | None
+    target: MachineInfo
+
+
+@dataclass
+class _BuildState:
+    folder: Path
+    loaded: LoadedModel
+    work: _BuildWork
+    built: int = 0
+
+
+def _build_work(
     loaded: LoadedModel,
     dataset: Dataset,
     calibration: Dataset | None,
-    folder: Path,
     machine: MachineInfo | None = None,
-):
-    """Measure a plan by building it with compress_job and evaluating the written file."""
+) -> _BuildWork:
+    if calibration is None and is_demo_model(loaded.path):  # what compress_job would take
+        calibration = demo_dataset(loaded.onnx_model, "calib")
+    model_bytes = loaded.onnx_model.SerializeToString()
+    target = machine or local_machine()
+    return _BuildWork(loaded.path.name, model_bytes, dataset, calibration, target)
+
+
+def _build_setup(work: _BuildWork) -> _BuildState:
+    """A worker's own copy of the model file in a temporary folder (removed with the state)."""
+    folder = tempfile.TemporaryDirectory(prefix="autoplan-worker-")
+    path = Path(folder.name) / f"{Path(work.name).stem}.onnx"
+    path.write_bytes(work.model_bytes)
+    loaded = LoadedModel(path, "onnx", onnx.load_from_string(work.model_bytes))
+    state = _BuildState(path.parent, loaded, work)
+    weakref.finalize(state, folder.cleanup)
+    return state
+
+
+def build_plan(state: _BuildState, plan: CompressionPlan) -> tuple[float, float, int | None]:
+    """(metric value, drop in points, written file size) of `plan` built for real."""
     from compressor_gui.core.compress import compress_job
-    from compressor_gui.core.jobs import run_job
 
-    built = []
-
-    def verify(plan: CompressionPlan) -> tuple[float, float, int | None]:
-        out = folder / f"candidate{len(built)}.onnx"
-        built.append(out)
+    out = state.folder / f"candidate{state.built}.onnx"
+    state.built += 1
+    work = state.work
+    try:
         result = run_job(
             compress_job(
-                loaded, plan, out, calibration, eval_data=dataset, latency=False, target=machine
+                state.loaded,
+                plan,
+                out,
+                work.calibration,
+                eval_data=work.dataset,
+                latency=False,
+                target=work.target,
             )
         )
-        before, after = result.before.eval, result.after.eval
-        key = "top1" if dataset.labels is not None else "agreement_top1"
-        baseline = 1.0 if key == "agreement_top1" else getattr(before, key)
-        value = getattr(after, key)
-        return value, 100.0 * (baseline - value), result.after.size_bytes
-
-    return verify
+    finally:
+        out.unlink(missing_ok=True)
+    before, after = result.before.eval, result.after.eval
+    key = "top1" if work.dataset.labels is not None else "agreement_top1"
+    baseline = 1.0 if key == "agreement_top1" else getattr(before, key)
+    value = getattr(after, key)
+    return value, 100.0 * (baseline - value), result.after.size_bytes
 
 
 # --- the job -------------------------------------------------------------------------------
@@ -318,13 +364,16 @@ def autoplan_job(
     verification: str = "real",
     front_points: int = 3,
     workers: int = 2,
+    cluster: ClusterConfig | None = None,
     machine: MachineInfo | None = None,
     cancel: CancelToken | None = None,
 ) -> Job[AutoPlanResult]:
     """Sweep (or reuse `table`), choose a plan under `budget`, build and measure it, repair it
     if its measured drop is over, and build a few more plans for the size/accuracy front
     (uniform INT8 and INT4 always among them). The sweep tunes on one part of `dataset` and
-    plans are measured on the other (see `tuning_split`); `machine` is the target."""
+    plans are measured on the other (see `tuning_split`); `machine` is the target. The sweep
+    runs on `workers` processes or on `cluster`; on a cluster, with real verification, so do
+    the plans that depend on nothing measured (uniform INT8/INT4 and the front)."""
     cancel = cancel or CancelToken()
     model = loaded.onnx_model
     if model is None:
@@ -336,7 +385,13 @@ def autoplan_job(
         if calibration is None or calibration is dataset:
             calibration = tune
         table = yield from sensitivity_job(
-            model, tune, options=SEARCH_OPTIONS, workers=workers, machine=machine, cancel=cancel
+            model,
+            tune,
+            options=SEARCH_OPTIONS,
+            workers=workers,
+            cluster=cluster,
+            machine=machine,
+            cancel=cancel,
         )
         dataset = held_out
     notes.extend(table.notes)
@@ -345,31 +400,64 @@ def autoplan_job(
     drops = DropModel.fit(table)
     original = inventory.total_bytes
     with tempfile.TemporaryDirectory(prefix="autoplan-") as tmp:
-        verify: Callable
         if verification == "real":
-            verify = real_verifier(loaded, dataset, calibration, Path(tmp), machine)
+            work = _build_work(loaded, dataset, calibration, machine)
+            state = _BuildState(Path(tmp), loaded, work)
+            verify = functools.partial(build_plan, state)
         else:
             verify = simulated_verifier(loaded, dataset, table)
             notes.append("simulated verification: weights simulated in one session, weight-only")
         built: list[Candidate] = []
 
+        def pinned(plan: CompressionPlan) -> CompressionPlan:
+            # built in the INT8 form the sweep measured, so predictions and builds agree
+            return dataclasses.replace(plan, int8_form=table.int8_form or "auto")
+
+        def candidate(label: str, plan: CompressionPlan, noise: float, measured) -> Candidate:
+            value, drop, size = measured
+            predicted_size = plan.predict(inventory).size_bytes
+            return Candidate(
+                label, plan, predicted_size, drops.drop(noise), value, drop, size, verification
+            )
+
         def build(label: str, plan: CompressionPlan, noise: float) -> Candidate:
             cancel.raise_if_cancelled()
-            # built in the INT8 form the sweep measured, so predictions and builds agree
-            plan = dataclasses.replace(plan, int8_form=table.int8_form or "auto")
-            value, drop, size = verify(plan)
-            candidate = Candidate(
-                label,
-                plan,
-                plan.predict(inventory).size_bytes,
-                drops.drop(noise),
-                value,
-                drop,
-                size,
-                verification,
-            )
-            built.append(candidate)
-            return candidate
+            plan = pinned(plan)
+            built.append(candidate(label, plan, noise, verify(plan)))
+            return built[-1]
+
+        # Uniform INT8/INT4 and the front depend on nothing measured: built first (side by
+        # side on a cluster). The uniform plans are the measured checks that correct the
+        # sweep's additive-noise prediction before the plan is chosen.
+        independent = [
+            (f"uniform INT{bits}", pinned(plan), _predicted_cost(choices, plan))
+            for bits in (8, 4)
+            for plan in [uniform_plan(table, bits)]
+        ]
+        int8_size = independent[0][1].predict(inventory).size_bytes
+        smallest = choices.fixed_size_bytes + sum(min(s) for s in choices.sizes)
+        for index, size in enumerate(np.geomspace(int8_size, smallest, front_points + 1)[1:]):
+            solved = solve(choices, size_bytes=size)
+            if solved is not None:
+                independent.append((f"front {index + 1}", pinned(solved[0]), solved[1]))
+        total = len(independent) + 2
+        # Only a cluster gets them: a fresh local process pays seconds of imports before its
+        # first build (onnxruntime.tools imports torch), more than a build of most models
+        # takes once warm (demo, 2 cores: 11 s per pooled build vs 0.4-2.4 s in this process).
+        if verification == "real" and cluster is not None:
+            plans = [(plan,) for _, plan, _ in independent]
+            where = Placement(cluster=cluster)
+            results = run_all(where, _build_setup, state.work, build_plan, plans, cancel)
+        else:
+            results = ((i, verify(plan)) for i, (_, plan, _) in enumerate(independent))
+        measured: dict[int, tuple] = {}
+        for index, result in results:
+            measured[index] = result
+            yield Progress(len(measured), total, f"{independent[index][0]} measured")
+        uniform = [candidate(*independent[i], measured[i]) for i in range(2)]
+        built.extend(uniform)
+        checks = [(independent[i][2], uniform[i].measured_drop, len(table.layers)) for i in (0, 1)]
+        drops = DropModel.fit(table, checks)
 
         # A size budget is about the file the user gets: with real verification a ratio is
         # taken of the original file and checked on each written candidate (the prediction
@@ -378,22 +466,11 @@ def autoplan_job(
         target_size = budget.size_bytes
         if budget.size_ratio is not None:
             target_size = min(target_size or math.inf, budget.size_ratio * reference)
-        total = 4 + front_points
-        # Uniform INT8 and INT4 first: they are the measured check that corrects the sweep's
-        # additive-noise prediction before the plan is chosen.
-        checks = []
-        for index, bits in enumerate((8, 4)):
-            plan = uniform_plan(table, bits)
-            noise = _predicted_cost(choices, plan)
-            measured = build(f"uniform INT{bits}", plan, noise).measured_drop
-            checks.append((noise, measured, len(plan.layers)))
-            yield Progress(index + 1, total, f"uniform INT{bits} measured")
-        int8 = built[0]
-        drops = DropModel.fit(table, checks)
         chosen = _choose_and_repair(choices, drops, budget, target_size, build, notes)
-        yield Progress(3, total, f"chosen plan: measured drop {chosen.measured_drop:.2f} pts")
+        yield Progress(total - 1, total, f"chosen plan: measured drop {chosen.measured_drop:.2f}")
+        int8 = uniform[0]
         # at uniform INT8's size, the plan must also be at least as accurate as INT8 measured
-        at_int8 = _choose_and_repair(  # sizes compared as predicted, like the front below
+        at_int8 = _choose_and_repair(  # sizes compared as predicted, like the front
             choices,
             drops,
             Budget(max_drop=max(int8.measured_drop, 0.0)),
@@ -403,14 +480,7 @@ def autoplan_job(
             label="auto at uniform INT8 size",
             file_budget=False,
         )
-        yield Progress(4, total, "size/accuracy front")
-        smallest = choices.fixed_size_bytes + sum(min(s) for s in choices.sizes)
-        front = np.geomspace(int8.predicted_size_bytes, smallest, front_points + 1)[1:]
-        for index, size in enumerate(front, start=1):
-            solved = solve(choices, size_bytes=size)
-            if solved is not None:
-                build(f"front {index}", *solved)
-            yield Progress(4 + index, total, "size/accuracy front")
+        built.extend(candidate(*independent[i], measured[i]) for i in range(2, len(independent)))
     return AutoPlanResult(
         chosen, tuple(built), original, table.baseline, table.metric, tuple(notes), at_int8
     )

@@ -8,13 +8,13 @@ original model (no labels), plus the SQNR of the outputs.
 
 Speed comes from never rebuilding the graph: the model is copied once with every swept weight
 initializer also declared as a graph input, so onnxruntime lets a feed override it; one point is
-one `session.run` with one replaced tensor. Two worker processes (one thread each) share the
-points. Results are cached on disk by model hash + data hash + layer + option.
+one `session.run` with one replaced tensor. Points run on worker processes with one thread
+each, or on a Dask cluster (core/executors.py). Results are cached on disk by model hash + data
+hash + layer + option.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import hashlib
 import json
 import math
@@ -30,6 +30,7 @@ from onnx import numpy_helper
 
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.executors import ClusterConfig, Placement, run_all
 from compressor_gui.core.hardware import MachineInfo, local_machine, machine_key
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
@@ -483,14 +484,16 @@ def sensitivity_job(
     options: Sequence[SensitivityOption] = OPTIONS,
     layers: Sequence[str] | None = None,
     workers: int = 2,
+    cluster: ClusterConfig | None = None,
     use_cache: bool = True,
     machine: MachineInfo | None = None,
     cancel: CancelToken | None = None,
 ) -> Job[SensitivityTable]:
-    """Fast pass, then the measured sweep. The first Progress carries the fast-pass table; each
-    later one carries one measured SensitivityPoint. Returns the complete table. INT8 points
-    run as onnxruntime runs INT8 on this machine when `machine` (the target; None: this one)
-    is of this machine's CPU family; otherwise they are simulated and the table says so."""
+    """Fast pass, then the measured sweep on `workers` local processes or on `cluster`. The
+    first Progress carries the fast-pass table; each later one carries one measured
+    SensitivityPoint. Returns the complete table. INT8 points run as onnxruntime runs INT8
+    on this machine when `machine` (the target; None: this one) is of this machine's CPU
+    family; otherwise they are simulated and the table says so."""
     cancel = cancel or CancelToken()
     batches = list(dataset.batches(_BATCH))
     labels = dataset.labels
@@ -564,8 +567,9 @@ def sensitivity_job(
             ):
                 yield record(layer, option, *result)
             todo = [key for key in todo if not points[key].measured]
+        placement = Placement(workers, cluster)
         for layer, option, result in _measure_all(
-            local, batches, reference, settings, todo, workers, cancel
+            model, targets, batches, reference, settings, todo, placement, cancel
         ):
             yield record(layer, option, *result)
     finally:
@@ -665,26 +669,34 @@ class _Cache:
             self.save()
 
 
-def _measure_all(session, batches, reference, settings, todo, workers, cancel):
-    """Measure `todo` points on `workers` threads sharing one single-threaded session
-    (onnxruntime releases the GIL while it runs), yielding each point as it finishes."""
+def _measure_all(model, targets, batches, reference, settings, todo, placement, cancel):
+    """Measure `todo` points where `placement` says (core/executors.py), yielding each as it
+    finishes; every worker builds its own single-threaded session once."""
+    work = _PointWork(
+        model.SerializeToString(), tuple(targets), tuple(batches), reference, dict(settings)
+    )
+    for index, result in run_all(placement, _point_session, work, _measure_point, todo, cancel):
+        yield *todo[index], result
 
-    def one(layer: str, option: str):
-        cancel.raise_if_cancelled()
-        return layer, option, measure(session, batches, reference, {layer: settings[option]})
 
-    pool = futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sens")
-    try:
-        pending = {pool.submit(one, layer, option) for layer, option in todo}
-        while pending:
-            cancel.raise_if_cancelled()
-            finished, pending = futures.wait(
-                pending, timeout=0.2, return_when=futures.FIRST_COMPLETED
-            )
-            for future in finished:
-                yield future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+@dataclass(frozen=True)
+class _PointWork:
+    """What a worker needs to measure points: sent to each worker once."""
+
+    model_bytes: bytes
+    targets: tuple[SweptLayer, ...]
+    batches: tuple[dict, ...]
+    reference: Reference
+    settings: Mapping[str, LayerSetting]
+
+
+def _point_session(work: _PointWork) -> tuple[OverrideSession, _PointWork]:
+    return OverrideSession(onnx.load_from_string(work.model_bytes), work.targets, 1), work
+
+
+def _measure_point(state: tuple[OverrideSession, _PointWork], layer: str, option: str):
+    session, work = state
+    return measure(session, work.batches, work.reference, {layer: work.settings[option]})
 
 
 def _initializer(model: onnx.ModelProto, name: str) -> onnx.TensorProto:

@@ -54,6 +54,7 @@ from compressor_gui.targets.evaluate import TargetEvaluation, evaluate_on_target
 from compressor_gui.targets.local import LocalTarget
 from compressor_gui.ui.autoplan_dialog import AutoPlanDialog, AutoPlanRequest
 from compressor_gui.ui.charts import ChartsPanel
+from compressor_gui.ui.compute_dialog import ComputeDialog
 from compressor_gui.ui.drafts import Draft, discard_draft, load_draft, save_draft
 from compressor_gui.ui.graph_view import GraphView
 from compressor_gui.ui.int8_form_menu import Int8FormMenu
@@ -271,6 +272,11 @@ class MainWindow(QMainWindow):
         self.data_action = self._action(
             "Choose data…", self.choose_data, tip="Calibration/evaluation .npz (x, optional y)"
         )
+        self.compute_action = self._action(
+            "Where jobs run…",
+            self.choose_compute,
+            tip="Local processes for Sensitivity and Auto plan, or a Dask cluster",
+        )
         self.theme_action = self._action("Dark theme", self.toggle_theme)
         self.theme_action.setCheckable(True)
 
@@ -301,7 +307,7 @@ class MainWindow(QMainWindow):
         run_menu = menu.addMenu("&Run")
         run_menu.addActions(self.job_actions)
         run_menu.addSeparator()
-        run_menu.addAction(self.data_action)
+        run_menu.addActions([self.data_action, self.compute_action])
         view_menu = menu.addMenu("&View")
         view_menu.addAction(self.theme_action)
         view_menu.addActions(
@@ -756,6 +762,7 @@ class MainWindow(QMainWindow):
 
         def job(token: CancelToken):  # a generator: data and target are read in the worker
             dataset = self.eval_dataset(loaded)
+            where = self.settings.compute().placement()
             return (
                 yield from job_in_child_process(
                     sensitivity_source_job,
@@ -763,7 +770,8 @@ class MainWindow(QMainWindow):
                     dataset,
                     layers=layers,
                     machine=target.machine(),
-                    workers=1,
+                    workers=where.workers,
+                    cluster=where.cluster,
                     cancel=token,
                     what="sensitivity",
                 )
@@ -775,6 +783,13 @@ class MainWindow(QMainWindow):
             self.session.set_sensitivity,
             progress=self._sensitivity_progress,
         )
+
+    def choose_compute(self) -> None:
+        """Ask where jobs run (window-modal); the answer is kept in the settings."""
+        dialog = ComputeDialog(self.settings.compute(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.settings.set_compute(dialog.compute()))
+        dialog.open()
 
     def eval_dataset(self, loaded):
         """The chosen data, else `<stem>_eval.npz` beside the model, the demo's own, or random."""
@@ -800,6 +815,7 @@ class MainWindow(QMainWindow):
                 if is_demo_model(loaded.path) and self.data_path is None
                 else dataset
             )
+            where = self.settings.compute().placement()
             return (
                 yield from job_in_child_process(
                     autoplan_source_job,
@@ -809,7 +825,8 @@ class MainWindow(QMainWindow):
                     calibration=calibration,
                     verification=request.verification,
                     machine=target.machine(),
-                    workers=1,
+                    workers=where.workers,
+                    cluster=where.cluster,
                     cancel=token,
                     what="auto plan",
                 )

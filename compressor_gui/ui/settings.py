@@ -1,4 +1,5 @@
-"""Persistent preferences (recent files, theme, window layout, last folder) over QSettings.
+"""Persistent preferences (recent files, theme, window layout, last folder, where jobs run)
+over QSettings.
 
 QSettings writes an INI file in the platformdirs config folder, so the location is the same
 one the CLI and the target store use, and tests can point it at a temp folder.
@@ -6,13 +7,36 @@ one the CLI and the target store use, and tests can point it at a temp folder.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 from PySide6.QtCore import QByteArray, QSettings
 
+from compressor_gui.core.executors import ClusterConfig, Placement
+
 APP_NAME = "compressor-gui"
 MAX_RECENT = 8
+DEFAULT_WORKERS = 2
+_COMPUTE_TEXT = ("cluster", "tls_ca_file", "tls_cert_file", "tls_key_file")
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """Local worker processes, or a Dask scheduler address (empty: local) and its TLS files."""
+
+    workers: int = DEFAULT_WORKERS
+    cluster: str = ""
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    def placement(self) -> Placement:
+        """What the jobs take; a CompressorError when the address or files are not usable."""
+        if not self.cluster:
+            return Placement(max(1, self.workers))
+        files = (self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        return Placement(cluster=ClusterConfig(self.cluster, *(f or None for f in files)))
 
 
 def settings_file() -> Path:
@@ -53,6 +77,17 @@ class Settings:
 
     def set_target(self, key: str) -> None:
         self._qs.setValue("target", key)
+
+    def compute(self) -> ComputeSettings:
+        """Where sensitivity and auto plan run: local processes, or a Dask cluster."""
+        text = {key: str(self._qs.value(f"compute/{key}", "")) for key in _COMPUTE_TEXT}
+        workers = int(self._qs.value("compute/workers", DEFAULT_WORKERS))
+        return ComputeSettings(workers=workers, **text)
+
+    def set_compute(self, compute: ComputeSettings) -> None:
+        self._qs.setValue("compute/workers", compute.workers)
+        for key in _COMPUTE_TEXT:
+            self._qs.setValue(f"compute/{key}", getattr(compute, key))
 
     def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
         return self._qs.value("geometry"), self._qs.value("window_state")

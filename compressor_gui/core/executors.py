@@ -1,0 +1,293 @@
+"""Where independent pieces of work run: in this process, on a local process pool, or on a
+Dask distributed cluster the user named.
+
+A piece of work is `function(state, *args)`. `state` is built once per worker by
+`setup(payload)` (for a sweep: an onnxruntime session over the model), and `payload` (the
+model and the data) is sent to each worker once: to a pool through its initializer, to a
+cluster by one `scatter`. Results come back as each piece finishes, so a job can keep
+yielding one Progress per piece; a cancel drops the pieces not yet started.
+
+Pools use the spawn start method everywhere: forking a process that has onnxruntime or Qt
+threads is unsafe, and spawn behaves the same on Linux, macOS and Windows. Workers start
+fresh interpreters, so `setup` and `function` must be module-level functions.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import contextlib
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.jobs import CancelToken
+
+S = TypeVar("S")
+R = TypeVar("R")
+
+_POLL_S = 0.05
+_RETRIES = 2  # a piece that raises on a worker is tried again this many times
+CLUSTER_SCHEMES = ("tcp://", "tls://")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """An existing Dask scheduler the user named, and the TLS files to reach it with.
+
+    Only this address is contacted: data goes through the scheduler (`direct=False`), never
+    straight to worker addresses the scheduler reports."""
+
+    address: str
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.address.startswith(CLUSTER_SCHEMES) or ":" not in self.address[6:]:
+            raise CompressorError(
+                f"cluster address {self.address!r} is not a Dask scheduler address: "
+                "write it as tcp://HOST:PORT or tls://HOST:PORT (the scheduler's default port "
+                "is 8786)"
+            )
+        tls_files = (self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        if any(tls_files) and not self.address.startswith("tls://"):
+            raise CompressorError(
+                f"TLS files were given but {self.address} is not a tls:// address"
+            )
+        if self.address.startswith("tls://") and not (self.tls_ca_file and self.tls_cert_file):
+            raise CompressorError(
+                f"{self.address} uses TLS, which Dask makes mutual: give the CA certificate "
+                "the scheduler's is signed by and this client's certificate (and its key, "
+                "unless the certificate file holds it)"
+            )
+        for file in filter(None, tls_files):
+            if not Path(file).is_file():
+                raise CompressorError(f"TLS file {file} does not exist")
+
+    def security(self) -> Any:
+        """`distributed.Security` for a tls:// address (encryption required), else None."""
+        if not self.address.startswith("tls://"):
+            return None
+        from distributed import Security
+
+        return Security(
+            tls_ca_file=self.tls_ca_file,
+            tls_client_cert=self.tls_cert_file,
+            tls_client_key=self.tls_key_file,
+            require_encryption=True,
+        )
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a job's pieces run: `workers` local processes (1: this process), or a cluster."""
+
+    workers: int = 1
+    cluster: ClusterConfig | None = None
+
+    def describe(self) -> str:
+        if self.cluster is not None:
+            return f"Dask cluster at {self.cluster.address}"
+        if self.workers > 1:
+            return f"{self.workers} local processes"
+        return "this process"
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every worker receives once: a token naming this job, the setup and its payload."""
+
+    token: str
+    setup: Callable[[Any], Any]
+    payload: Any
+
+
+def run_all(
+    placement: Placement,
+    setup: Callable[[Any], S],
+    payload: Any,
+    function: Callable[..., R],
+    calls: Sequence[tuple],
+    cancel: CancelToken,
+) -> Iterator[tuple[int, R]]:
+    """Run `function(setup(payload), *args)` for every `args` in `calls` where `placement`
+    says; yield `(index into calls, result)` as each finishes (in no fixed order), each
+    exactly once."""
+    if not calls:
+        return
+    shared = _Shared(uuid.uuid4().hex, setup, payload)
+    if placement.cluster is not None:
+        yield from _on_cluster(placement.cluster, shared, function, calls, cancel)
+    elif placement.workers > 1 and len(calls) > 1:
+        yield from _on_pool(min(placement.workers, len(calls)), shared, function, calls, cancel)
+    else:
+        state = setup(payload)
+        for index, args in enumerate(calls):
+            cancel.raise_if_cancelled()
+            yield index, function(state, *args)
+
+
+# --- worker side ----------------------------------------------------------------------------
+
+# One job's state per worker process: a new token replaces (and frees) the previous one. A
+# Dask worker may run several tasks at once on threads, hence the lock.
+_worker_state: tuple[str, Any, BaseException | None] | None = None
+_worker_lock = threading.Lock()
+
+
+def _state_for(shared: _Shared) -> Any:
+    global _worker_state
+    with _worker_lock:
+        if _worker_state is None or _worker_state[0] != shared.token:
+            _worker_state = None  # free the previous job's state before building the next
+            try:
+                _worker_state = (shared.token, shared.setup(shared.payload), None)
+            except Exception as exc:  # raised again by every call, where the caller sees it
+                _worker_state = (shared.token, None, exc)
+        _, state, error = _worker_state
+    if error is not None:
+        raise error
+    return state
+
+
+def _forget(token: str) -> None:
+    """Drop a finished job's state (its model and session) from a long-lived worker."""
+    global _worker_state
+    with _worker_lock:
+        if _worker_state is not None and _worker_state[0] == token:
+            _worker_state = None
+
+
+def _pool_init(shared: _Shared) -> None:
+    # an error is kept and raised by each call: an initializer that raises would break the
+    # pool and lose the message
+    with contextlib.suppress(Exception):
+        _state_for(shared)
+
+
+def _pool_call(token: str, function: Callable[..., R], args: tuple) -> R:
+    if _worker_state is None or _worker_state[0] != token:
+        raise CompressorError("a pool worker lost its model (internal error)")
+    _, state, error = _worker_state
+    if error is not None:
+        raise error
+    return function(state, *args)
+
+
+def _cluster_call(shared: _Shared, function: Callable[..., R], args: tuple) -> R:
+    return function(_state_for(shared), *args)
+
+
+# --- local process pool ---------------------------------------------------------------------
+
+
+def _on_pool(workers, shared, function, calls, cancel) -> Iterator[tuple[int, Any]]:
+    """A spawned process pool whose initializer receives the payload once per process."""
+    pool = futures.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_pool_init,
+        initargs=(shared,),
+    )
+    try:
+        pending = {
+            pool.submit(_pool_call, shared.token, function, args): index
+            for index, args in enumerate(calls)
+        }
+        while pending:
+            cancel.raise_if_cancelled()
+            finished, _ = futures.wait(
+                pending, timeout=_POLL_S * 4, return_when=futures.FIRST_COMPLETED
+            )
+            for future in finished:
+                index = pending.pop(future)
+                try:
+                    result = future.result()
+                except futures.process.BrokenProcessPool as exc:
+                    raise CompressorError(
+                        "a worker process died (out of memory, or a crash in native code); "
+                        "try fewer workers"
+                    ) from exc
+                yield index, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --- Dask distributed -----------------------------------------------------------------------
+
+
+def connect(cluster: ClusterConfig) -> Any:
+    """A `distributed.Client` on the scheduler the user named, or a CompressorError saying
+    why it cannot be reached."""
+    try:
+        from distributed import Client
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise CompressorError("Dask distributed is not installed: pip install distributed") from exc
+    try:
+        return Client(
+            cluster.address,
+            security=cluster.security(),
+            timeout=cluster.connect_timeout_s,
+            set_as_default=False,
+            direct_to_workers=False,
+        )
+    except (OSError, TimeoutError) as exc:
+        raise CompressorError(
+            f"cannot reach the Dask scheduler at {cluster.address} within "
+            f"{cluster.connect_timeout_s:g} s "
+            f"({str(exc).splitlines()[0][:160]}); check the address, that `dask scheduler` "
+            "runs there and that its port is open"
+            + ("" if cluster.address.startswith("tls://") else " (or whether it needs tls://)")
+        ) from exc
+
+
+def _on_cluster(cluster, shared, function, calls, cancel) -> Iterator[tuple[int, Any]]:
+    """Scatter the payload to every worker once, submit one task per call (retried on
+    error; the scheduler reschedules the tasks of a worker that is lost), stream results
+    back with `as_completed`, cancel what is left when stopped."""
+    from distributed import as_completed
+
+    client = connect(cluster)
+    submitted: dict = {}
+    try:
+        if not client.scheduler_info().get("workers"):
+            raise CompressorError(f"the Dask cluster at {cluster.address} has no workers")
+        [remote] = client.scatter([shared], broadcast=True, hash=False, direct=False)
+        for index, args in enumerate(calls):
+            future = client.submit(
+                _cluster_call, remote, function, args, retries=_RETRIES, pure=False
+            )
+            submitted[future] = index
+        finished = as_completed(submitted, loop=client.loop)
+        while not finished.is_empty():
+            cancel.raise_if_cancelled()
+            if not finished.has_ready():
+                time.sleep(_POLL_S)
+                continue
+            for future in finished.next_batch(block=False):
+                yield submitted[future], _cluster_result(future, cluster)
+    finally:
+        if submitted:
+            client.cancel(list(submitted), force=True)
+            with contextlib.suppress(Exception):  # a worker lost meanwhile has nothing to drop
+                client.run(_forget, shared.token)
+        client.close()
+
+
+def _cluster_result(future: Any, cluster: ClusterConfig) -> Any:
+    from distributed import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker as exc:
+        raise CompressorError(
+            f"a piece of work kept killing workers of the cluster at {cluster.address} "
+            "(out of memory there?); it was given up"
+        ) from exc
