@@ -813,8 +813,6 @@ class MainWindow(QMainWindow):
 
     def _sensitivity_progress(self, step: Progress) -> None:
         if isinstance(step.payload, SensitivityTable):
-            if step.payload.skipped:
-                self.statusBar().showMessage(f"Sensitivity: {step.payload.skipped}", 20_000)
             self.session.set_sensitivity(step.payload)
         elif isinstance(step.payload, SensitivityPoint):
             self.session.add_sensitivity_point(step.payload)

@@ -45,6 +45,7 @@ class Session(QObject):
         self.sensitivity: SensitivityTable | None = None
         self.autoplan: AutoPlanResult | None = None  # the last Auto plan's candidates
         self._gestures = itertools.count(1)
+        self._gesture_start: tuple[int | None, CompressionPlan] = (None, self.plan)
 
     @property
     def inventory(self) -> ModelInventory | None:
@@ -90,12 +91,17 @@ class Session(QObject):
         over a gesture); return one line naming the layers skipped, "" if none was."""
         if not names:
             return ""
+        # a drag from 32 to 8 passes 16: a layer that cannot take 8 keeps what it had before
+        # the drag, not the 16 it took on the way
+        if gesture is None or self._gesture_start[0] != gesture:
+            self._gesture_start = (gesture, self.plan)
+        base = self._gesture_start[1]
         if self.inventory is None:
-            after, skipped = self.plan.with_layers(names, **changes), []
+            after, skipped = base.with_layers(names, **changes), []
         else:
             by_name = {layer.name: layer for layer in self.inventory.layers}
             layers = [by_name[name] for name in names]
-            after, skipped = self.plan.with_layers_that_fit(layers, **changes)
+            after, skipped = base.with_layers_that_fit(layers, **changes)
         if after != self.plan:
             what = ", ".join(f"{k}={v}" for k, v in changes.items())
             label = names[0] if len(names) == 1 else f"{len(names)} layers"

@@ -53,3 +53,22 @@ def test_sensitivity_of_every_row_sweeps_what_it_can_and_says_what_it_skipped(
     assert len(loaded.session.sensitivity.layers) == 12
     assert skipped in loaded.jobs.log.toPlainText()
     assert not [b for b in loaded.findChildren(QMessageBox) if b.isVisible()]
+
+
+def test_a_drag_through_16_leaves_layers_that_cannot_take_8_as_they_were(loaded, qtbot) -> None:
+    _select_all(loaded, qtbot)
+    slider = loaded.controls.bits.slider
+    slider.setSliderDown(True)  # what a mouse press on the handle does
+    slider.setValue(1)  # 16: every layer of the demo takes it
+    slider.setValue(2)  # 8: the BatchNorms cannot
+    slider.setSliderDown(False)
+    plan = loaded.session.plan
+    bits = {
+        plan.setting(layer.name).bits
+        for layer in loaded.session.inventory.layers
+        if layer.op_type == "BatchNormalization"
+    }
+    assert bits == {32} and plan.setting("/fc/Gemm").bits == 8
+    assert loaded.controls.skipped.text().startswith("11 layers skipped: 11 BatchNormalization")
+    loaded.session.undo_stack.undo()  # the drag was one step
+    assert loaded.session.plan.setting("/fc/Gemm").bits == 32
