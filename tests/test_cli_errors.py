@@ -80,3 +80,14 @@ def test_onnxruntime_warnings_stay_off_the_terminal(tmp_path, quiet):
     )
     assert result.returncode == 0, result.stderr
     assert ("Removing initializer" in result.stderr) is not quiet
+
+
+def test_running_out_of_memory_is_the_machine_not_a_bug(tmp_path, monkeypatch, capsys):
+    def too_big(_args):
+        raise MemoryError("Unable to allocate 16.0 TiB for an array")
+
+    monkeypatch.setattr(compressor_gui.cli.inspect, "run", too_big)
+    assert main(["inspect", "whatever.onnx"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ran out of memory (MemoryError: Unable to allocate 16.0 TiB")
+    assert not (tmp_path / "logs").exists()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from compressor_gui.core.errors import CompressorError
-from compressor_gui.core.logs import quiet_libraries, record_internal_error
+from compressor_gui.core.logs import out_of_memory_text, quiet_libraries, record_internal_error
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and friends
         sys.stderr.close()
         return 0
+    except MemoryError as exc:
+        print(f"error: {out_of_memory_text(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as exc:
         print(record_internal_error(exc, "compressor-gui " + " ".join(argv[:1])), file=sys.stderr)
         return EXIT_INTERNAL_ERROR

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from compressor_gui.core.errors import CompressorError, JobCancelled
-from compressor_gui.core.logs import quiet_libraries, record_internal_error
+from compressor_gui.core.logs import out_of_memory_text, quiet_libraries, record_internal_error
 
 T = TypeVar("T")
 Job = Generator["Progress", None, T]
@@ -161,6 +161,8 @@ def _child_job_main(connection, stop, function, args, kwargs) -> None:
             connection.send(("error", exc))
         except Exception:  # an exception that does not pickle still reaches the user as text
             connection.send(("error", CompressorError(str(exc))))
+    except MemoryError as exc:
+        connection.send(("error", CompressorError(out_of_memory_text(exc))))
     except Exception as exc:  # a bug: its traceback exists only here, so it is logged here
         connection.send(("error", record_internal_error(exc, function.__name__)))
     finally:

@@ -55,6 +55,15 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def out_of_memory_text(exc: MemoryError) -> str:
+    """A MemoryError is the machine's limit, not a bug: say so, and what to try."""
+    detail = f" ({one_line(exc)})" if str(exc) else ""
+    return (
+        f"ran out of memory{detail}; close other programs, use smaller inputs or a machine "
+        "with more memory"
+    )
+
+
 def record_internal_error(exc: BaseException, context: str = "") -> InternalError:
     """Append the traceback of `exc` to the log and return the error the user is shown.
     An InternalError already logged (in a child process) is returned as it is."""

@@ -25,7 +25,7 @@ from superqt.utils import GeneratorWorker, create_worker
 
 from compressor_gui.core.errors import CompressorError, JobCancelled
 from compressor_gui.core.jobs import CancelToken, EtaEstimator, Progress
-from compressor_gui.core.logs import record_internal_error
+from compressor_gui.core.logs import out_of_memory_text, record_internal_error
 from compressor_gui.formatting import human_seconds
 
 JobFactory = Callable[[CancelToken], Generator[Progress, None, Any]]
@@ -40,6 +40,8 @@ def error_text(exc: BaseException) -> str:
     one line naming the log that keeps its traceback."""
     if isinstance(exc, CompressorError):
         return str(exc)
+    if isinstance(exc, MemoryError):
+        return out_of_memory_text(exc)
     return str(record_internal_error(exc, "a job"))
 
 
