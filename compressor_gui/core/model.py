@@ -193,6 +193,7 @@ def _refuse_data_outside(path: Path, locations: set[str]) -> None:
 
 # bits per value of the packed sub-byte types (raw data holds ceil(count * bits / 8) bytes)
 _PACKED_BITS = {21: 4, 22: 4, 23: 4, 25: 2, 26: 2, 27: 6, 28: 6}
+_MAX_ELEMENTS = 2**62  # numpy cannot even describe a larger shape (empty or not)
 _TWO_PER_VALUE = {onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128}
 
 
@@ -210,6 +211,8 @@ def _check_tensors(model: onnx.ModelProto, path: Path) -> None:
             )
         if any(d < 0 for d in tensor.dims):
             raise ModelLoadError(f"{where} has a negative dimension {list(tensor.dims)}")
+        if math.prod(d for d in tensor.dims if d) >= _MAX_ELEMENTS:
+            raise ModelLoadError(f"{where} has dims {list(tensor.dims)} no array can have")
         count = math.prod(tensor.dims)
         if tensor.HasField("raw_data"):
             if tensor.data_type == onnx.TensorProto.STRING:

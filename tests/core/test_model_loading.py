@@ -173,6 +173,20 @@ def test_a_tensor_shorter_than_its_dims_is_refused_in_words(tmp_path):
         load_model(tmp_path / "short.onnx")
 
 
+def test_an_empty_tensor_with_dims_no_array_can_have_is_refused(tmp_path):
+    """Found by benchmarks/fuzz.py (seed 11): dims (1, 2**40, 2**40, 0) hold no values, yet
+    numpy cannot describe the shape."""
+    model = modelgen.linear()
+    weight = model.graph.initializer[0]
+    del weight.dims[:]
+    weight.dims.extend([1, 2**40, 2**40, 0])
+    weight.ClearField("float_data")
+    weight.raw_data = b""
+    onnx.save(model, str(tmp_path / "odd.onnx"))
+    with pytest.raises(ModelLoadError, match="no array can have"):
+        load_model(tmp_path / "odd.onnx")
+
+
 def test_a_name_that_is_not_text_is_refused_in_words(tmp_path):
     data = modelgen.conv().SerializeToString()
     at = data.find(b"relu")
