@@ -11,6 +11,13 @@ RESOURCES = REPO / "resources"
 MODEL_CACHE = REPO / ".cache" / "models"
 
 
+@pytest.fixture(autouse=True)
+def _log_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Internal errors and library warnings go to a log per test, not the user's log folder."""
+    monkeypatch.setenv("COMPRESSOR_GUI_LOG_DIR", str(tmp_path / "logs"))
+    return tmp_path / "logs"
+
+
 @pytest.fixture(scope="session")
 def demo_onnx() -> Path:
     return RESOURCES / "demo.onnx"

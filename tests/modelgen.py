@@ -193,3 +193,22 @@ def save_with_external_data(model: onnx.ModelProto, path: Path) -> Path:
         size_threshold=0,
     )
     return path
+
+
+def expand_to_input_shape(channels=16, size=8) -> onnx.ModelProto:
+    """Conv + Relu whose output is broadcast by Expand to a shape given as a second input:
+    onnxruntime's symbolic shape inference cannot finish it ("Incomplete symbolic shape
+    inference") and then saves its partial model and weights into the working directory."""
+    return _model(
+        [
+            helper.make_node("Conv", ["x", "W", "B"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["r"], name="relu"),
+            helper.make_node("Expand", ["r", "shape"], ["y"], name="expand"),
+        ],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size]),
+            helper.make_tensor_value_info("shape", TensorProto.INT64, [4]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])],
+        [_weight("W", (channels, 3, 3, 3)), _weight("B", (channels,), seed=1)],
+    )

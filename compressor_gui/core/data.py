@@ -10,6 +10,7 @@ fed one at a time, e.g. a recurrent state or a scalar sample rate).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from compressor_gui.core.errors import CompressorError
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 DEMO_MODEL = RESOURCES / "demo.onnx"
 SPEC_FILE = "preprocess.json"
+MAX_FEED_BYTES = 1 << 30  # made-up inputs (no data given) larger than this are refused
+# element types numpy can hold and onnxruntime can be fed (not strings, not 4/8-bit floats)
+_NUMERIC_TYPES = frozenset(range(1, 17)) - {onnx.TensorProto.STRING}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff")
 
 
@@ -97,12 +101,42 @@ def input_specs(model: onnx.ModelProto) -> tuple[InputSpec, ...]:
             d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
             for d in tensor_type.shape.dim
         )
+        if not value.type.HasField("tensor_type") or tensor_type.elem_type not in _NUMERIC_TYPES:
+            raise CompressorError(
+                f"the model's input {value.name!r} is {_type_text(value.type)}: only numeric "
+                "tensors can be fed"
+            )
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
         specs.append(InputSpec(value.name, shape, dtype))
     return tuple(specs)
 
 
 MIN_TUNING_SAMPLES = 32  # fewer samples than this in each half: no held-out part
+
+
+def _type_text(value_type: onnx.TypeProto) -> str:
+    kind = value_type.WhichOneof("value")
+    if kind != "tensor_type":
+        return kind.replace("_type", "") if kind else "of no type"
+    elem = value_type.tensor_type.elem_type
+    names = onnx.TensorProto.DataType
+    return f"a {names.Name(elem).lower()} tensor" if elem in names.values() else "of no type"
+
+
+def feed_shape(spec: InputSpec, batch: int | None = None) -> tuple[int, ...]:
+    """The shape of one made-up feed for `spec` (dynamic dims 1, `batch` in front), refused
+    in words when the declared dims are too large to hold in memory."""
+    shape = tuple(1 if d is None else d for d in spec.shape)
+    if batch is not None:
+        shape = (batch, *shape)
+    size_bytes = math.prod(shape) * spec.dtype.itemsize
+    if size_bytes > MAX_FEED_BYTES:
+        raise CompressorError(
+            f"the model's input {spec.name!r} declares shape {_shape_text(spec.shape)}: one "
+            f"made-up input would take {size_bytes / 2**30:.3g} GiB; give data or the input "
+            "shape it really takes (--input-shape)"
+        )
+    return shape
 
 
 def is_demo_model(path: str | os.PathLike[str]) -> bool:
@@ -180,7 +214,7 @@ def dataset_from_arrays(
     elif len(specs) == 1 and "x" in arrays:
         chosen = {specs[0].name: arrays["x"]}
     else:
-        wanted = "'x'" if len(specs) == 1 else ""
+        wanted = "'x'" if len(specs) == 1 and names != ["x"] else ""
         wanted += (" or " if wanted else "") + ", ".join(repr(n) for n in names)
         raise CompressorError(
             f"data {label} has keys {', '.join(sorted(arrays)) or 'none'}; the model needs "
@@ -246,7 +280,7 @@ def random_dataset(model: onnx.ModelProto, count: int = 32, seed: int = 0) -> Da
     rng = np.random.default_rng(seed)
     inputs: dict[str, np.ndarray] = {}
     for spec in input_specs(model):
-        shape = (count, *(1 if d is None else d for d in spec.shape))
+        shape = feed_shape(spec, count)
         if spec.dtype.kind == "f":
             inputs[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         else:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from compressor_gui.core.data import Dataset, input_specs
+from compressor_gui.core.data import Dataset, feed_shape, input_specs
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 
@@ -208,7 +208,7 @@ def sample_feed(model: onnx.ModelProto, dataset: Dataset | None = None, seed: in
     rng = np.random.default_rng(seed)
     feed = {}
     for spec in input_specs(model):
-        shape = tuple(1 if d is None else d for d in spec.shape)
+        shape = feed_shape(spec)
         if spec.dtype.kind == "f":
             feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         elif spec.dtype.kind == "b":

@@ -64,7 +64,12 @@ def fuse_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FuseReport]:
             fused, diff, simplified = slim, max(diff, slim_diff), True
         else:
             notes.append(f"onnxslim changed outputs by {slim_diff:.2e}; its pass was dropped")
-    onnx.checker.check_model(fused)
+    try:
+        onnx.checker.check_model(fused)
+    except onnx.checker.ValidationError as exc:
+        raise CompressionError(
+            f"the fused model does not pass onnx.checker: {str(exc).splitlines()[0][:200]}"
+        ) from exc
     return fused, FuseReport(
         nodes_before=len(model.graph.node),
         nodes_after=len(fused.graph.node),

@@ -23,7 +23,7 @@ from compressor_gui.core.evaluate import make_session
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.int8_forms import FORMS, Int8Form
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
-from compressor_gui.core.quantize import CALIBRATION_SAMPLES, Int8Options, quantize_model, quiet
+from compressor_gui.core.quantize import CALIBRATION_SAMPLES, Int8Options, contained, quantize_model
 
 
 class RuntimeInt8Layers:
@@ -63,7 +63,7 @@ class RuntimeInt8Layers:
             if self._cache.exists()
             else calibration_reader(self._dataset, CALIBRATION_SAMPLES, 16)
         )
-        with quiet():
+        with contained():
             quantize_static(
                 str(self._source),
                 str(target),

@@ -568,7 +568,8 @@ def _conv_kind(node, weight_shape) -> str:
     if group == 1:
         return "conv"
     out_channels = weight_shape[0] if weight_shape else 0
-    return "depthwise" if group == out_channels and weight_shape[1] == 1 else "group_conv"
+    one_input = len(weight_shape) > 1 and weight_shape[1] == 1
+    return "depthwise" if group == out_channels and one_input else "group_conv"
 
 
 def _conv_macs(node, shapes, weight_shape) -> int:

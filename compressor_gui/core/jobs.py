@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from compressor_gui.core.errors import CompressorError, JobCancelled
+from compressor_gui.core.logs import out_of_memory_text, quiet_libraries, record_internal_error
 
 T = TypeVar("T")
 Job = Generator["Progress", None, T]
@@ -147,6 +148,7 @@ def _reap(process) -> None:
 
 
 def _child_job_main(connection, stop, function, args, kwargs) -> None:
+    quiet_libraries()
     try:
         job = function(*args, cancel=CancelToken(stop), **kwargs)
         while True:
@@ -156,11 +158,15 @@ def _child_job_main(connection, stop, function, args, kwargs) -> None:
                 connection.send(("result", done.value))
                 return
             connection.send(("progress", step))
-    except Exception as exc:
+    except CompressorError as exc:
         try:
             connection.send(("error", exc))
         except Exception:  # an exception that does not pickle still reaches the user as text
-            connection.send(("error", CompressorError(f"{type(exc).__name__}: {exc}")))
+            connection.send(("error", CompressorError(str(exc))))
+    except MemoryError as exc:
+        connection.send(("error", CompressorError(out_of_memory_text(exc))))
+    except Exception as exc:  # a bug: its traceback exists only here, so it is logged here
+        connection.send(("error", record_internal_error(exc, function.__name__)))
     finally:
         connection.close()
 

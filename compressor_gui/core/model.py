@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -117,7 +118,14 @@ def _load_onnx_and_data(
             f"{path.name} is not an ONNX model: it parsed, but holds no graph "
             f"(it starts with {_read_head(path, 8)!r})"
         )
+    _check_text(model, path)
+    if not _MIN_IR_VERSION <= model.ir_version <= onnx.IR_VERSION:
+        raise ModelLoadError(
+            f"{path.name} declares ONNX IR version {model.ir_version}; this tool reads versions "
+            f"{_MIN_IR_VERSION} to {onnx.IR_VERSION}: the file is damaged, or re-export it"
+        )
     external = _external_data_files(model)
+    _refuse_data_outside(path, external)
     missing = sorted(f for f in external if not (path.parent / f).is_file())
     if missing:
         raise ModelLoadError(
@@ -137,7 +145,93 @@ def _load_onnx_and_data(
             raise ModelLoadError(
                 f"{path.name}: its external weights could not be read ({_first_line(exc)})"
             ) from exc
+    _check_tensors(model, path)
     return model, tuple(path.parent / f for f in sorted(external))
+
+
+_MIN_IR_VERSION = 3  # ONNX 1.0 (2017); earlier files cannot even name their opset
+
+
+def _check_text(model: onnx.ModelProto, path: Path) -> None:
+    """Every name and string of the graph must be valid UTF-8. Protobuf hands a damaged one
+    back as bytes, which then fails (UnicodeDecodeError) wherever it is first copied; check
+    once here instead. Tensor data is not touched (it can be gigabytes)."""
+
+    def walk(message) -> None:
+        if isinstance(message, onnx.TensorProto):
+            check(message.name)
+            return
+        for descriptor, value in message.ListFields():
+            if descriptor.type == descriptor.TYPE_STRING:
+                for text in value if descriptor.is_repeated else (value,):
+                    check(text)
+            elif descriptor.type == descriptor.TYPE_MESSAGE:
+                for item in value if descriptor.is_repeated else (value,):
+                    walk(item)
+
+    def check(text: str | bytes) -> None:
+        if isinstance(text, bytes):
+            raise ModelLoadError(
+                f"{path.name} is damaged: it holds a name that is not valid text ({text[:40]!r})"
+            )
+
+    walk(model)
+
+
+def _refuse_data_outside(path: Path, locations: set[str]) -> None:
+    """A model may only read weight files in its own folder (or below it): a location that
+    is absolute or climbs out (`../`, a link) could make us read any file on the machine."""
+    folder = path.parent.resolve()
+    for location in sorted(locations):
+        target = (path.parent / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise ModelLoadError(
+                f"{path.name} asks to read its weights from {location}, outside its own folder "
+                f"{path.parent}; refused: put the data file beside the model and fix its path"
+            )
+
+
+# bits per value of the packed sub-byte types (raw data holds ceil(count * bits / 8) bytes)
+_PACKED_BITS = {21: 4, 22: 4, 23: 4, 25: 2, 26: 2, 27: 6, 28: 6}
+_MAX_ELEMENTS = 2**62  # numpy cannot even describe a larger shape (empty or not)
+_TWO_PER_VALUE = {onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128}
+
+
+def _check_tensors(model: onnx.ModelProto, path: Path) -> None:
+    """Every stored tensor has a known type, non-negative dims and as much data as its dims
+    need: a damaged file is refused here, in words, not deep inside numpy later."""
+    from onnx import _mapping
+
+    for tensor in _iter_all_tensors(model.graph):
+        where = f"{path.name}: tensor {tensor.name!r}"
+        if tensor.data_type not in _mapping.TENSOR_TYPE_MAP:
+            raise ModelLoadError(
+                f"{where} has an unknown data type ({tensor.data_type}); the file is damaged "
+                "or from a newer ONNX than this tool reads"
+            )
+        if any(d < 0 for d in tensor.dims):
+            raise ModelLoadError(f"{where} has a negative dimension {list(tensor.dims)}")
+        if math.prod(d for d in tensor.dims if d) >= _MAX_ELEMENTS:
+            raise ModelLoadError(f"{where} has dims {list(tensor.dims)} no array can have")
+        count = math.prod(tensor.dims)
+        if tensor.HasField("raw_data"):
+            if tensor.data_type == onnx.TensorProto.STRING:
+                raise ModelLoadError(f"{where} stores strings as raw bytes, which ONNX forbids")
+            bits = _PACKED_BITS.get(tensor.data_type)
+            if bits is None:
+                bits = _mapping.TENSOR_TYPE_MAP[tensor.data_type].np_dtype.itemsize * 8
+            held, needed = len(tensor.raw_data), math.ceil(count * bits / 8)
+        elif tensor.data_type in _PACKED_BITS:
+            continue  # packed values in typed fields: onnx unpacks them itself
+        else:
+            field_name = onnx.helper.tensor_dtype_to_field(tensor.data_type)
+            held = len(getattr(tensor, field_name))
+            needed = count * (2 if tensor.data_type in _TWO_PER_VALUE else 1)
+        if held != needed:
+            raise ModelLoadError(
+                f"{where} has dims {list(tensor.dims)}, which need {needed} stored values, "
+                f"but it holds {held}: the file is damaged or was cut short"
+            )
 
 
 def save_onnx(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:

@@ -12,7 +12,7 @@ import fnmatch
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,21 @@ class CompressionPlan:
             updated[name] = dataclasses.replace(self.setting(name), **changes)
         return dataclasses.replace(self, layers=updated)
 
+    def with_layers_that_fit(
+        self, layers: Iterable[Any], **changes: Any
+    ) -> tuple[CompressionPlan, list[Misfit]]:
+        """The plan with `changes` on each of `layers` (LayerInfo) that can take them, and why
+        the others cannot: a selection of mixed layers gets the setting where it applies."""
+        fitting: list[str] = []
+        skipped: list[Misfit] = []
+        for layer in layers:
+            problems = misfits(layer, dataclasses.replace(self.setting(layer.name), **changes))
+            if problems:
+                skipped.append(problems[0])
+            else:
+                fitting.append(layer.name)
+        return self.with_layers(fitting, **changes), skipped
+
     def with_prune_ratios(self, ratios: Mapping[str, float]) -> CompressionPlan:
         """A new plan where each named layer is pruned unstructured to its own ratio."""
         updated = dict(self.layers)
@@ -208,7 +223,7 @@ class CompressionPlan:
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 problems.append(f"no layer named {name!r} in the model{hint}")
                 continue
-            problems.extend(_impossible(layer, setting))
+            problems.extend(misfit.message for misfit in misfits(layer, setting))
         for pattern, _ in self.patterns:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in by_name):
                 problems.append(f"pattern {pattern!r} matches no layer of the model")
@@ -367,22 +382,90 @@ def save_recipe(plan: CompressionPlan, path: str | os.PathLike[str]) -> Path:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _impossible(layer: Any, setting: LayerSetting) -> list[str]:
+@dataclass(frozen=True)
+class Misfit:
+    """Why one layer cannot take one setting: a short `reason` shared by every layer it
+    applies to (for a one-line summary) and the full `message` naming the layer."""
+
+    layer: str
+    op_type: str
+    reason: str
+    message: str
+
+
+def misfits(layer: Any, setting: LayerSetting) -> list[Misfit]:
+    """Everything that keeps `layer` (a LayerInfo) from taking `setting`; empty if it can."""
     found = []
     if setting.bits < 16 and layer.kind not in QUANTIZABLE_KINDS:
         found.append(
-            f"{layer.name} ({layer.op_type}) cannot be quantized to {setting.bits} bits: "
-            f"only weights of {', '.join(QUANTIZABLE_KINDS)} layers can (16 or 32 here)"
+            Misfit(
+                layer.name,
+                layer.op_type,
+                f"cannot be quantized to {setting.bits} bits",
+                f"{layer.name} ({layer.op_type}) cannot be quantized to {setting.bits} bits: "
+                f"only weights of {', '.join(QUANTIZABLE_KINDS)} layers can (16 or 32 here)",
+            )
         )
     if setting.bits < 32 and not layer.dtype.startswith("float"):
-        found.append(f"{layer.name} is already {layer.dtype}: it cannot be quantized again")
+        found.append(
+            Misfit(
+                layer.name,
+                layer.op_type,
+                f"cannot be reduced to {setting.bits} bits (integer tensors)",
+                f"{layer.name} is already {layer.dtype}: it cannot be quantized again",
+            )
+        )
     if setting.prune_ratio > 0 and layer.kind not in PRUNABLE_KINDS:
-        found.append(f"{layer.name} ({layer.kind}) cannot be pruned")
+        found.append(
+            Misfit(
+                layer.name,
+                layer.op_type,
+                "cannot be pruned",
+                f"{layer.name} ({layer.kind}) cannot be pruned",
+            )
+        )
     if setting.prune_ratio > 0 and setting.prune_pattern == "2:4":
         inner = layer.weight_shape[1] if len(layer.weight_shape) > 1 else 0
         if layer.kind == "depthwise" or inner * math.prod(layer.weight_shape[2:]) < 4:
-            found.append(f"{layer.name} has fewer than 4 inputs per output: no 2:4 groups")
+            found.append(
+                Misfit(
+                    layer.name,
+                    layer.op_type,
+                    "cannot be pruned 2:4 (fewer than 4 inputs per output)",
+                    f"{layer.name} has fewer than 4 inputs per output: no 2:4 groups",
+                )
+            )
     return found
+
+
+def skipped_summary(skipped: Iterable[Misfit], most_op_types: int = 5) -> str:
+    """One line for the layers a setting skipped: "12 layers skipped: 8 BatchNormalization,
+    4 Add cannot be quantized to 8 bits" ("" when none was); each layer counts once, under
+    its first reason."""
+    by_reason: dict[str, dict[str, set[str]]] = {}
+    layers: set[str] = set()
+    for misfit in skipped:
+        if misfit.layer in layers:
+            continue
+        by_reason.setdefault(misfit.reason, {}).setdefault(misfit.op_type, set()).add(misfit.layer)
+        layers.add(misfit.layer)
+    if not layers:
+        return ""
+    parts = []
+    for reason, by_op in by_reason.items():
+        counts = sorted(((len(names), op) for op, names in by_op.items()), key=lambda c: -c[0])
+        shown = [f"{count} {op}" for count, op in counts[:most_op_types]]
+        if rest := sum(count for count, _ in counts[most_op_types:]):
+            shown.append(f"{rest} other")
+        parts.append(f"{', '.join(shown)} {reason}")
+    noun = "layer" if len(layers) == 1 else "layers"
+    return f"{len(layers)} {noun} skipped: " + "; ".join(parts)
+
+
+def lead_layer(layers: Sequence[Any]) -> Any:
+    """The layer whose setting a selection's controls show: the first one that can be
+    quantized (a BatchNorm first in the selection would always read 32 bits), else the first."""
+    return next((layer for layer in layers if layer.kind in QUANTIZABLE_KINDS), layers[0])
 
 
 def _predict_layer(layer: Any, setting: LayerSetting, params_keep: float) -> LayerPrediction:

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from compressor_gui.core.data import feed_shape, input_specs
 from compressor_gui.core.errors import CompressionError
 from compressor_gui.core.inventory import node_attribute
 
@@ -673,18 +674,13 @@ def _infer_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, .
 def random_feed(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
     """A random batch of 1 for every real input (dynamic dims taken as 1)."""
     rng = np.random.default_rng(seed)
-    initializers = {t.name for t in model.graph.initializer}
     feed = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        tensor_type = value.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") else 1 for d in tensor_type.shape.dim]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
-        if dtype.kind == "f":
-            feed[value.name] = rng.standard_normal(shape).astype(dtype)
+    for spec in input_specs(model):
+        shape = feed_shape(spec)
+        if spec.dtype.kind == "f":
+            feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         else:
-            feed[value.name] = rng.integers(0, 2, shape).astype(dtype)
+            feed[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
     return feed
 
 

@@ -306,7 +306,7 @@ def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
     excluded: list[str] = []
     attempts = ["pre_process", "onnx_shapes", "fixed_shapes", "exclude"]
     last_error = ""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="compressor-gui-") as tmp:
         for attempt in attempts:
             source = Path(tmp) / f"{attempt}_in.onnx"
             target = Path(tmp) / f"{attempt}_out.onnx"
@@ -315,7 +315,7 @@ def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
             try:
                 if attempt == "pre_process":
                     prepared = Path(tmp) / "pre.onnx"
-                    with quiet():
+                    with contained():
                         quant_pre_process(str(source), str(prepared), skip_optimization=True)
                     source = prepared
                 if attempt == "exclude":
@@ -323,7 +323,7 @@ def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
                     if not excluded:
                         break
                 batch = 1 if attempt == "fixed_shapes" else 16
-                with quiet():
+                with contained():
                     quantize_static(
                         str(source),
                         str(target),
@@ -397,11 +397,11 @@ def _dynamic_int8(model, names, ctx: _Context):
             )
         )
     per_channel = all(ctx.layers[n].setting.per_channel for n in names)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="compressor-gui-") as tmp:
         source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(model, str(source))
         try:
-            with quiet():
+            with contained():
                 quantize_dynamic(
                     str(source),
                     str(target),
@@ -430,7 +430,7 @@ def _nbits(model, names, ctx: _Context):
             _gemm_to_matmul(graph, node)
     symmetric = all(ctx.layers[n].setting.symmetric for n in names)
     try:
-        with quiet():
+        with contained():
             quantizer = MatMulNBitsQuantizer(
                 model,
                 bits=4,
@@ -504,7 +504,7 @@ def _fp16(model, names, ctx: _Context):
     _name_nodes(model.graph, prefix="node_")
     block = [n for n in _node_names(model.graph) if n not in allowed]
     try:
-        with quiet():
+        with contained():
             result = convert_float_to_float16(model, keep_io_types=True, node_block_list=block)
     except Exception as exc:
         raise CompressionError(str(exc).splitlines()[0][:300]) from exc
@@ -1002,8 +1002,12 @@ def _finish(model: onnx.ModelProto) -> None:
 
 
 @contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """onnxruntime's quantization tools print and log freely; keep the CLI output ours."""
+def contained() -> Iterator[None]:
+    """Run onnxruntime's quantization tools quietly and inside a scratch folder of our own:
+    they print and log freely, and symbolic shape inference saves `sym_shape_infer_temp.onnx`
+    with UUID-named weight files into the working directory when it cannot finish. The
+    folder goes on every exit path. (The working directory is per process: quantization runs
+    in the CLI or a job's child process, never beside other threads of the GUI.)"""
     import logging
 
     logger = logging.getLogger()
@@ -1011,7 +1015,12 @@ def quiet() -> Iterator[None]:
     logger.setLevel(logging.ERROR)
     sink = io.StringIO()
     try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with (
+            tempfile.TemporaryDirectory(prefix="compressor-gui-") as scratch,
+            contextlib.chdir(scratch),
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
             yield
     finally:
         logger.setLevel(level)

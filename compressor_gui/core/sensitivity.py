@@ -35,7 +35,7 @@ from compressor_gui.core.hardware import MachineInfo, local_machine, machine_key
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import ModelSource, atomic_write_text
-from compressor_gui.core.plan import LayerSetting
+from compressor_gui.core.plan import LayerSetting, Misfit, skipped_summary
 
 # Bump when the simulation changes, so cached points made by an older one are not reused.
 SIM_VERSION = "sim-2"
@@ -134,6 +134,7 @@ class SensitivityTable:
     points: tuple[SensitivityPoint, ...]
     int8_form: str = ""  # the INT8 form the INT8 points ran in ("" when simulated)
     notes: tuple[str, ...] = ()  # how INT8 points were measured, on which machine
+    skipped: str = ""  # the asked-for layers a sweep cannot measure, in one line
 
     def point(self, layer: str, option: str) -> SensitivityPoint | None:
         for point in self.points:
@@ -161,32 +162,54 @@ class SensitivityTable:
 
 def swept_layers(model: onnx.ModelProto, names: Sequence[str] | None = None) -> list[SweptLayer]:
     """Layers whose main weight is a float initializer of the main graph with known axes.
-    Others (weights in Constant nodes or subgraphs, already quantized, RNNs) are skipped."""
+    Others (weights in Constant nodes or subgraphs, already quantized, RNNs) are skipped;
+    CompressorError only when layers were named and none of them can be swept."""
+    return sweepable(model, names)[0]
+
+
+def sweepable(
+    model: onnx.ModelProto, names: Sequence[str] | None = None
+) -> tuple[list[SweptLayer], list[Misfit]]:
+    """The layers a sweep can measure (of `names`, or of the whole model) and why the named
+    others cannot be (for one "skipped" line)."""
     inventory = build_inventory(model)
     nodes = {node.name: node for node in model.graph.node}
     initializers = {t.name: t for t in model.graph.initializer}
     wanted = set(names) if names is not None else None
-    found = []
+    found: list[SweptLayer] = []
+    skipped: list[Misfit] = []
     for layer in inventory.layers:
         if wanted is not None and layer.name not in wanted:
             continue
-        if layer.kind not in SWEPT_KINDS or layer.graph or not layer.weight_names:
-            continue
-        weight_name = layer.weight_names[0]
-        tensor = initializers.get(weight_name)
-        node = nodes.get(layer.name)
-        if tensor is None or node is None or tensor.data_type != onnx.TensorProto.FLOAT:
-            continue
-        axes = _weight_axes(node, weight_name, len(tensor.dims))
-        if axes is None:
-            continue
-        found.append(SweptLayer(layer.name, layer.op_type, weight_name, tuple(tensor.dims), *axes))
-    if wanted is not None and (missing := wanted - {layer.name for layer in found}):
-        raise CompressorError(
-            f"cannot sweep layer(s) {', '.join(sorted(missing))}: not a float Conv/Gemm/MatMul "
-            "with its weight stored as an initializer of the main graph"
-        )
-    return found
+        swept, reason = _swept_layer(layer, nodes, initializers)
+        if swept is not None:
+            found.append(swept)
+        elif wanted is not None:
+            skipped.append(Misfit(layer.name, layer.op_type, reason, f"{layer.name} {reason}"))
+    if wanted is not None and (missing := wanted - {layer.name for layer in inventory.layers}):
+        raise CompressorError(f"no layer named {', '.join(sorted(missing))} in the model")
+    if wanted is not None and not found:
+        raise CompressorError(f"nothing to sweep: {skipped_summary(skipped)}")
+    return found, skipped
+
+
+def _swept_layer(layer, nodes, initializers) -> tuple[SweptLayer | None, str]:
+    """The layer as a sweep sees it, or why it cannot be swept."""
+    if layer.kind not in SWEPT_KINDS:
+        return None, "cannot be swept (no Conv/Gemm/MatMul weight)"
+    if layer.graph or not layer.weight_names:
+        return None, "cannot be swept (weight inside a subgraph)"
+    weight_name = layer.weight_names[0]
+    tensor = initializers.get(weight_name)
+    node = nodes.get(layer.name)
+    if tensor is None or node is None:
+        return None, "cannot be swept (weight not an initializer)"
+    if tensor.data_type != onnx.TensorProto.FLOAT:
+        return None, "cannot be swept (weight not float32)"
+    axes = _weight_axes(node, weight_name, len(tensor.dims))
+    if axes is None:
+        return None, "cannot be swept (weight used in an unknown way)"
+    return SweptLayer(layer.name, layer.op_type, weight_name, tuple(tensor.dims), *axes), ""
 
 
 def _weight_axes(node: onnx.NodeProto, weight_name: str, ndim: int) -> tuple[int, int] | None:
@@ -497,7 +520,7 @@ def sensitivity_job(
     cancel = cancel or CancelToken()
     batches = list(dataset.batches(_BATCH))
     labels = dataset.labels
-    targets = swept_layers(model, layers)
+    targets, skipped = sweepable(model, layers)
     if not targets:
         raise CompressorError("the model has no layer whose weight can be swept")
     weights = {t.name: numpy_helper.to_array(_initializer(model, t.weight_name)) for t in targets}
@@ -522,6 +545,7 @@ def sensitivity_job(
             tuple(points[key] for key in fast),
             cache.int8_form,
             tuple(notes) or cached_note(),
+            skipped_summary(skipped),
         )
 
     def cached_note() -> tuple[str, ...]:
@@ -540,7 +564,8 @@ def sensitivity_job(
             points[(layer, option)] = replace(point, **hit)
     baseline = cache.points.get("__baseline__", {}).get("value")
     todo = [key for key, point in points.items() if not point.measured]
-    yield Progress(total - len(todo), total, "fast pass", table(points, baseline or 0.0))
+    first = "fast pass" + (f" ({skipped_summary(skipped)})" if skipped else "")
+    yield Progress(total - len(todo), total, first, table(points, baseline or 0.0))
     if not todo:
         return table(points, baseline)
 

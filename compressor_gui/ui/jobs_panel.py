@@ -25,6 +25,7 @@ from superqt.utils import GeneratorWorker, create_worker
 
 from compressor_gui.core.errors import CompressorError, JobCancelled
 from compressor_gui.core.jobs import CancelToken, EtaEstimator, Progress
+from compressor_gui.core.logs import out_of_memory_text, record_internal_error
 from compressor_gui.formatting import human_seconds
 
 JobFactory = Callable[[CancelToken], Generator[Progress, None, Any]]
@@ -35,10 +36,13 @@ def _drive(job: Generator[Progress, None, Any]) -> Generator[Progress, None, Any
 
 
 def error_text(exc: BaseException) -> str:
-    """What the user reads: our own errors verbatim, anything else with its type."""
+    """What the user reads: our own errors verbatim; anything else is an internal error, in
+    one line naming the log that keeps its traceback."""
     if isinstance(exc, CompressorError):
         return str(exc)
-    return f"Unexpected {type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError):
+        return out_of_memory_text(exc)
+    return str(record_internal_error(exc, "a job"))
 
 
 class JobsPanel(QWidget):

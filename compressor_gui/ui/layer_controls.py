@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledSlider
 
-from compressor_gui.core.plan import BIT_WIDTHS, MAX_PRUNE_RATIO, PRUNE_PATTERNS
+from compressor_gui.core.plan import BIT_WIDTHS, MAX_PRUNE_RATIO, PRUNE_PATTERNS, lead_layer
 from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.ui.session import Session
 
@@ -77,6 +77,9 @@ class LayerControls(QWidget):
             "unstructured: any weight; 2:4: two of every four (sparse tensor cores); "
             "channel: whole output channels (smaller and faster everywhere)"
         )
+        self.skipped = QLabel()  # which selected layers the last edit could not apply to
+        self.skipped.setObjectName("skipped_note")
+        self.skipped.setWordWrap(True)
         self.stats = QLabel()
         self.stats.setWordWrap(True)
         self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -88,6 +91,7 @@ class LayerControls(QWidget):
         box = QVBoxLayout(self)
         box.addWidget(self.title)
         box.addLayout(form)
+        box.addWidget(self.skipped)
         box.addWidget(self.stats)
         box.addStretch(1)
 
@@ -103,6 +107,7 @@ class LayerControls(QWidget):
     def set_layers(self, names: list[str]) -> None:
         """Show and edit these layers (the table's selection)."""
         self._names = names
+        self.skipped.clear()
         self.setEnabled(bool(names))
         inv = self._session.inventory
         if not names or inv is None:
@@ -131,10 +136,12 @@ class LayerControls(QWidget):
         self._sync()
 
     def _sync(self) -> None:
-        """Show the plan's setting of the first selected layer without emitting edits."""
-        if not self._names:
+        """Show the plan's setting of the selection's lead layer without emitting edits."""
+        inv = self._session.inventory
+        if not self._names or inv is None:
             return
-        setting = self._session.plan.setting(self._names[0])
+        lead = lead_layer([inv.layer(name) for name in self._names])
+        setting = self._session.plan.setting(lead.name)
         blockers = [QSignalBlocker(w) for w in (self.bits.slider, self.prune, self.pattern)]
         self.bits.set_bits(setting.bits)
         self.prune.setValue(round(setting.prune_ratio * 100))
@@ -146,6 +153,9 @@ class LayerControls(QWidget):
 
     def _end_gesture(self) -> None:
         self._gesture = None
+        self._sync()  # a drag no selected layer could take snaps back to what they have
 
     def _edit(self, **changes) -> None:
-        self._session.edit_layers(self._names, gesture=self._gesture, **changes)
+        note = self._session.edit_layers(self._names, gesture=self._gesture, **changes)
+        self.skipped.setText(note)
+        self.skipped.setToolTip(note)

@@ -56,6 +56,7 @@ from compressor_gui.ui.autoplan_dialog import AutoPlanDialog, AutoPlanRequest
 from compressor_gui.ui.charts import ChartsPanel
 from compressor_gui.ui.compute_dialog import ComputeDialog
 from compressor_gui.ui.drafts import Draft, discard_draft, load_draft, save_draft
+from compressor_gui.ui.errors import error_box
 from compressor_gui.ui.graph_view import GraphView
 from compressor_gui.ui.int8_form_menu import Int8FormMenu
 from compressor_gui.ui.jobs_panel import JobsPanel
@@ -889,12 +890,10 @@ class MainWindow(QMainWindow):
 
     # --- misc ----------------------------------------------------------------------------------
 
-    def show_error(self, title: str, message: str) -> None:
-        """A window-modal box that does not block the event loop (jobs keep running)."""
-        box = QMessageBox(QMessageBox.Icon.Critical, title, message, parent=self)
-        box.setObjectName("error_dialog")
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
+    def show_error(self, title: str, message: str) -> QMessageBox:
+        """A window-modal box that does not block the event loop (jobs keep running); long
+        text goes into its scrollable details."""
+        return error_box(self, title, message)
 
     def set_theme(self, theme: str) -> None:
         colors = apply_theme(QApplication.instance(), theme, self)

@@ -17,7 +17,7 @@ from PySide6.QtGui import QUndoStack
 
 from compressor_gui.core.inventory import ModelInventory
 from compressor_gui.core.model import LoadedModel
-from compressor_gui.core.plan import CompressionPlan, Prediction
+from compressor_gui.core.plan import CompressionPlan, Prediction, skipped_summary
 from compressor_gui.core.search import AutoPlanResult
 from compressor_gui.core.sensitivity import SensitivityPoint, SensitivityTable
 from compressor_gui.ui.undo import PlanEdit
@@ -45,6 +45,7 @@ class Session(QObject):
         self.sensitivity: SensitivityTable | None = None
         self.autoplan: AutoPlanResult | None = None  # the last Auto plan's candidates
         self._gestures = itertools.count(1)
+        self._gesture_start: tuple[int | None, CompressionPlan] = (None, self.plan)
 
     @property
     def inventory(self) -> ModelInventory | None:
@@ -85,16 +86,28 @@ class Session(QObject):
         """A fresh id for one user gesture (a slider drag) whose steps merge into one undo."""
         return next(self._gestures)
 
-    def edit_layers(self, names: list[str], gesture: int | None = None, **changes: Any) -> None:
+    def edit_layers(self, names: list[str], gesture: int | None = None, **changes: Any) -> str:
+        """Apply `changes` to the named layers that can take them (one undo step, merged
+        over a gesture); return one line naming the layers skipped, "" if none was."""
         if not names:
-            return
-        after = self.plan.with_layers(names, **changes)
-        if after == self.plan:
-            return
-        what = ", ".join(f"{k}={v}" for k, v in changes.items())
-        label = names[0] if len(names) == 1 else f"{len(names)} layers"
-        key = None if gesture is None else (gesture, tuple(names), tuple(changes))
-        self.undo_stack.push(PlanEdit(self, self.plan, after, f"{label}: {what}", key))
+            return ""
+        # a drag from 32 to 8 passes 16: a layer that cannot take 8 keeps what it had before
+        # the drag, not the 16 it took on the way
+        if gesture is None or self._gesture_start[0] != gesture:
+            self._gesture_start = (gesture, self.plan)
+        base = self._gesture_start[1]
+        if self.inventory is None:
+            after, skipped = base.with_layers(names, **changes), []
+        else:
+            by_name = {layer.name: layer for layer in self.inventory.layers}
+            layers = [by_name[name] for name in names]
+            after, skipped = base.with_layers_that_fit(layers, **changes)
+        if after != self.plan:
+            what = ", ".join(f"{k}={v}" for k, v in changes.items())
+            label = names[0] if len(names) == 1 else f"{len(names)} layers"
+            key = None if gesture is None else (gesture, tuple(names), tuple(changes))
+            self.undo_stack.push(PlanEdit(self, self.plan, after, f"{label}: {what}", key))
+        return skipped_summary(skipped)
 
     def set_plan(self, plan: CompressionPlan, text: str) -> None:
         self.undo_stack.push(PlanEdit(self, self.plan, plan, text))

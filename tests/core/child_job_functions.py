@@ -36,3 +36,9 @@ def slow_with_cleanup(marker: str, cancel=None):
             time.sleep(0.05)
     finally:
         Path(marker).write_text("cleaned up")
+
+
+def buggy(cancel=None):
+    """A bug (not bad input) in the child: its traceback exists only in the child."""
+    yield Progress(0, 1, "about to hit a bug")
+    return {}["missing key"]

@@ -10,6 +10,7 @@ import pytest
 
 from compressor_gui.core.errors import CompressorError, JobCancelled, PlanError
 from compressor_gui.core.jobs import CancelToken, job_in_child_process, run_job
+from compressor_gui.core.logs import InternalError
 from tests.core import child_job_functions as jobs
 
 
@@ -24,6 +25,17 @@ def test_progress_payloads_and_the_result_come_back():
 def test_an_error_in_the_child_keeps_its_type_and_message():
     with pytest.raises(PlanError, match="'/nope' is not in this model"):
         run_job(job_in_child_process(jobs.failing))
+
+
+def test_a_bug_in_the_child_is_logged_there_and_named_to_the_parent(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPRESSOR_GUI_LOG_DIR", str(tmp_path))  # the spawned child inherits it
+    with pytest.raises(InternalError) as raised:
+        run_job(job_in_child_process(jobs.buggy))
+    assert str(raised.value) == (
+        f"internal error: KeyError: 'missing key'; details in {tmp_path / 'compressor-gui.log'}"
+    )
+    log = (tmp_path / "compressor-gui.log").read_text()
+    assert "Traceback" in log and "in buggy" in log
 
 
 def test_a_native_crash_in_the_child_is_an_error_for_the_parent():

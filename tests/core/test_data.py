@@ -134,3 +134,18 @@ def test_png_folder_of_real_digits_keeps_the_demo_accurate(tmp_path, demo_onnx, 
     assert folder_data.class_names == tuple(f"digit{d}" for d in range(10))
     result, _ = evaluate(make_session(model), folder_data)
     assert result.top1 >= 0.98
+
+
+def test_inputs_declaring_absurd_or_negative_dims_get_feeds_or_a_reason():
+    """-1 is read as dynamic (a batch of 1); 2**40 would need terabytes: refused in words."""
+    from compressor_gui.core.data import random_dataset
+    from compressor_gui.core.evaluate import sample_feed
+
+    model = modelgen.linear()
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_value = -1
+    assert sample_feed(model)["x"].shape == (1, 64)
+    dims[1].dim_value = 2**40
+    onnx.checker.check_model(model)
+    with pytest.raises(CompressorError, match=r"declares shape \[\?, 1099511627776\]"):
+        random_dataset(model)

@@ -161,3 +161,14 @@ def test_silero_vad_weights_inside_if_subgraphs(published_models):
     assert all(layer.weight_shape == (512, 128) for layer in lstms)
     assert all(layer.graph.startswith("If_0/") for layer in lstms)
     assert sum(layer.params > 100_000 for layer in lstms) == 2  # the others share weights
+
+
+def test_a_grouped_conv_with_a_one_dimensional_weight_is_listed_not_a_crash():
+    """Found by benchmarks/fuzz.py: group == out channels and a weight of rank 1."""
+    model = modelgen.depthwise(channels=4, size=8)
+    weight = next(t for t in model.graph.initializer if len(t.dims) == 4)
+    del weight.dims[1:]
+    weight.raw_data = weight.raw_data[: 4 * 4]
+    weight.ClearField("float_data")
+    layer = next(x for x in build_inventory(model).layers if x.op_type == "Conv")
+    assert layer.kind == "group_conv"

@@ -141,3 +141,63 @@ def test_zip_that_is_not_a_model(tmp_path):
         archive.writestr("a.txt", "hi")
     with pytest.raises(ModelLoadError, match="zip archive but not"):
         load_model(path)
+
+
+@pytest.mark.parametrize("where", ["../secret.data", "absolute", "link"])
+def test_weights_outside_the_model_folder_are_never_read(tmp_path, where):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = modelgen.save_with_external_data(modelgen.linear(), folder / "m.onnx")
+    secret = tmp_path / "secret.data"
+    (folder / "m.onnx.data").rename(secret)
+    location = {"../secret.data": "../secret.data", "absolute": str(secret), "link": "l.data"}
+    if where == "link":
+        (folder / "l.data").symlink_to(secret)
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location[where]
+    onnx.save(model, str(path))
+    with pytest.raises(ModelLoadError, match="outside its own folder"):
+        load_model(path)
+
+
+def test_a_tensor_shorter_than_its_dims_is_refused_in_words(tmp_path):
+    model = modelgen.linear()
+    weight = model.graph.initializer[0]
+    weight.raw_data = onnx.numpy_helper.to_array(weight).tobytes()[:100]
+    weight.ClearField("float_data")
+    onnx.save(model, str(tmp_path / "short.onnx"))
+    with pytest.raises(ModelLoadError, match=r"tensor 'W' has dims \[10, 64\], which need 2560"):
+        load_model(tmp_path / "short.onnx")
+
+
+def test_an_empty_tensor_with_dims_no_array_can_have_is_refused(tmp_path):
+    """Found by benchmarks/fuzz.py (seed 11): dims (1, 2**40, 2**40, 0) hold no values, yet
+    numpy cannot describe the shape."""
+    model = modelgen.linear()
+    weight = model.graph.initializer[0]
+    del weight.dims[:]
+    weight.dims.extend([1, 2**40, 2**40, 0])
+    weight.ClearField("float_data")
+    weight.raw_data = b""
+    onnx.save(model, str(tmp_path / "odd.onnx"))
+    with pytest.raises(ModelLoadError, match="no array can have"):
+        load_model(tmp_path / "odd.onnx")
+
+
+def test_a_name_that_is_not_text_is_refused_in_words(tmp_path):
+    data = modelgen.conv().SerializeToString()
+    at = data.find(b"relu")
+    (tmp_path / "bad.onnx").write_bytes(data[:at] + b"\xa0" + data[at + 1 :])
+    with pytest.raises(ModelLoadError, match="holds a name that is not valid text"):
+        load_model(tmp_path / "bad.onnx")
+
+
+def test_an_impossible_ir_version_is_refused_in_words(tmp_path):
+    model = modelgen.linear()
+    model.ir_version = 1
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    with pytest.raises(ModelLoadError, match="declares ONNX IR version 1"):
+        load_model(tmp_path / "old.onnx")

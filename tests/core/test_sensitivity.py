@@ -158,5 +158,5 @@ def test_cancel_stops_the_sweep():
 def test_unknown_option_and_unsweepable_layer_are_explained():
     with pytest.raises(CompressorError, match="unknown sensitivity option"):
         sens.options_named(["int3"])
-    with pytest.raises(CompressorError, match="cannot sweep"):
+    with pytest.raises(CompressorError, match="1 LSTM cannot be swept"):
         sens.swept_layers(modelgen.lstm(), ["lstm"])

@@ -109,14 +109,16 @@ def test_cancelling_a_compress_stops_its_process_and_writes_nothing(loaded, qtbo
     assert loaded.compress_action.isEnabled()
 
 
-def test_a_worker_exception_shows_an_error_and_the_app_goes_on(loaded, qtbot) -> None:
+def test_a_worker_exception_shows_an_error_and_the_app_goes_on(loaded, qtbot, tmp_path) -> None:
     def broken(_token):
         yield Progress(0, 1, "about to fail")
         raise ValueError("boom")
 
     with qtbot.waitSignal(loaded.jobs.failed, timeout=10_000) as failed:
         loaded.jobs.start("Broken job", broken, lambda _: None)
-    assert failed.args == ["Broken job", "Unexpected ValueError: boom"]
+    log = tmp_path / "logs" / "compressor-gui.log"
+    assert failed.args == ["Broken job", f"internal error: ValueError: boom; details in {log}"]
+    assert 'raise ValueError("boom")' in log.read_text()
     qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=5_000)
     loaded.controls.set_layers(["/fc/Gemm"])
     loaded.controls.bits.set_bits(8)
