@@ -67,20 +67,24 @@ def run(args: argparse.Namespace) -> int:
     ]
     if args.sweep:
         rows = sweep(target, args.model, configs[0], args.data, _progress_printer(args.json))
+        machine = target.machine()
         if args.json:
-            print(json.dumps([{**r.to_dict(), **fid} for r, fid in rows], indent=2))
+            ran_on = {"machine": machine.to_dict()}
+            print(json.dumps([{**r.to_dict(), **fid, **ran_on} for r, fid in rows], indent=2))
         else:
-            print(format_sweep(rows))
+            print(f"{format_sweep(rows)}\nmachine: {machine.summary}")
         return 0
     results = [
         run_job(target.benchmark(args.model, config), _progress_printer(args.json))
         for config in configs
     ]
+    machine = target.machine()  # every figure says which CPU and runtimes made it
     if args.json:
-        payload: Any = [r.to_dict() for r in results]
+        payload: Any = [{**r.to_dict(), "machine": machine.to_dict()} for r in results]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
     else:
         print("\n\n".join(format_result(r) for r in results))
+        print(f"machine: {machine.summary} (INT8 family {machine.isa_class})")
     return 0
 
 

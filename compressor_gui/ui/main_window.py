@@ -36,6 +36,7 @@ from compressor_gui.core.compress import CompressResult, compress_source_job
 from compressor_gui.core.data import demo_dataset, eval_data_beside, eval_dataset, is_demo_model
 from compressor_gui.core.errors import CompressorError, PlanError
 from compressor_gui.core.evaluate import comparison_rows
+from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.inventory import build_inventory, build_tensor_inventory
 from compressor_gui.core.jobs import CancelToken, Progress, job_in_child_process
 from compressor_gui.core.model import load_model
@@ -90,8 +91,9 @@ def open_model_job(path: Path, trust_pickle: bool) -> Generator[Progress, None, 
 
 def bench_models_job(
     target: Target, models: list[tuple[str, Path]], config: BenchConfig, cancel: CancelToken
-) -> Generator[Progress, None, dict[str, BenchResult]]:
-    """Benchmark several models one after another as one job with one progress bar."""
+) -> Generator[Progress, None, tuple[dict[str, BenchResult], MachineInfo]]:
+    """Benchmark several models one after another as one job with one progress bar; returns
+    the results and the machine that ran them."""
     results: dict[str, BenchResult] = {}
     for index, (label, path) in enumerate(models):
         job = target.benchmark(path, config, cancel)
@@ -102,7 +104,7 @@ def bench_models_job(
                 results[label] = stop.value
                 break
             yield Progress(index + step.fraction, len(models), f"{label}: {step.message}")
-    return results
+    return results, target.machine()
 
 
 def _percent(value: float | None) -> str:
@@ -725,7 +727,8 @@ class MainWindow(QMainWindow):
             lambda results: self._benchmarked(choice.label, results),
         )
 
-    def _benchmarked(self, label: str, results: dict[str, BenchResult]) -> None:
+    def _benchmarked(self, label: str, outcome: tuple[dict[str, BenchResult], MachineInfo]) -> None:
+        results, machine = outcome
         original, compressed = results.get("original"), results.get("compressed")
         metrics = (
             ("latency p50", "time", lambda r: r.latency.p50_ms, lambda v: f"{v:.3f} ms"),
@@ -745,7 +748,8 @@ class MainWindow(QMainWindow):
                     change_text(kind, before, after),
                 )
             )
-        notes = [f"{name}: {note}" for name, r in results.items() for note in r.notes]
+        notes = [f"ran on: {machine.summary} · INT8 family {machine.isa_class}"]
+        notes += [f"{name}: {note}" for name, r in results.items() for note in r.notes]
         record = RunRecord(
             f"Benchmark ({label})", self.session.path.name, tuple(rows), tuple(notes)
         )

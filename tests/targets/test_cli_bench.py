@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from compressor_gui.cli import main
+from compressor_gui.core.hardware import local_machine
 from tests.modelgen import linear
 
 
@@ -15,6 +16,7 @@ def test_bench_json_has_latency_and_runtime(conv_model, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["runtime"] == "ort" and data["runs"] == 20
     assert data["latency"]["p50_ms"] > 0 and data["peak_memory_bytes"] > 0
+    assert data["machine"]["isa_class"] == local_machine().isa_class
 
 
 def test_bench_several_batch_sizes_on_a_dynamic_model(tmp_path, capsys):
@@ -71,4 +73,5 @@ def test_bench_on_a_saved_ssh_target(sshd, config_dir, trusting, conv_model, cap
     trusting(sshd)
     save_target(sshd.spec())
     assert main(["bench", str(conv_model), "--target", "box", "--runs", "10", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["target"] == "box"
+    data = json.loads(capsys.readouterr().out)
+    assert data["target"] == "box" and data["machine"]["cores"] >= 1

@@ -65,6 +65,7 @@ def test_compress_and_benchmark_keep_the_event_loop_responsive(loaded, qtbot) ->
         n.startswith("INT8 form: ") and local_machine().isa_class in n for n in compress.notes
     )
     assert bench.title.startswith("Benchmark")
+    assert bench.notes[0].startswith(f"ran on: {local_machine().summary}")
     assert [row.metric for row in bench.rows][:2] == ["latency p50", "latency p99"]
     assert bench.rows[0].original.endswith("ms") and bench.rows[0].compressed.endswith("ms")
 
