@@ -259,6 +259,17 @@ def eval_data_beside(model_path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+def compress_data_file(
+    model_path: str | os.PathLike[str], chosen: str | os.PathLike[str] | None
+) -> Path | None:
+    """The data Compress calibrates on: the user's choice, else none for the bundled demo (it
+    calibrates on its calibration split and is measured on its held-out split), else the
+    data shipped beside the model."""
+    if chosen is not None:
+        return Path(chosen)
+    return None if is_demo_model(model_path) else eval_data_beside(model_path)
+
+
 def eval_dataset(
     model_path: str | os.PathLike[str],
     model: onnx.ModelProto,

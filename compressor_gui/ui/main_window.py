@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from compressor_gui.core.compress import CompressResult, compress_source_job
-from compressor_gui.core.data import demo_dataset, eval_data_beside, eval_dataset, is_demo_model
+from compressor_gui.core.data import compress_data_file, demo_dataset, eval_dataset, is_demo_model
 from compressor_gui.core.errors import CompressorError, PlanError
 from compressor_gui.core.evaluate import comparison_rows
 from compressor_gui.core.hardware import MachineInfo
@@ -602,7 +602,7 @@ class MainWindow(QMainWindow):
             return
         out = runs_dir() / f"{loaded.path.stem}.compressed.onnx"
         plan = self.session.plan
-        data = self.data_path or eval_data_beside(loaded.path)
+        data = compress_data_file(loaded.path, self.data_path)
         target = self._target()
 
         def job(token: CancelToken):  # a generator: the target is read in the worker (SSH)

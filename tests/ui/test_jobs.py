@@ -61,6 +61,8 @@ def test_compress_and_benchmark_keep_the_event_loop_responsive(loaded, qtbot) ->
     from compressor_gui.core.hardware import local_machine
 
     assert f"measured on: {local_machine().summary}" in compress.notes
+    # the demo calibrates on its calibration split and is scored on the held-out one, as in the CLI
+    assert "data: bundled demo: calibration split, held-out eval split" in compress.notes
     assert any(
         n.startswith("INT8 form: ") and local_machine().isa_class in n for n in compress.notes
     )
