@@ -17,6 +17,7 @@ from compressor_gui.core.errors import CompressorError
 SUBCOMMANDS = {
     "inspect": ("inspect", "list every weight-bearing layer with params, bytes, MACs, sparsity"),
     "compress": ("compress", "quantize / prune / fuse a model from flags or a recipe"),
+    "distill": ("distill", "train a compressed model towards the original to win accuracy back"),
     "bench": ("bench", "benchmark a model on a local runtime or a saved SSH target"),
     "sensitivity": ("sensitivity", "measure how much each single change to each layer costs"),
     "autoplan": ("autoplan", "choose per-layer settings under a size or accuracy budget"),
