@@ -146,7 +146,7 @@ def _train(teacher, student, data, options, plan, cancel, machine, threads):
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     arrays, labels = _training_arrays(data, options)
-    train_idx, val_idx = _split(len(data), options.validation_fraction, rng)
+    train_idx, val_idx = validation_split(len(data), options.validation_fraction, options.seed)
     module = to_torch(student)
     qat_layers, form_name = (), ""
     if options.qat and plan is not None:
@@ -252,8 +252,10 @@ def _training_arrays(data: Dataset, options: DistillOptions):
     return dict(data.inputs), None if labels is None else labels.astype(np.int64)
 
 
-def _split(count: int, fraction: float, rng: np.random.Generator):
-    order = rng.permutation(count)
+def validation_split(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) sample indices: a seeded random `fraction` of the training data
+    is held out to choose the best epoch."""
+    order = np.random.default_rng(seed).permutation(count)
     held = max(1, int(round(count * fraction)))
     return np.sort(order[held:]), np.sort(order[:held])
 
