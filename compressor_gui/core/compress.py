@@ -13,7 +13,7 @@ import fnmatch
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import onnx
 
@@ -24,6 +24,7 @@ from compressor_gui.core.data import (
     load_dataset,
     random_dataset,
 )
+from compressor_gui.core.distill import DistillOptions, DistillReport, distill_job
 from compressor_gui.core.errors import CompressionError, CompressorError
 from compressor_gui.core.evaluate import (
     EvalResult,
@@ -41,9 +42,6 @@ from compressor_gui.core.model import LoadedModel, ModelSource, save_onnx
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
-
-if TYPE_CHECKING:  # distillation needs torch, which the desktop bundle leaves out
-    from compressor_gui.core.distill import DistillOptions, DistillReport
 
 MIN_COSINE = 0.99  # output cosine under this is warned, whatever the labels say
 SLOWER_MARGIN = 1.10  # warn when the compressed model's p50 is over 10% above the original's
@@ -117,13 +115,15 @@ def compress_job(
     target: MachineInfo | None = None,
     distill: DistillOptions | None = None,
     teacher: LoadedModel | None = None,
+    finish_training: CancelToken | None = None,
 ) -> Job[CompressResult]:
     """Apply `plan` to the loaded model and write it to `out_path` atomically. `data`
     calibrates (and evaluates, unless `eval_data` is given); the bundled demo model uses its
     own calibration and held-out splits when no data is given. `target` is the machine the
     model is for (None: this one): its CPU family decides the INT8 form. With `distill`, the
     pruned model is trained on `data` towards `teacher` (default: the original) before it is
-    fused and quantized; a given teacher is also what the result is measured against."""
+    fused and quantized; a given teacher is also what the result is measured against.
+    `finish_training` ends the training early with its best epoch and goes on to write."""
     cancel = cancel or CancelToken()
     here = local_machine()
     target = target or here
@@ -157,7 +157,14 @@ def compress_job(
     report = None
     if distill is not None:
         model, plan, report = yield from _distilled(
-            reference.onnx_model, model, plan, calib, distill, target, cancel, steps
+            reference.onnx_model,
+            model,
+            plan,
+            calib,
+            distill,
+            target,
+            steps,
+            (cancel, finish_training),
         )
         warnings.extend(_distill_warnings(report, calib, evald))
 
@@ -298,19 +305,19 @@ def _narrowed(plan: CompressionPlan, model: onnx.ModelProto) -> CompressionPlan:
     )
 
 
-def _distilled(teacher, model, plan, calib, options, target, cancel, steps):
+def _distilled(teacher, model, plan, calib, options, target, steps, tokens):
     """The distillation step: train the pruned (still unfused, so BatchNorm trains) model
     towards the teacher. After QAT of INT8 layers the plan's form is pinned to the one
     trained for, so the file is quantized as it was simulated."""
-    from compressor_gui.core.distill import distill_job
-
     if calib is None:
         raise CompressorError(
             "distillation needs training data: give --data D (an .npz or an image folder; "
             "labels optional)"
         )
+    cancel, finish = tokens
+    narrowed = _narrowed(plan, model)
     job = distill_job(
-        teacher, model, calib, options, _narrowed(plan, model), cancel, machine=target
+        teacher, model, calib, options, narrowed, cancel, finish=finish, machine=target
     )
     while True:
         try:

@@ -11,13 +11,13 @@ tensor, over ranges tracked by a moving min/max, as onnxruntime's calibration wo
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
+from compressor_gui.core.distill import QatLayer
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.int8_forms import FORMS, Int8Form, rule_form
 from compressor_gui.core.plan import INT4_BLOCK_SIZE, CompressionPlan, LayerSetting
@@ -27,15 +27,6 @@ from compressor_gui.core.torch_graph import GraphModule, tensor_key
 
 ACTIVATION_MOMENTUM = 0.1  # weight of each batch's min/max in the tracked range
 Encoder = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True)
-class QatLayer:
-    """One layer trained with its quantization simulated, in words for the report."""
-
-    name: str
-    bits: int
-    simulated: str
 
 
 class FakeQuantWeight(nn.Module):

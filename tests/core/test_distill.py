@@ -14,7 +14,7 @@ import torch
 from onnx import numpy_helper
 
 from compressor_gui.core.data import demo_dataset
-from compressor_gui.core.distill import DistillOptions, distill_job, kd_loss, validation_split
+from compressor_gui.core.distill import DistillOptions, distill_job, validation_split
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.evaluate import evaluate, make_session
 from compressor_gui.core.int8_forms import FORMS
@@ -25,6 +25,7 @@ from compressor_gui.core.prune import prune_channels, prune_unstructured
 from compressor_gui.core.qat import attach_fake_quant
 from compressor_gui.core.quantize import quantize_model
 from compressor_gui.core.torch_graph import to_torch
+from compressor_gui.core.trainer import kd_loss
 
 FAST = DistillOptions(epochs=3, threads=1)
 
@@ -88,8 +89,8 @@ def test_cancel_keeps_the_best_checkpoint_so_far(teacher, half_channels, train):
             epoch_one_seen = True
         elif epoch_one_seen:
             token.cancel()  # after the first training step of epoch 2
-    assert report.cancelled and len(report.history) == 2 and report.best_epoch == 1
-    assert "kept the best checkpoint (epoch 1)" in report.notes[0]
+    assert report.stopped_early and len(report.history) == 2 and report.best_epoch == 1
+    assert "stopped after 1 of 3 epochs: kept the best checkpoint (epoch 1)" in report.notes[0]
     _, held = validation_split(len(train), FAST.validation_fraction, FAST.seed)
     x, y = train.inputs["input"][held], torch.from_numpy(train.labels[held].astype(np.int64))
     logits = make_session(trained, threads=1).run(None, {"input": x})[0]
