@@ -127,10 +127,8 @@ class _Run:
             if any(token.cancelled for token in stop):
                 return None
             losses.append(self._step(batch))
-            self.done += 1
-            left = self.eta.seconds_left(self.done / self.total)
-            words = f"epoch {epoch}/{self.options.epochs}: loss {losses[-1]:.4f}"
-            yield Progress(self.done, self.total, words + _eta_words(left))
+            self.done += 1  # one message per epoch: a log line per batch would flood the log
+            yield Progress(self.done, self.total, f"epoch {epoch}/{self.options.epochs}: training")
         return float(np.mean(losses))
 
     def _step(self, batch: np.ndarray) -> float:
