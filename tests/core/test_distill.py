@@ -108,6 +108,16 @@ def test_without_labels_it_learns_from_soft_targets_alone(teacher, half_channels
     assert _top1(trained, teacher) >= _top1(half_channels, teacher) + 0.3
 
 
+def test_fitnets_hint_on_a_pruned_tensor_trains_through_a_regressor(teacher, half_channels, train):
+    """The student's /block2/Relu output has half the teacher's channels: a 1x1 regressor
+    maps it, and the hint's MSE joins the loss (the training loss is larger with it)."""
+    options = dataclasses.replace(FAST, epochs=1)
+    hinted = dataclasses.replace(options, features=("/block2/Relu_output_0",))
+    _, plain = run_job(distill_job(teacher, half_channels, train, options))
+    _, with_hint = run_job(distill_job(teacher, half_channels, train, hinted))
+    assert with_hint.history[1].train_loss > plain.history[1].train_loss
+
+
 def test_unknown_hint_tensor_is_named(teacher, half_channels, train):
     options = dataclasses.replace(FAST, features=("/no/such/tensor",))
     with pytest.raises(CompressorError, match="/no/such/tensor"):
