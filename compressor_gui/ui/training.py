@@ -75,7 +75,6 @@ class TrainingPanel(QWidget):
         self.accuracy_plot = pg.PlotWidget()
         self.accuracy_plot.setLabel("left", "validation (%)")
         self.accuracy_plot.setLabel("bottom", "epoch")
-        self.accuracy_plot.setXLink(self.loss_plot)
         for plot in (self.loss_plot, self.accuracy_plot):
             plot.showGrid(x=True, y=True)
             plot.addLegend(offset=(-10, 10))
