@@ -26,6 +26,33 @@ from compressor_gui.core.quantize import SIMULATED
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="ONNX, TorchScript (.pt) or torch.export (.pt2) file")
+    add_plan_arguments(parser)
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="model to write")
+    parser.add_argument(
+        "--data",
+        metavar="D",
+        help=".npz (x[, y] or one array per input) or image folder with preprocess.json; "
+        "calibrates and evaluates (the bundled demo uses its own splits by default)",
+    )
+    parser.add_argument(
+        "--eval-data", metavar="E", help="held-out data to evaluate on (default: the --data)"
+    )
+    parser.add_argument(
+        "--distill",
+        type=int,
+        metavar="N",
+        help="recover accuracy: train the pruned model N epochs towards the original on the "
+        "--data before it is quantized (knowledge distillation; add --qat to simulate the "
+        "plan's bit widths while training)",
+    )
+    add_training_arguments(parser)
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency runs")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_loading_arguments(parser)
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to do to the model: precision, pruning, exclusions, target machine."""
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--recipe", metavar="R", help="plan as JSON or YAML (per-layer settings)")
     what.add_argument("--int8", action="store_true", help="INT8 everywhere it applies")
@@ -40,33 +67,78 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="unstructured only: one magnitude threshold over all layers (RATIO of all their "
         "weights, no layer beyond 95%%) instead of RATIO in every layer",
     )
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="model to write")
-    parser.add_argument(
-        "--data",
-        metavar="D",
-        help=".npz (x[, y] or one array per input) or image folder with preprocess.json; "
-        "calibrates and evaluates (the bundled demo uses its own splits by default)",
-    )
     parser.add_argument("--calibration", choices=CALIBRATION_METHODS, default=None)
     parser.add_argument(
         "--exclude", action="append", default=[], metavar="NAME", help="keep this layer float"
     )
     parser.add_argument("--no-fuse", action="store_true", help="do not fold BatchNorm first")
     add_target_arguments(parser)
-    parser.add_argument("--no-latency", action="store_true", help="skip the latency runs")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    add_loading_arguments(parser)
 
 
-def build_plan(args: argparse.Namespace) -> CompressionPlan:
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """How distillation trains (the defaults are DistillOptions')."""
+    group = parser.add_argument_group("distillation")
+    group.add_argument(
+        "--qat",
+        action="store_true",
+        help="quantization-aware: train with the plan's bit widths simulated (weights as they "
+        "will be stored, INT8 activations too)",
+    )
+    group.add_argument("--temperature", type=float, default=4.0, metavar="T")
+    group.add_argument(
+        "--alpha", type=float, default=0.7, help="weight of the soft targets vs the labels"
+    )
+    group.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    group.add_argument("--batch-size", type=int, default=32)
+    group.add_argument(
+        "--hint",
+        action="append",
+        default=[],
+        metavar="TENSOR",
+        help="FitNets: also match this intermediate tensor of the teacher (repeatable)",
+    )
+    group.add_argument(
+        "--augment",
+        choices=("auto", "none", "crop", "crop+flip"),
+        default="auto",
+        help="image augmentation (auto: random crops where the data is images)",
+    )
+    group.add_argument(
+        "--no-labels", action="store_true", help="soft targets only, even if the data has labels"
+    )
+    group.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    group.add_argument("--seed", type=int, default=0)
+
+
+def distill_options(args: argparse.Namespace, epochs: int):
+    """The DistillOptions the training flags describe."""
+    from compressor_gui.core.distill import DistillOptions
+
+    return DistillOptions(
+        epochs=epochs,
+        temperature=args.temperature,
+        alpha=args.alpha,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        qat=args.qat,
+        features=tuple(args.hint),
+        augment=args.augment,
+        use_labels=not args.no_labels,
+        threads=args.threads,
+        seed=args.seed,
+    )
+
+
+def build_plan(args: argparse.Namespace, required: bool = True) -> CompressionPlan:
     """The plan the flags describe: a recipe, or one bit width for every layer, plus pruning
-    and exclusions on top."""
+    and exclusions on top (no flag at all: an error, or with `required` False, float)."""
     if args.recipe:
         plan = load_recipe(args.recipe)
     else:
         bits = 8 if args.int8 else 16 if args.fp16 else 4 if args.int4 else 32
         plan = CompressionPlan(default=LayerSetting(bits=bits))
-    if args.prune is None and not (args.recipe or args.int8 or args.fp16 or args.int4):
+    said = args.prune is not None or args.recipe or args.int8 or args.fp16 or args.int4
+    if required and not said:
         raise PlanError("say what to do: --recipe R, --int8, --fp16, --int4 or --prune RATIO")
     if args.prune is not None:
         default = dataclasses.replace(
@@ -142,24 +214,33 @@ def run(args: argparse.Namespace) -> int:
     if args.global_prune:
         plan = with_global_pruning(plan, loaded.onnx_model, args)
 
-    def report(step: Progress) -> None:
-        if not args.json:
-            print(f"[{step.done:.0f}/{step.total:.0f}] {step.message}", file=sys.stderr)
-
     job = compress_job(
         loaded,
         plan,
         args.output,
         args.data,
+        eval_data=args.eval_data,
         latency=not args.no_latency,
         target=target_machine(args),
+        distill=distill_options(args, args.distill) if args.distill else None,
     )
-    result = run_job(job, report)
+    result = run_job(job, progress_printer(args.json))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
         print(format_result(result))
     return 0
+
+
+def progress_printer(quiet: bool):
+    """Pipeline steps and finished epochs on stderr (a training's per-batch steps, at
+    fractional positions, only move the GUI's progress bar)."""
+
+    def report(step: Progress) -> None:
+        if not quiet and (step.payload is not None or float(step.done).is_integer()):
+            print(f"[{step.done:.0f}/{step.total:.0f}] {step.message}", file=sys.stderr)
+
+    return report
 
 
 def format_result(result: CompressResult) -> str:
@@ -225,11 +306,44 @@ def format_result(result: CompressResult) -> str:
     if result.target and result.target != result.measured_on:
         lines.append(f"made for: {result.target.summary}")
     lines.extend(f"step: {step}" for step in result.steps)
+    if result.distill is not None:
+        lines.extend(distill_lines(result.distill))
     for action in result.actions:
         label = f"  [{SIMULATED}]" if action.simulated else ""
         lines.append(f"  {action.name}: {action.method}{label}")
     lines.extend(f"warning: {w}" for w in result.warnings)
     return "\n".join(lines)
+
+
+def distill_lines(report) -> list[str]:
+    """The training curve as a table (validation = a part of the training data)."""
+    rows = [("epoch", "train loss", "val loss", "val top-1", "agreement", "")]
+    for stats in report.history:
+        rows.append(
+            (
+                str(stats.epoch),
+                "-" if stats.train_loss is None else f"{stats.train_loss:.4f}",
+                f"{stats.val_loss:.4f}",
+                _pct(stats.val_top1),
+                _pct(stats.val_agreement),
+                "best" if stats.epoch == report.best_epoch else "",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        f"distillation ({report.validation_samples} training samples held out for validation"
+        + (
+            f"; the teacher scores {_pct(report.teacher_val_top1)} there"
+            if report.teacher_val_top1 is not None
+            else ""
+        )
+        + "):"
+    ]
+    lines += [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    lines += [f"  QAT: {q.name}: {q.simulated}" for q in report.qat_layers]
+    return lines
 
 
 def _mb(size: int) -> str:

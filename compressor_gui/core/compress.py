@@ -1,4 +1,5 @@
-"""The compression pipeline as one job: fuse -> prune -> quantize -> write -> evaluate.
+"""The compression pipeline as one job: prune -> (distill) -> fuse -> quantize -> write ->
+evaluate.
 
 Plan layer names refer to the model the user opened; fusion removes BatchNorm rows (their
 settings lapse) while Conv names survive, so the plan is checked once against the original
@@ -24,6 +25,7 @@ from compressor_gui.core.data import (
     load_dataset,
     random_dataset,
 )
+from compressor_gui.core.distill import DistillOptions, DistillReport, distill_job
 from compressor_gui.core.errors import CompressionError, CompressorError
 from compressor_gui.core.evaluate import (
     EvalResult,
@@ -76,6 +78,7 @@ class CompressResult:
     int8_form: str = ""  # the INT8 form used and why ("" when nothing went INT8)
     measured_on: MachineInfo | None = None  # the machine that measured accuracy and latency
     target: MachineInfo | None = None  # the machine the model was made for
+    distill: DistillReport | None = None  # the recovery training, when there was one
 
     @property
     def simulated(self) -> bool:
@@ -111,11 +114,17 @@ def compress_job(
     options: Int8Options | None = None,
     latency: bool = True,
     target: MachineInfo | None = None,
+    distill: DistillOptions | None = None,
+    teacher: LoadedModel | None = None,
+    finish_training: CancelToken | None = None,
 ) -> Job[CompressResult]:
     """Apply `plan` to the loaded model and write it to `out_path` atomically. `data`
     calibrates (and evaluates, unless `eval_data` is given); the bundled demo model uses its
     own calibration and held-out splits when no data is given. `target` is the machine the
-    model is for (None: this one): its CPU family decides the INT8 form."""
+    model is for (None: this one): its CPU family decides the INT8 form. With `distill`, the
+    pruned model is trained on `data` towards `teacher` (default: the original) before it is
+    fused and quantized; a given teacher is also what the result is measured against.
+    `finish_training` ends the training early with its best epoch and goes on to write."""
     cancel = cancel or CancelToken()
     here = local_machine()
     target = target or here
@@ -133,7 +142,8 @@ def compress_job(
     inventory = build_inventory(original)
     plan.validate(inventory)
     prediction = plan.predict(inventory)
-    calib, evald, source = _datasets(loaded, original, data, eval_data)
+    reference = teacher or loaded  # the model measured as "before" and distilled towards
+    calib, evald, source = _datasets(reference.path, original, data, eval_data)
     model = original
 
     # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
@@ -144,6 +154,20 @@ def compress_job(
     n_m_weights: tuple[str, ...] = ()
     if any(s.prune_ratio > 0 for s in settings.values()):
         model, n_m_weights = _prune(model, plan, steps, warnings)
+
+    report = None
+    if distill is not None:
+        model, plan, report = yield from _distilled(
+            reference.onnx_model,
+            model,
+            plan,
+            calib,
+            distill,
+            target,
+            steps,
+            (cancel, finish_training),
+        )
+        warnings.extend(_distill_warnings(report, calib, evald))
 
     cancel.raise_if_cancelled()
     yield Progress(2, _STEPS, "fusing")
@@ -173,7 +197,7 @@ def compress_job(
         )
 
     yield Progress(5, _STEPS, "evaluating")
-    before, after = _measure(original, out_path, loaded, evald, latency, cancel)
+    before, after = _measure(reference.onnx_model, out_path, reference, evald, latency, cancel)
     if (
         before.latency
         and after.latency
@@ -208,6 +232,7 @@ def compress_job(
         int8_form=int8_form,
         measured_on=here,
         target=target,
+        distill=report,
     )
 
 
@@ -253,14 +278,14 @@ def _plain_u8s8(action: LayerAction) -> bool:
     )
 
 
-def _datasets(loaded, model, data, eval_data) -> tuple[Dataset | None, Dataset | None, str]:
+def _datasets(path, model, data, eval_data) -> tuple[Dataset | None, Dataset | None, str]:
     def opened(value):
         if value is None or isinstance(value, Dataset):
             return value
         return load_dataset(value, model)
 
     calib, evald = opened(data), opened(eval_data)
-    if calib is None and is_demo_model(loaded.path):
+    if calib is None and is_demo_model(path):
         calib = demo_dataset(model, "calib")
         evald = evald or demo_dataset(model, "eval")
         return calib, evald, "bundled demo: calibration split, held-out eval split"
@@ -279,6 +304,57 @@ def _narrowed(plan: CompressionPlan, model: onnx.ModelProto) -> CompressionPlan:
             (p, s) for p, s in plan.patterns if any(fnmatch.fnmatchcase(n, p) for n in names)
         ),
     )
+
+
+def _distilled(teacher, model, plan, calib, options, target, steps, tokens):
+    """The distillation step: train the pruned (still unfused, so BatchNorm trains) model
+    towards the teacher. After QAT of INT8 layers the plan's form is pinned to the one
+    trained for, so the file is quantized as it was simulated."""
+    if calib is None:
+        raise CompressorError(
+            "distillation needs training data: give --data D (an .npz or an image folder; "
+            "labels optional)"
+        )
+    cancel, finish = tokens
+    narrowed = _narrowed(plan, model)
+    job = distill_job(
+        teacher, model, calib, options, narrowed, cancel, finish=finish, machine=target
+    )
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as finished:
+            trained, report = finished.value
+            break
+        yield Progress(1 + step.fraction, _STEPS, f"distilling: {step.message}", step.payload)
+    best = report.best
+    words = f"validation top-1 {_percent(report.before.val_top1)} -> {_percent(best.val_top1)}"
+    if best.val_top1 is None:
+        words = f"agreement {report.before.val_agreement:.1%} -> {best.val_agreement:.1%}"
+    steps.append(
+        f"distilled: {len(report.history) - 1} epochs on {report.train_samples} samples "
+        f"({report.validation_samples} held for validation), best epoch {report.best_epoch}, "
+        f"{words}, {report.seconds:.0f} s on {report.threads} threads"
+        + (f", QAT on {len(report.qat_layers)} layers" if report.qat_layers else "")
+    )
+    if report.int8_form and plan.int8_form == "auto":
+        plan = dataclasses.replace(plan, int8_form=report.int8_form)
+        steps.append(f"INT8 form {report.int8_form}: the one QAT trained for")
+    return trained, plan, report
+
+
+def _distill_warnings(report, calib, evald) -> list[str]:
+    found = list(report.notes)
+    if evald is calib:
+        found.append(
+            "accuracy is measured on the data the model was trained on (no held-out "
+            "evaluation data): expect less on new data; give --eval-data E"
+        )
+    return found
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def _fuse(model: onnx.ModelProto, steps: list[str], warnings: list[str]) -> onnx.ModelProto:

@@ -65,7 +65,7 @@ def _rows(weight: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1).astype(np.float32)
 
 
-def _linear_codes(bits: int) -> Callable[[np.ndarray, int, bool], tuple[np.ndarray, np.ndarray]]:
+def linear_codes(bits: int) -> Callable[[np.ndarray, int, bool], tuple[np.ndarray, np.ndarray]]:
     """Symmetric INT-b: scale = max|w| / (2^(b-1) - 1) per channel (or per tensor)."""
     qmax = 2 ** (bits - 1) - 1
 
@@ -125,8 +125,8 @@ def int4_blocks(weight: np.ndarray, axis: int, block: int) -> tuple[np.ndarray, 
 
 
 CODECS: dict[int, Callable[[np.ndarray, int, bool], tuple[np.ndarray, np.ndarray]]] = {
-    8: _linear_codes(8),
-    4: _linear_codes(4),
+    8: linear_codes(8),
+    4: linear_codes(4),
     2: _ternary,
     1: _binary,
 }

@@ -547,7 +547,7 @@ def _encode_stored(
         consumer = next(n for n in _all_nodes(graph) if weight in n.input)
         rule = rule_for(consumer)
         axis = rule.channel_axis(consumer, array.ndim) if rule else 0
-        block_axis = _BLOCK_AXES.get(consumer.op_type, lambda node, ndim: None)(
+        block_axis = BLOCK_AXES.get(consumer.op_type, lambda node, ndim: None)(
             consumer, ndim=array.ndim
         )
     blocked = (
@@ -670,7 +670,7 @@ def _int4_tensor(name: str, codes: np.ndarray) -> onnx.TensorProto:
 
 
 # The input (reduction) axis of each op's weight: INT4 blocks run along it (opset 21).
-_BLOCK_AXES = {
+BLOCK_AXES = {
     "Conv": lambda node, ndim: 1,
     "ConvTranspose": lambda node, ndim: 0,
     "MatMul": lambda node, ndim: ndim - 2,

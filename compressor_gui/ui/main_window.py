@@ -6,6 +6,7 @@ in a worker; the window only shows core dataclasses and turns clicks into plan e
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -34,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from compressor_gui.core.compress import CompressResult, compress_source_job
 from compressor_gui.core.data import compress_data_file, demo_dataset, eval_dataset, is_demo_model
+from compressor_gui.core.distill import DistillOptions, EpochStats
 from compressor_gui.core.errors import CompressorError, PlanError
 from compressor_gui.core.evaluate import comparison_rows
 from compressor_gui.core.hardware import MachineInfo
@@ -70,6 +72,7 @@ from compressor_gui.ui.session import OpenedModel, Session
 from compressor_gui.ui.settings import APP_NAME, Settings
 from compressor_gui.ui.targets_panel import TargetsPanel
 from compressor_gui.ui.theme import apply_theme
+from compressor_gui.ui.training import DistillDialog, TrainingPanel
 
 MODEL_FILTER = "Models (*.onnx *.pt *.pth *.pt2 *.ts *.jit *.bin *.ckpt);;All files (*)"
 RECIPE_FILTER = "Recipes (*.json *.yaml *.yml)"
@@ -165,6 +168,8 @@ class MainWindow(QMainWindow):
         self.views.addTab(self.charts, "Charts")
         self.graph = GraphView()
         self.views.addTab(self.graph, "Graph")
+        self.training = TrainingPanel()
+        self.views.addTab(self.training, "Training")
         self.controls = LayerControls(self.session)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.views)
@@ -257,6 +262,12 @@ class MainWindow(QMainWindow):
         self.compress_action = self._action(
             "Compress", self.compress, tip="Apply the plan and write a compressed model"
         )
+        self.distill_action = self._action(
+            "Distill…",
+            self.distill,
+            tip="Compress with recovery: train the pruned plan towards the original "
+            "(knowledge distillation, optionally quantization-aware), then write it",
+        )
         self.sensitivity_action = self._action(
             "Sensitivity", self.sensitivity, tip="Measure each layer's accuracy drop per option"
         )
@@ -303,6 +314,7 @@ class MainWindow(QMainWindow):
             self.sensitivity_action,
             self.autoplan_action,
             self.compress_action,
+            self.distill_action,
             self.evaluate_action,
             self.layer_error.action,
             self.bench_action,
@@ -344,6 +356,7 @@ class MainWindow(QMainWindow):
         self.charts.candidate_clicked.connect(self.load_candidate)
         self.views.currentChanged.connect(self._view_changed)
         self.jobs.failed.connect(self.show_error)
+        self.jobs.cancelled.connect(lambda _name: self.training.end(None))
         self.jobs.busy_changed.connect(self._busy_changed)
         self.targets.combo.currentIndexChanged.connect(self._target_changed)
         self._busy_changed(False)
@@ -626,7 +639,61 @@ class MainWindow(QMainWindow):
         choice = self.targets.current()
         return choice.target if choice else get_target("local")
 
-    def _compressed(self, result: CompressResult) -> None:
+    def distill(self) -> None:
+        """Ask for epochs and QAT (window-modal), then run Compress with recovery training."""
+        loaded = self.session.opened.loaded if self.session.opened else None
+        if loaded is None:
+            return
+        data = str(self.data_path) if self.data_path else "the demo's training split"
+        if self.data_path is None and not is_demo_model(loaded.path):
+            data = "no data chosen: Run > Choose data first"
+        dialog = DistillDialog(data, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.run_distill(dialog.options()))
+        dialog.open()
+
+    def run_distill(self, options: DistillOptions) -> None:
+        loaded = self.session.opened.loaded if self.session.opened else None
+        if loaded is None:
+            return
+        out = runs_dir() / f"{loaded.path.stem}.distilled.onnx"
+        plan, data = self.session.plan, self.data_path
+        finish = CancelToken(multiprocessing.get_context("spawn").Event())
+        self.training.begin(finish)
+        self.views.setCurrentWidget(self.training)
+
+        def job(token: CancelToken):
+            return job_in_child_process(
+                compress_source_job,
+                loaded.source,
+                plan,
+                out,
+                data,
+                cancel=token,
+                what="distill",
+                distill=options,
+                finish_training=finish,
+            )
+
+        def done(result: CompressResult) -> None:
+            self.training.end(result.distill)
+            self._compressed(result, "Distill")
+
+        def progress(step: Progress) -> None:
+            if isinstance(step.payload, EpochStats):
+                self.training.add(step.payload)
+
+        started = self.jobs.start(
+            f"Distill {loaded.path.name}", job, done, self._distill_failed, progress
+        )
+        if not started:
+            self.training.end(None)
+
+    def _distill_failed(self, message: str) -> None:
+        self.training.end(None)
+        self.show_error("Distill failed", message)
+
+    def _compressed(self, result: CompressResult, kind: str = "Compress") -> None:
         self.compressed_path = result.output_path
         before, after = result.before, result.after
 
@@ -660,7 +727,7 @@ class MainWindow(QMainWindow):
         if result.target and result.target != result.measured_on:
             notes.append(f"made for: {result.target.summary}")
         notes += [*result.steps, *(f"warning: {w}" for w in result.warnings)]
-        self.results.add(RunRecord("Compress", result.input_path.name, tuple(rows), tuple(notes)))
+        self.results.add(RunRecord(kind, result.input_path.name, tuple(rows), tuple(notes)))
         self.results_dock.raise_()
         self.layer_error.compare_when_idle()
 
@@ -904,6 +971,7 @@ class MainWindow(QMainWindow):
         self.theme_action.setChecked(theme == "dark")
         self.charts.set_colors(colors)
         self.layer_error.view.set_colors(colors)
+        self.training.set_colors(colors)
         self.settings.set_theme(theme)
 
     def toggle_theme(self) -> None:

@@ -1,0 +1,150 @@
+"""Winning accuracy back after compression, measured side by side in one run on the demo.
+
+Training data: resources/demo_calib.npz (256 images; 10% of them held out to pick the best
+epoch). Every top-1 is on resources/demo_eval.npz (450 held-out images), never trained on.
+Every model is the real written file, quantized by the pipeline as the plan says.
+
+- 50% of channels + INT8 with and without distillation (QAT + KD): target within 1 pt of
+  FP32 top-1 at <= 0.15x of the file size.
+- Plans about 10x and 20x smaller (channels + INT4), without and with recovery.
+- KD vs plain label fine-tuning (alpha 0: cross-entropy only; same optimizer, schedule,
+  epochs and augmentation) below the ceiling (75% of channels + INT8), 3 seeds, mean and
+  spread.
+- 2-bit (ternary) weights everywhere, QAT + KD: top-1 before and after, the packed file size
+  beside the bytes onnxruntime holds at run time (it unpacks the codes to float at load).
+
+    .venv/bin/python benchmarks/distill.py [--threads 2] [--epochs 20] [--compare-epochs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from compressor_gui.core.compress import CompressResult, compress_job  # noqa: E402
+from compressor_gui.core.distill import DistillOptions  # noqa: E402
+from compressor_gui.core.hardware import local_machine  # noqa: E402
+from compressor_gui.core.jobs import run_job  # noqa: E402
+from compressor_gui.core.model import load_model  # noqa: E402
+from compressor_gui.core.plan import CompressionPlan, LayerSetting  # noqa: E402
+
+DEMO = REPO / "resources" / "demo.onnx"
+
+
+def plan(bits: int, channels: float = 0.0) -> CompressionPlan:
+    pattern = "channel" if channels else "unstructured"
+    return CompressionPlan(
+        default=LayerSetting(bits=bits, prune_ratio=channels, prune_pattern=pattern)
+    )
+
+
+def build(
+    folder: Path, name: str, chosen: CompressionPlan, options: DistillOptions | None
+) -> CompressResult:
+    """The whole pipeline on the demo (its own calibration and held-out splits)."""
+    job = compress_job(
+        load_model(DEMO), chosen, folder / f"{name}.onnx", latency=False, distill=options
+    )
+    return run_job(job)
+
+
+def runtime_bytes(path: Path) -> int:
+    """Bytes of the initializers onnxruntime holds after loading (constant folding unpacks
+    packed 2-bit codes into float weights), read from the optimized model it writes."""
+    options = ort.SessionOptions()
+    with tempfile.TemporaryDirectory() as tmp:
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(options.optimized_model_filepath)
+    return sum(numpy_helper.to_array(t).nbytes for t in optimized.graph.initializer)
+
+
+def row(label: str, result: CompressResult, extra: str = "") -> str:
+    ratio = result.after.size_bytes / result.before.size_bytes
+    top1 = 100 * result.after.eval.top1
+    trained = ""
+    if result.distill is not None:
+        report = result.distill
+        trained = f"  ({len(report.history) - 1} epochs, {report.seconds:.0f} s)"
+    return (
+        f"  {label:<46} {result.after.size_bytes / 1e3:8.1f} KB  {ratio:6.3f}x "
+        f"({1 / ratio:5.1f}x smaller)  top-1 {top1:6.2f}%{trained}{extra}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--compare-epochs", type=int, default=10)
+    args = parser.parse_args()
+    machine = local_machine()
+    print(f"CPU: {machine.summary}; torch and onnxruntime threads: {args.threads}")
+    started = time.monotonic()
+    recover = DistillOptions(epochs=args.epochs, qat=True, threads=args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        fp32 = build(folder, "fp32", plan(32), None)
+        print(
+            f"\nFP32 demo: {fp32.before.size_bytes / 1e3:.1f} KB, top-1 "
+            f"{100 * fp32.before.eval.top1:.2f}% on {fp32.before.eval.samples} held-out images"
+        )
+
+        print("\n50% of channels + INT8 (target: within 1 pt of FP32 at <= 0.15x size)")
+        half8 = plan(8, 0.5)
+        print(row("no recovery", build(folder, "half8", half8, None)))
+        print(row("QAT + KD", build(folder, "half8_kd", half8, recover)))
+
+        print("\nSmaller plans, channels + INT4 (the same pipeline, with and without recovery)")
+        for label, chosen in (
+            ("~10x: 30% channels + INT4", plan(4, 0.3)),
+            ("~20x: 50% channels + INT4", plan(4, 0.5)),
+        ):
+            print(row(f"{label}, no recovery", build(folder, "p", chosen, None)))
+            print(row(f"{label}, QAT + KD", build(folder, "p_kd", chosen, recover)))
+
+        print(
+            f"\nKD vs label fine-tuning: 75% channels + INT8, QAT, {args.compare_epochs} "
+            "epochs, seeds 0-2 (alpha 0.7 T 4 vs alpha 0: cross-entropy only)"
+        )
+        hard = plan(8, 0.75)
+        print(row("no recovery", build(folder, "q", hard, None)))
+        for label, alpha in (("KD (soft + hard targets)", 0.7), ("labels only (CE)", 0.0)):
+            scores = []
+            for seed in range(3):
+                options = DistillOptions(
+                    epochs=args.compare_epochs,
+                    qat=True,
+                    alpha=alpha,
+                    threads=args.threads,
+                    seed=seed,
+                )
+                scores.append(100 * build(folder, "q_kd", hard, options).after.eval.top1)
+            print(
+                f"  {label:<28} top-1 mean {statistics.mean(scores):6.2f}%  spread "
+                f"(stdev) {statistics.stdev(scores):4.2f} pt  per seed "
+                + ", ".join(f"{s:.2f}" for s in scores)
+            )
+
+        print("\n2-bit ternary weights everywhere (simulated: no runtime kernel)")
+        ternary = plan(2)
+        for label, options in (("no recovery", None), ("QAT + KD", recover)):
+            result = build(folder, "t", ternary, options)
+            held = runtime_bytes(result.output_path)
+            print(row(label, result, f"  runtime-held {held / 1e3:.1f} KB"))
+    print(f"\nwhole run: {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""`compressor-gui distill TEACHER STUDENT --data D [--epochs N] [--qat] -o OUT`: train a
+compressed (e.g. pruned) STUDENT towards TEACHER, then write it quantized as the plan flags
+say (--int8, --int4, --recipe R; none: float), measured against the teacher."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from compressor_gui.cli.compress import (
+    add_plan_arguments,
+    add_training_arguments,
+    build_plan,
+    distill_options,
+    format_result,
+    progress_printer,
+    target_machine,
+    with_global_pruning,
+)
+from compressor_gui.cli.inspect import add_loading_arguments, parse_shapes
+from compressor_gui.core.compress import compress_job
+from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.jobs import run_job
+from compressor_gui.core.model import LoadedModel, load_model
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("teacher", help="the original model (ONNX, TorchScript or .pt2)")
+    parser.add_argument("student", help="the compressed model to train, with float weights")
+    parser.add_argument(
+        "--data",
+        metavar="D",
+        help="training data: .npz (x[, y]) or image folder; labels optional (default for the "
+        "bundled demo teacher: its calibration split)",
+    )
+    parser.add_argument(
+        "--eval-data",
+        metavar="E",
+        help="held-out data for the before/after table (never trained on)",
+    )
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="model to write")
+    add_training_arguments(parser)
+    add_plan_arguments(parser)
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency runs")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_loading_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    shapes = parse_shapes(args.input_shape)
+    teacher = _opened(args.teacher, args, shapes)
+    student = _opened(args.student, args, shapes)
+    plan = build_plan(args, required=False)
+    if args.global_prune:
+        plan = with_global_pruning(plan, student.onnx_model, args)
+    job = compress_job(
+        student,
+        plan,
+        args.output,
+        args.data,
+        eval_data=args.eval_data,
+        latency=not args.no_latency,
+        target=target_machine(args),
+        distill=distill_options(args, args.epochs),
+        teacher=teacher,
+    )
+    result = run_job(job, progress_printer(args.json))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        print(f"before: the teacher {teacher.path.name}; after: {student.path.name} distilled")
+        print(format_result(result))
+    return 0
+
+
+def _opened(path: str, args: argparse.Namespace, shapes) -> LoadedModel:
+    loaded = load_model(path, trust_pickle=args.trust_pickle, input_shapes=shapes)
+    if loaded.onnx_model is None:
+        raise CompressorError(
+            f"{loaded.path.name} has no ONNX graph to train ({'; '.join(loaded.notes)})"
+        )
+    return loaded

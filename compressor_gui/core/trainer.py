@@ -1,0 +1,396 @@
+"""The distillation training loop in torch (the job's interface is `distill`).
+
+The student is the compressed graph as a `GraphModule`; the teacher runs in onnxruntime on
+the same (augmented) batches. Adam with cosine decay; after each step the pruning masks are
+re-applied; after each epoch the validation part is scored and the best state kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compressor_gui.core.data import Dataset
+from compressor_gui.core.distill import (
+    DistillOptions,
+    DistillReport,
+    EpochStats,
+    logits_name,
+    validation_split,
+)
+from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.evaluate import make_session
+from compressor_gui.core.hardware import MachineInfo, local_machine
+from compressor_gui.core.inventory import build_inventory
+from compressor_gui.core.jobs import CancelToken, EtaEstimator, Job, Progress
+from compressor_gui.core.plan import CompressionPlan
+from compressor_gui.core.qat import attach_fake_quant, training_form
+from compressor_gui.core.torch_graph import GraphModule, to_torch, write_weights
+
+CALIBRATION_SAMPLES = 256  # training samples that set the first fake-quantized ranges
+
+
+def train_job(
+    teacher: onnx.ModelProto,
+    student: onnx.ModelProto,
+    data: Dataset,
+    options: DistillOptions,
+    plan: CompressionPlan | None,
+    stop: Sequence[CancelToken],
+    machine: MachineInfo | None,
+) -> Job[tuple[onnx.ModelProto, DistillReport]]:
+    """`distill.distill_job`'s work, with torch's thread count set for its duration."""
+    threads = options.threads or os.cpu_count() or 1
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(options.seed)
+        run = _Run(teacher, student, data, options, plan, machine, threads)
+        return (yield from run.train(stop))
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _Run:
+    """One training run: the student module, its teacher, the data split, the optimizer."""
+
+    def __init__(self, teacher, student, data, options, plan, machine, threads) -> None:
+        self.started = time.monotonic()
+        self.student, self.options, self.threads = student, options, threads
+        self.rng = np.random.default_rng(options.seed)
+        self.arrays, self.labels = _training_arrays(data, options)
+        self.train_idx, self.val_idx = validation_split(
+            len(data), options.validation_fraction, options.seed
+        )
+        self.module = to_torch(student)
+        self.qat_layers, self.form_name = (), ""
+        if options.qat and plan is not None:
+            form = training_form(plan, machine or local_machine())
+            settings = plan.resolved(build_inventory(student))
+            self.qat_layers = attach_fake_quant(self.module, student, settings, form)
+            self.form_name = form.name if any(q.bits == 8 for q in self.qat_layers) else ""
+        self.teacher = _Teacher(teacher, options.features, threads)
+        self.logits = logits_name(student)
+        self.regressors = _regressors(
+            self.module, self.teacher, self.arrays, options.features, self.logits
+        )
+        self.masks = _pruning_masks(self.module)
+        self.images = _image_inputs(self.arrays) if options.augment != "none" else []
+        self.total = -(-len(self.train_idx) // options.batch_size) * options.epochs
+        parameters = [*self.module.weights.values(), *self.regressors.parameters()]
+        self.optimizer = torch.optim.Adam(parameters, lr=options.learning_rate)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, self.total)
+        if self.qat_layers:
+            sample = self.train_idx[:CALIBRATION_SAMPLES]
+            _calibrate_activations(self.module, {n: a[sample] for n, a in self.arrays.items()})
+        val_feed = {n: a[self.val_idx] for n, a in self.arrays.items()}
+        val_labels = None if self.labels is None else self.labels[self.val_idx]
+        self.validate = _Validator(
+            self.module, self.logits, val_feed, self.teacher(val_feed), val_labels, options
+        )
+        self.eta = EtaEstimator()
+        self.done = 0
+
+    def train(self, stop: Sequence[CancelToken]):
+        history = [dataclasses.replace(self.validate(0, None), best=True)]
+        best_state = copy.deepcopy(self.module.state_dict())
+        yield Progress(0, self.total, _epoch_words(history[0]), payload=history[0])
+        stopped = False
+        for epoch in range(1, self.options.epochs + 1):
+            loss = yield from self._epoch(epoch, stop)
+            if loss is None:
+                stopped = True
+                break
+            stats = self.validate(epoch, loss, self.eta.seconds_left(self.done / self.total))
+            if _key(stats) > max(_key(s) for s in history if s.best):
+                best_state = copy.deepcopy(self.module.state_dict())
+                stats = dataclasses.replace(stats, best=True)
+            history.append(stats)
+            yield Progress(self.done, self.total, _epoch_words(stats), payload=stats)
+        self.module.load_state_dict(best_state)
+        return write_weights(self.student, self.module), self._report(history, stopped)
+
+    def _epoch(self, epoch: int, stop: Sequence[CancelToken]):
+        """Train one epoch (yielding per batch); its mean loss, or None when stopped."""
+        self.module.train()
+        losses = []
+        for batch in _batches(self.train_idx, self.options.batch_size, self.rng):
+            if any(token.cancelled for token in stop):
+                return None
+            losses.append(self._step(batch))
+            self.done += 1  # one message per epoch: a log line per batch would flood the log
+            yield Progress(self.done, self.total, f"epoch {epoch}/{self.options.epochs}: training")
+        return float(np.mean(losses))
+
+    def _step(self, batch: np.ndarray) -> float:
+        feed = {n: a[batch] for n, a in self.arrays.items()}
+        feed = _augmented(feed, self.images, self.options, self.rng)
+        teacher_out = self.teacher(feed)
+        labels = None if self.labels is None else torch.from_numpy(self.labels[batch])
+        values = self.module.run(_tensors(feed), (self.logits, *self.options.features))
+        loss = _loss(values, teacher_out, labels, self.regressors, self.logits, self.options)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        _apply_masks(self.module, self.masks)
+        return float(loss.detach())
+
+    def _report(self, history: list[EpochStats], stopped: bool) -> DistillReport:
+        best_epoch = next(s.epoch for s in reversed(history) if s.best)
+        notes = []
+        if stopped:
+            notes.append(
+                f"stopped after {len(history) - 1} of {self.options.epochs} epochs: kept the "
+                f"best checkpoint (epoch {best_epoch})"
+            )
+        labels, teacher = self.validate.labels, self.validate.teacher
+        return DistillReport(
+            history=tuple(history),
+            best_epoch=best_epoch,
+            stopped_early=stopped,
+            train_samples=len(self.train_idx),
+            validation_samples=len(self.val_idx),
+            seconds=time.monotonic() - self.started,
+            threads=self.threads,
+            qat_layers=self.qat_layers,
+            int8_form=self.form_name,
+            teacher_val_top1=None if labels is None else _top1(teacher, labels),
+            notes=tuple(notes),
+        )
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def _training_arrays(data: Dataset, options: DistillOptions):
+    if any(form != "batch" for form in data.forms.values()):
+        raise CompressorError(
+            f"distillation needs samples on the model's batch axis; {data.source or 'the data'} "
+            "holds them one per call (sample form)"
+        )
+    if len(data) < 10:
+        raise CompressorError(f"{len(data)} samples are too few to train and validate on")
+    labels = data.labels if options.use_labels else None
+    return dict(data.inputs), None if labels is None else labels.astype(np.int64)
+
+
+def _batches(indices: np.ndarray, size: int, rng: np.random.Generator):
+    shuffled = rng.permutation(indices)
+    for start in range(0, len(shuffled), size):
+        yield np.sort(shuffled[start : start + size])
+
+
+def _image_inputs(arrays: Mapping[str, np.ndarray]) -> list[str]:
+    """Inputs that look like image batches: float N x C x H x W with 1-4 channels."""
+    return [
+        name
+        for name, a in arrays.items()
+        if a.dtype.kind == "f" and a.ndim == 4 and a.shape[1] <= 4 and min(a.shape[2:]) >= 8
+    ]
+
+
+def _augmented(feed, images, options: DistillOptions, rng: np.random.Generator):
+    """Random crops after edge padding by 1/16 of the side (and flips with crop+flip)."""
+    out = dict(feed)
+    for name in images:
+        batch = feed[name]
+        height, width = batch.shape[2:]
+        pad_h, pad_w = max(1, height // 16), max(1, width // 16)
+        padded = np.pad(batch, ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)), mode="edge")
+        shifted = np.empty_like(batch)
+        for i in range(len(batch)):
+            top, left = rng.integers(0, 2 * pad_h + 1), rng.integers(0, 2 * pad_w + 1)
+            sample = padded[i, :, top : top + height, left : left + width]
+            if options.augment == "crop+flip" and rng.random() < 0.5:
+                sample = sample[:, :, ::-1]
+            shifted[i] = sample
+        out[name] = shifted
+    return out
+
+
+def _tensors(feed: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in feed.items()}
+
+
+# --- teacher, loss, validation ---------------------------------------------------------------
+
+
+class _Teacher:
+    """The teacher in onnxruntime, returning its logits and the hint tensors."""
+
+    def __init__(self, model: onnx.ModelProto, features: tuple[str, ...], threads: int) -> None:
+        wanted = [logits_name(model), *features]
+        exposed = onnx.ModelProto()
+        exposed.CopyFrom(model)
+        outputs = {o.name for o in exposed.graph.output}
+        for name in wanted:
+            if name not in outputs:
+                exposed.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+        self.names = wanted
+        self.session = make_session(exposed, threads=threads)
+        fixed = exposed.graph.input[0].type.tensor_type.shape.dim
+        self.max_batch = fixed[0].dim_value if fixed and fixed[0].dim_value > 0 else None
+
+    def __call__(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        count = len(next(iter(feed.values())))
+        step = self.max_batch or count
+        parts = [
+            self.session.run(self.names, {n: a[i : i + step] for n, a in feed.items()})
+            for i in range(0, count, step)
+        ]
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(self.names))]
+
+
+def _regressors(module, teacher, arrays, features, logits) -> nn.ModuleDict:
+    """FitNets regressors: a 1x1 conv (or linear map) from the student's channels to the
+    teacher's, where they differ; identity where the shapes already agree."""
+    regressors = nn.ModuleDict()
+    if not features:
+        return regressors
+    sample = {n: a[:2] for n, a in arrays.items()}
+    with torch.no_grad():
+        values = module.eval().run(_tensors(sample), (logits, *features))
+    hints = teacher(sample)[1:]
+    for index, name in enumerate(features):
+        got, want = tuple(values[name].shape), hints[index].shape
+        if got == want:
+            continue
+        if len(got) != len(want) or got[2:] != want[2:]:
+            raise CompressorError(
+                f"hint {name}: student shape {got} and teacher shape {want} differ beyond "
+                "the channel axis; choose a tensor with the same spatial size in both"
+            )
+        if len(got) == 4:
+            regressors[str(index)] = nn.Conv2d(got[1], want[1], 1, bias=False)
+        else:
+            regressors[str(index)] = nn.Linear(got[-1], want[-1], bias=False)
+    return regressors
+
+
+def _loss(values, teacher_out, labels, regressors, logits_key, options: DistillOptions):
+    student = values[logits_key].reshape(len(teacher_out[0]), -1)
+    teacher = torch.from_numpy(teacher_out[0]).reshape(student.shape)
+    loss = kd_loss(student, teacher, labels, options.temperature, options.alpha)
+    for index, name in enumerate(options.features):
+        hint = values[name]
+        key = str(index)
+        if key in regressors:
+            hint = regressors[key](hint)
+        loss = loss + options.feature_weight * F.mse_loss(
+            hint, torch.from_numpy(teacher_out[index + 1])
+        )
+    return loss
+
+
+def kd_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor | None,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE(labels);
+    without labels the soft term alone. T^2 keeps the soft gradients' scale independent of T."""
+    soft = F.kl_div(
+        F.log_softmax(student / temperature, dim=1),
+        F.log_softmax(teacher / temperature, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (temperature**2)
+    if labels is None:
+        return soft
+    return alpha * soft + (1.0 - alpha) * F.cross_entropy(student, labels)
+
+
+class _Validator:
+    def __init__(self, module: GraphModule, logits, feed, teacher_out, labels, options) -> None:
+        self.module, self.logits, self.options = module, logits, options
+        self.feed, self.teacher, self.labels = _tensors(feed), teacher_out[0], labels
+
+    def __call__(self, epoch: int, train_loss: float | None, seconds_left=None) -> EpochStats:
+        self.module.eval()
+        with torch.no_grad():
+            out = self.module.run(self.feed, (self.logits,))[self.logits]
+        student = out.reshape(len(self.teacher), -1)
+        teacher = torch.from_numpy(self.teacher).reshape(student.shape)
+        labels = None if self.labels is None else torch.from_numpy(self.labels)
+        loss = kd_loss(student, teacher, labels, self.options.temperature, self.options.alpha)
+        predicted = student.argmax(dim=1).numpy()
+        return EpochStats(
+            epoch=epoch,
+            epochs=self.options.epochs,
+            train_loss=train_loss,
+            val_loss=float(loss),
+            val_top1=None if self.labels is None else float(np.mean(predicted == self.labels)),
+            val_agreement=float(
+                np.mean(predicted == self.teacher.reshape(len(predicted), -1).argmax(1))
+            ),
+            seconds_left=seconds_left,
+        )
+
+
+def _key(stats: EpochStats) -> tuple[float, float]:
+    """Best = highest validation top-1 (agreement without labels), then lowest loss."""
+    score = stats.val_top1 if stats.val_top1 is not None else stats.val_agreement
+    return (score, -stats.val_loss)
+
+
+def _top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(logits.reshape(len(labels), -1).argmax(1) == labels))
+
+
+def _calibrate_activations(module: GraphModule, feed: Mapping[str, np.ndarray]) -> None:
+    """First ranges of the fake-quantized activations from training samples (only the
+    observers run in training mode, so BatchNorm statistics are left alone)."""
+    module.eval()
+    for observer in module.value_transforms.values():
+        observer.train()
+    with torch.no_grad():
+        module.run(_tensors(feed))
+    module.eval()
+
+
+# --- pruning masks ---------------------------------------------------------------------------
+
+
+def _pruning_masks(module: GraphModule) -> dict[str, torch.Tensor]:
+    """Where a weight (2+ dims) holds exact zeros, pruning put them there: they stay zero."""
+    masks = {}
+    for name in module.parameter_names():
+        weight = module.stored(name)
+        if weight.dim() >= 2 and bool((weight == 0).any()):
+            masks[name] = (weight != 0).to(weight.dtype)
+    return masks
+
+
+def _apply_masks(module: GraphModule, masks: Mapping[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, mask in masks.items():
+            module.stored(name).mul_(mask)
+
+
+# --- words -----------------------------------------------------------------------------------
+
+
+def _eta_words(seconds: float | None) -> str:
+    return "" if seconds is None else f", about {seconds:.0f} s left"
+
+
+def _epoch_words(stats: EpochStats) -> str:
+    top1 = "" if stats.val_top1 is None else f", validation top-1 {stats.val_top1:.1%}"
+    label = "before training" if stats.epoch == 0 else f"epoch {stats.epoch}/{stats.epochs}"
+    return (
+        f"{label}: validation loss {stats.val_loss:.4f}{top1}, agreement with the teacher "
+        f"{stats.val_agreement:.1%}{' (best so far)' if stats.best else ''}"
+        + _eta_words(stats.seconds_left)
+    )
