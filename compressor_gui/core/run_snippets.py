@@ -4,9 +4,9 @@ top class and the median latency. They import only numpy and the runtime."""
 
 from __future__ import annotations
 
-_HEAD = '''"""Run {model} with {runtime} on sample_input.npz (written by compressor-gui deploy).
+_HEAD = '''"""Run __MODEL__ with __RUNTIME__ on sample_input.npz (written by compressor-gui deploy).
 
-    python {script}
+    python __SCRIPT__
 """
 
 import time
@@ -42,7 +42,7 @@ ONNXRUNTIME = (
     + """import onnxruntime as ort
 
 HERE = Path(__file__).resolve().parent
-PROVIDERS = {providers!r}  # as measured; the CPU is the fallback
+PROVIDERS = __PROVIDERS__  # as measured; the CPU is the fallback
 
 
 def load(feed):
@@ -59,14 +59,14 @@ OPENVINO = (
     + """import openvino as ov
 
 HERE = Path(__file__).resolve().parent
-DEVICE = {device!r}
-CONFIG = {config!r}  # as measured
+DEVICE = __DEVICE__
+CONFIG = __CONFIG__  # as measured
 
 
 def load(feed):
     core = ov.Core()
     model = core.read_model(str(HERE / "model.xml"))
-    model.reshape({{name: list(array.shape) for name, array in feed.items()}})
+    model.reshape({name: list(array.shape) for name, array in feed.items()})
     compiled = core.compile_model(model, DEVICE, CONFIG)
     request = compiled.create_infer_request()
     return lambda inputs: [np.asarray(v) for v in request.infer(inputs).values()]
@@ -80,7 +80,7 @@ TENSORRT = """#!/bin/sh
 set -e
 cd "$(dirname "$0")"
 TRTEXEC=$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)
-"$TRTEXEC" --onnx=model.onnx --saveEngine=model.engine {flags}
+"$TRTEXEC" --onnx=model.onnx --saveEngine=model.engine __FLAGS__
 """
 
 OV_PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -93,16 +93,18 @@ def snippet(runtime: str, precision: str, device: str) -> tuple[str, str]:
         if precision in OV_PRECISION_HINTS:
             config["INFERENCE_PRECISION_HINT"] = OV_PRECISION_HINTS[precision]
         name = "run_openvino.py"
-        text = OPENVINO.format(
-            model="model.xml", runtime="OpenVINO", script=name, device=device, config=config
-        )
-        return name, text
+        values = {"MODEL": "model.xml", "RUNTIME": "OpenVINO", "DEVICE": repr(device)}
+        return name, _filled(OPENVINO, SCRIPT=name, CONFIG=repr(config), **values)
     if runtime == "trtexec":
         flags = {"fp16": "--fp16", "int8": "--int8 --fp16"}.get(precision, "")
-        return "run_tensorrt.sh", TENSORRT.format(flags=flags).rstrip() + "\n"
+        return "run_tensorrt.sh", _filled(TENSORRT, FLAGS=flags).replace(" \n", "\n")
     providers = [device, "CPUExecutionProvider"] if device != "CPUExecutionProvider" else [device]
     name = "run_onnxruntime.py"
-    text = ONNXRUNTIME.format(
-        model="model.onnx", runtime="onnxruntime", script=name, providers=providers
-    )
-    return name, text
+    values = {"MODEL": "model.onnx", "RUNTIME": "onnxruntime", "PROVIDERS": repr(providers)}
+    return name, _filled(ONNXRUNTIME, SCRIPT=name, **values)
+
+
+def _filled(template: str, **values: str) -> str:
+    for key, value in values.items():
+        template = template.replace(f"__{key}__", value)
+    return template
