@@ -1,11 +1,8 @@
 """OpenVINO IR from an ONNX model: as it is (FP32 weights; the precision is a run-time hint)
 or INT8 through NNCF post-training quantization, with the plan's float layers ignored.
 
-OpenVINO's model converter and NNCF send usage telemetry by default (NNCF whenever no
-consent file says otherwise). An offline tool must not: `offline()` runs before NNCF is
-imported and sets NNCF's own switch (`NNCF_CI`, read once when `nncf.telemetry` loads; it
-swaps the sender for a stub); IR is written with `Core.read_model` + `save_model`, which
-send nothing (only `convert_model` does).
+IR is written with `Core.read_model` + `save_model` (no model converter); neither OpenVINO
+nor NNCF can send usage telemetry here (see compressor_gui/__init__.py).
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,19 +22,6 @@ from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressionError
 
 NNCF_SUBSET_SIZE = 300  # NNCF's default calibration subset
-_NNCF_TELEMETRY_SWITCH = "NNCF_CI"  # nncf/definitions.py: set, nncf.telemetry is a stub
-
-
-def offline() -> None:
-    """Turn NNCF/OpenVINO usage telemetry off for this process and its children. Where NNCF
-    was imported before (its switch already read), the shared telemetry sender is told that
-    consent is refused."""
-    os.environ[_NNCF_TELEMETRY_SWITCH] = "1"
-    if "nncf.telemetry.wrapper" in sys.modules:
-        from openvino_telemetry import Telemetry
-
-        with contextlib.suppress(RuntimeError):  # never configured: nothing can be sent
-            Telemetry().consent = False  # the configured singleton
 
 
 @dataclass(frozen=True)
@@ -114,7 +97,6 @@ def nncf_int8(
     node names, which OpenVINO keeps as op names) stay float. With labelled `validation`
     data, NNCF's accuracy control reverts the layers that cost most until the top-1 drop is
     within `max_drop_pt` points."""
-    offline()
     import nncf
     import openvino as ov
 

@@ -56,7 +56,10 @@ def load(feed):
 
 OPENVINO = (
     _HEAD
-    + """import openvino as ov
+    + """import sys
+
+sys.modules.setdefault("openvino_telemetry", None)  # no usage telemetry from OpenVINO
+import openvino as ov  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEVICE = __DEVICE__

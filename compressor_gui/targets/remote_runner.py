@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+# OpenVINO sends usage telemetry on import unless its telemetry package cannot be imported
+sys.modules.setdefault("openvino_telemetry", None)
 PROGRESS_EVERY_S = 0.25
 
 ORT_TYPES = {
