@@ -45,7 +45,8 @@ class FormSpec:
     @property
     def label(self) -> str:
         runtime = {"ort": "onnxruntime", "openvino": "OpenVINO", "trtexec": "TensorRT"}
-        words = f"{runtime[self.runtime]} {self.precision.upper()}"
+        precision = "default" if self.precision == "default" else self.precision.upper()
+        words = f"{runtime[self.runtime]} {precision}"
         if self.runtime == "ort" and self.device not in ("", "CPUExecutionProvider"):
             words += f" ({self.device.removesuffix('ExecutionProvider')})"
         return words + (" pruned" if self.plan == "pruned" else "")
