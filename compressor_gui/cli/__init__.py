@@ -30,6 +30,10 @@ SUBCOMMANDS = {
         "accuracy and fidelity as a machine (local or SSH) computes them",
     ),
     "distill": ("distill", "train a compressed model towards the original to win accuracy back"),
+    "deploy": (
+        "deploy",
+        "build every form of a plan for a target, measure each there, export the fastest",
+    ),
     "bench": ("bench", "benchmark a model on a local runtime or a saved SSH target"),
     "sensitivity": ("sensitivity", "measure how much each single change to each layer costs"),
     "autoplan": ("autoplan", "choose per-layer settings under a size or accuracy budget"),

@@ -285,6 +285,18 @@ def eval_dataset(
     return random_dataset(model)
 
 
+def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """np.savez's layout, written by hand: savez takes names as keyword arguments, and an
+    input called `file` would collide with its own parameter."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asarray(array), allow_pickle=False)
+    return path
+
+
 def random_dataset(model: onnx.ModelProto, count: int = 32, seed: int = 0) -> Dataset:
     """Standard-normal samples (integer inputs: ones) of the input shapes, dynamic dims 1:
     with no data, fidelity against the original can still be measured."""

@@ -402,6 +402,15 @@ def onnx_files(path: str | os.PathLike[str]) -> tuple[Path, ...]:
     return (path, *(path.parent / name for name in sorted(_external_data_files(model))))
 
 
+def model_files(path: str | os.PathLike[str]) -> tuple[Path, ...]:
+    """Every file a runnable model needs: an OpenVINO IR's .xml and .bin, or an ONNX file
+    and its external weights."""
+    path = Path(path)
+    if path.suffix.lower() == ".xml":
+        return path, path.with_suffix(".bin")
+    return onnx_files(path)
+
+
 def _external_data_files(model: onnx.ModelProto) -> set[str]:
     files = set()
     for tensor in _iter_all_tensors(model.graph):

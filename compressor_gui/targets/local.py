@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the benchmark child process imports this module: keep it li
     from compressor_gui.core.data import Dataset
 
 POLL_S = 0.05
+EVAL_BATCH = 64  # samples per run, as core/evaluate.py's run_outputs feeds them
 # Providers that need a remote service or a device we never pick on our own.
 SKIPPED_PROVIDERS = {"AzureExecutionProvider"}
 
@@ -121,18 +122,64 @@ class LocalTarget(Target):
         config: BenchConfig | None = None,
         cancel: CancelToken | None = None,
     ) -> Job[ModelOutputs]:
-        """In this process, onnxruntime on the CPU: the runtime compress and sensitivity
-        measure with (`config` picks runtimes on SSH targets only)."""
+        """onnxruntime on the CPU in this process (the runtime compress and sensitivity
+        measure with); another runtime or provider in `config` (OpenVINO, a GPU) runs in the
+        benchmark's child process, fed exactly as a remote runner feeds."""
         import onnxruntime as ort
 
         from compressor_gui.core.evaluate import make_session, run_outputs
 
+        if config is not None and (
+            config.runtime != "ort" or config.provider not in (None, "CPUExecutionProvider")
+        ):
+            return (yield from self._child_outputs(models, dataset, config, cancel))
         collected = []
         for index, (label, model) in enumerate(models):
             yield Progress(index, len(models), f"{label}: running {len(dataset)} samples")
             collected.append(run_outputs(make_session(model), dataset, cancel=cancel))
         runtime = f"onnxruntime {ort.__version__} CPUExecutionProvider"
         return ModelOutputs(tuple(collected), self.machine(), runtime)
+
+    def _child_outputs(
+        self,
+        models: Sequence[tuple[str, onnx.ModelProto | Path]],
+        dataset: Dataset,
+        config: BenchConfig,
+        cancel: CancelToken | None,
+    ) -> Job[ModelOutputs]:
+        import numpy as np
+
+        from compressor_gui.core.data import save_npz
+        from compressor_gui.core.model import save_onnx
+
+        collected, reply = [], {}
+        with tempfile.TemporaryDirectory(prefix="compressor-gui-outputs-") as scratch:
+            data = save_npz(Path(scratch) / "data.npz", dataset.inputs)
+            for index, (label, model) in enumerate(models):
+                if not isinstance(model, Path | str):
+                    model = save_onnx(model, Path(scratch) / f"model{index}.onnx")
+                outputs_path = Path(scratch) / f"outputs{index}.npz"
+                request = {
+                    **config.to_dict(),
+                    "model": str(Path(model).resolve()),
+                    "fidelity_data": str(data),
+                    "outputs_path": str(outputs_path),
+                    "outputs_only": True,
+                    "forms": dict(dataset.forms),
+                    "feed_step": dataset.feed_step(EVAL_BATCH),
+                }
+                run = run_in_child(request, config.timeout_s, cancel)
+                while True:
+                    try:
+                        step = next(run)
+                    except StopIteration as done:
+                        reply = done.value
+                        break
+                    yield Progress(index + step.fraction, len(models), f"{label}: {step.message}")
+                with np.load(outputs_path) as saved:
+                    collected.append([saved[f"output_{i}"] for i in range(len(saved.files))])
+        runtime = f"{reply.get('runtime_version', config.runtime)} {reply.get('device', '')}"
+        return ModelOutputs(tuple(collected), self.machine(), runtime.strip())
 
 
 def result_from_reply(

@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+# OpenVINO sends usage telemetry on import unless its telemetry package cannot be imported
+sys.modules.setdefault("openvino_telemetry", None)
 PROGRESS_EVERY_S = 0.25
 
 ORT_TYPES = {
@@ -145,6 +147,8 @@ class _OpenVinoSession:
         begin = time.perf_counter()
         model = core.read_model(request["model"])
         batch = int(request.get("batch_size", 1))
+        if request.get("outputs_only") and request.get("feed_step"):
+            batch = int(request["feed_step"])  # a dynamic batch is fixed to the feed's size
         shapes = {}
         for port in model.inputs:
             dims = [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]

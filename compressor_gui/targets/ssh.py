@@ -16,8 +16,7 @@ import json
 import posixpath
 import shlex
 import tempfile
-import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -27,11 +26,11 @@ import numpy as np
 import onnx
 import paramiko
 
-from compressor_gui.core.data import Dataset
+from compressor_gui.core.data import Dataset, save_npz
 from compressor_gui.core.errors import TargetError
 from compressor_gui.core.hardware import MachineInfo, machine_from_probe, probe_command
 from compressor_gui.core.jobs import CancelToken, Job, Progress
-from compressor_gui.core.model import atomic_path, onnx_files, save_onnx
+from compressor_gui.core.model import atomic_path, model_files, save_onnx
 from compressor_gui.targets import jetson
 from compressor_gui.targets.base import (
     BenchConfig,
@@ -255,7 +254,8 @@ class SshTarget(Target):
             ).strip()
             try:
                 remote_model = posixpath.join(workdir, model_path.name)
-                yield from upload(client, model_path, remote_model, cancel)
+                for path in model_files(model_path):  # external weights, an IR's .bin
+                    yield from upload(client, path, posixpath.join(workdir, path.name), cancel)
                 if config.runtime == "trtexec":
                     command = jetson.trtexec_command(model_path, remote_model, trtexec, config)
                 else:
@@ -318,7 +318,7 @@ class SshTarget(Target):
         yield Progress(0, 1, f"connecting to {self.spec.address}")
         with tempfile.TemporaryDirectory(prefix="compressor-gui-eval-") as scratch:
             local_files = _model_files(models, Path(scratch))
-            data_file = _save_npz(Path(scratch) / "data.npz", dataset.inputs)
+            data_file = save_npz(Path(scratch) / "data.npz", dataset.inputs)
             with self.connect() as client:
                 machine = machine_from_probe(run_command(client, probe_command(self.spec.python)))
                 with guarded_workdir(client, self.spec.remote_tmp) as workdir:
@@ -383,18 +383,8 @@ def _model_files(
             model = save_onnx(model, scratch / f"model{index}" / "model.onnx")
         if not Path(model).is_file():
             raise TargetError(f"{label} model {model} does not exist")
-        files.append(onnx_files(model))
+        files.append(model_files(model))
     return files
-
-
-def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
-    """np.savez's layout, written by hand: savez takes names as keyword arguments, and an
-    input called `file` would collide with its own parameter."""
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
-                np.lib.format.write_array(handle, np.asarray(array), allow_pickle=False)
-    return path
 
 
 def _scaled(job: Job[T], index: int, count: int, label: str) -> Job[T]:

@@ -53,11 +53,13 @@ from compressor_gui.core.sensitivity import (
 from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.targets import get_target
 from compressor_gui.targets.base import BenchConfig, BenchResult, Target
+from compressor_gui.targets.deploy import Timing, deploy_job
 from compressor_gui.targets.evaluate import TargetEvaluation, evaluate_on_target
 from compressor_gui.targets.local import LocalTarget
 from compressor_gui.ui.autoplan_dialog import AutoPlanDialog, AutoPlanRequest
 from compressor_gui.ui.charts import ChartsPanel
 from compressor_gui.ui.compute_dialog import ComputeDialog
+from compressor_gui.ui.deploy_view import DeployView
 from compressor_gui.ui.drafts import Draft, discard_draft, load_draft, save_draft
 from compressor_gui.ui.errors import error_box
 from compressor_gui.ui.graph_view import GraphView
@@ -170,6 +172,8 @@ class MainWindow(QMainWindow):
         self.views.addTab(self.graph, "Graph")
         self.training = TrainingPanel()
         self.views.addTab(self.training, "Training")
+        self.deploy_view = DeployView()
+        self.views.addTab(self.deploy_view, "Deploy")
         self.controls = LayerControls(self.session)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.views)
@@ -280,6 +284,12 @@ class MainWindow(QMainWindow):
             tip="Accuracy of the original (and the last compressed model) on the chosen data, "
             "and how closely the compressed outputs follow the original's",
         )
+        self.deploy_action = self._action(
+            "Deploy",
+            self.deploy,
+            tip="Build every form of the plan the target can run (runtime x precision), time "
+            "and score each there, and recommend the fastest within the accuracy budget",
+        )
         self.bench_action = self._action(
             "Benchmark", self.benchmark, tip="Time the original and compressed model on the target"
         )
@@ -318,6 +328,7 @@ class MainWindow(QMainWindow):
             self.evaluate_action,
             self.layer_error.action,
             self.bench_action,
+            self.deploy_action,
         )
         run_menu = menu.addMenu("&Run")
         run_menu.addActions(self.job_actions)
@@ -357,6 +368,8 @@ class MainWindow(QMainWindow):
         self.views.currentChanged.connect(self._view_changed)
         self.jobs.failed.connect(self.show_error)
         self.jobs.cancelled.connect(lambda _name: self.training.end(None))
+        self.deploy_view.failed.connect(lambda message: self.show_error("Export", message))
+        self.deploy_view.exported.connect(lambda folder: self.jobs.log_line(f"exported {folder}"))
         self.jobs.busy_changed.connect(self._busy_changed)
         self.targets.combo.currentIndexChanged.connect(self._target_changed)
         self._busy_changed(False)
@@ -863,6 +876,29 @@ class MainWindow(QMainWindow):
         dialog.accepted.connect(lambda: self.settings.set_compute(dialog.compute()))
         dialog.open()
 
+    def deploy(self, forms: list[str] | None = None, timing: Timing | None = None) -> None:
+        """Deploy the plan to the toolbar's target in a worker; the table lands in the Deploy
+        tab (`forms` and `timing` narrow it, as the CLI's --forms / --rounds do)."""
+        loaded = self.session.opened.loaded if self.session.opened else None
+        if loaded is None or loaded.onnx_model is None:
+            return
+        target, plan, data = self._target(), self.session.plan, self.data_path
+        work = self.deploy_view.new_work_dir()
+
+        def job(token: CancelToken):
+            sample = self.eval_dataset(loaded)
+            timed = timing or Timing()
+            result = yield from deploy_job(
+                loaded.source, target, work, plan, data, token, forms=forms, timing=timed
+            )
+            return result, sample
+
+        def done(outcome) -> None:
+            self.deploy_view.show_result(*outcome)
+            self.views.setCurrentWidget(self.deploy_view)
+
+        self.jobs.start(f"Deploy {loaded.path.name} on {target.name}", job, done)
+
     def eval_dataset(self, loaded):
         """The chosen data, else `<stem>_eval.npz` beside the model, the demo's own, or random."""
         return eval_dataset(loaded.path, loaded.onnx_model, self.data_path)
@@ -988,6 +1024,7 @@ class MainWindow(QMainWindow):
             self._keep_draft()
         self.jobs.cancel()
         self.graph.shutdown()
+        self.deploy_view.discard()
         self.settings.set_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         super().closeEvent(event)
