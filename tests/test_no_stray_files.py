@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-from compressor_gui.core.quantize import _contained
+from compressor_gui.core.quantize import contained
 from tests import modelgen
 
 
@@ -63,7 +63,7 @@ def test_the_scratch_folder_goes_when_shape_inference_fails(tmp_path, monkeypatc
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     model = onnx.load(str(expand_model[0]))
-    with pytest.raises(Exception, match="Incomplete symbolic shape inference"), _contained():
+    with pytest.raises(Exception, match="Incomplete symbolic shape inference"), contained():
         SymbolicShapeInference.infer_shapes(model)
     assert list(cwd.iterdir()) == []
     assert list(scratch.iterdir()) == []
