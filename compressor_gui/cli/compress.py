@@ -214,6 +214,13 @@ def run(args: argparse.Namespace) -> int:
     if args.global_prune:
         plan = with_global_pruning(plan, loaded.onnx_model, args)
 
+    distill = distill_options(args, args.distill) if args.distill else None
+    print_result(run_compress(args, loaded, plan, distill), args.json)
+    return 0
+
+
+def run_compress(args, loaded, plan: CompressionPlan, distill, teacher=None) -> CompressResult:
+    """The compress job as the flags both `compress` and `distill` share describe it."""
     job = compress_job(
         loaded,
         plan,
@@ -222,14 +229,17 @@ def run(args: argparse.Namespace) -> int:
         eval_data=args.eval_data,
         latency=not args.no_latency,
         target=target_machine(args),
-        distill=distill_options(args, args.distill) if args.distill else None,
+        distill=distill,
+        teacher=teacher,
     )
-    result = run_job(job, progress_printer(args.json))
-    if args.json:
+    return run_job(job, progress_printer(args.json))
+
+
+def print_result(result: CompressResult, as_json: bool, heading: str = "") -> None:
+    if as_json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
-        print(format_result(result))
-    return 0
+        print(f"{heading}\n{format_result(result)}" if heading else format_result(result))
 
 
 def progress_printer(quiet: bool):

@@ -5,22 +5,18 @@ say (--int8, --int4, --recipe R; none: float), measured against the teacher."""
 from __future__ import annotations
 
 import argparse
-import json
 
 from compressor_gui.cli.compress import (
     add_plan_arguments,
     add_training_arguments,
     build_plan,
     distill_options,
-    format_result,
-    progress_printer,
-    target_machine,
+    print_result,
+    run_compress,
     with_global_pruning,
 )
 from compressor_gui.cli.inspect import add_loading_arguments, parse_shapes
-from compressor_gui.core.compress import compress_job
 from compressor_gui.core.errors import CompressorError
-from compressor_gui.core.jobs import run_job
 from compressor_gui.core.model import LoadedModel, load_model
 
 
@@ -54,23 +50,9 @@ def run(args: argparse.Namespace) -> int:
     plan = build_plan(args, required=False)
     if args.global_prune:
         plan = with_global_pruning(plan, student.onnx_model, args)
-    job = compress_job(
-        student,
-        plan,
-        args.output,
-        args.data,
-        eval_data=args.eval_data,
-        latency=not args.no_latency,
-        target=target_machine(args),
-        distill=distill_options(args, args.epochs),
-        teacher=teacher,
-    )
-    result = run_job(job, progress_printer(args.json))
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2, default=str))
-    else:
-        print(f"before: the teacher {teacher.path.name}; after: {student.path.name} distilled")
-        print(format_result(result))
+    result = run_compress(args, student, plan, distill_options(args, args.epochs), teacher)
+    heading = f"before: the teacher {teacher.path.name}; after: {student.path.name} distilled"
+    print_result(result, args.json, heading)
     return 0
 
 
