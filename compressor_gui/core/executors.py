@@ -119,9 +119,16 @@ def run_all(
 ) -> Iterator[tuple[int, R]]:
     """Run `function(setup(payload), *args)` for every `args` in `calls` where `placement`
     says; yield `(index into calls, result)` as each finishes (in no fixed order), each
-    exactly once."""
+    exactly once. A cancel stops the stream at the next result, even when the rest have
+    already finished (a pool or cluster hands back finished results in batches)."""
     if not calls:
         return
+    for item in _results(placement, setup, payload, function, calls, cancel):
+        cancel.raise_if_cancelled()
+        yield item
+
+
+def _results(placement, setup, payload, function, calls, cancel) -> Iterator[tuple[int, Any]]:
     shared = _Shared(uuid.uuid4().hex, setup, payload)
     if placement.cluster is not None:
         yield from _on_cluster(placement.cluster, shared, function, calls, cancel)
