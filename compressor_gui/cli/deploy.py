@@ -92,12 +92,7 @@ def format_deploy(result: DeployResult, folder: Path) -> str:
             (
                 mark + row.label,
                 row.key,
-                _num(row.p50_ms, ".3f"),
-                _num(row.p90_ms, ".3f"),
-                _num(row.p99_ms, ".3f"),
-                _num(row.throughput_per_s, ".1f"),
-                "" if row.top1 is None else f"{100 * row.top1:.2f}%",
-                _num(row.cosine, ".4f"),
+                *row.measured_cells,
                 f"{row.size_bytes / 2**20:.2f}",
             )
         )
@@ -111,10 +106,6 @@ def format_deploy(result: DeployResult, folder: Path) -> str:
     files = ", ".join(sorted(p.name for p in folder.iterdir()))
     lines.append(f"wrote {folder}: {files} (open {REPORT_HTML} in a browser)")
     return "\n".join(lines)
-
-
-def _num(value: float | None, spec: str) -> str:
-    return "" if value is None else format(value, spec)
 
 
 def _show_progress(step: Progress) -> None:

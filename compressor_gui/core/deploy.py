@@ -323,6 +323,23 @@ class CandidateRow:
         data["sha256"] = dict(self.sha256)
         return data
 
+    @property
+    def measured_cells(self) -> tuple[str, ...]:
+        """p50, p90, p99 (ms), throughput (/s), top-1 and cosine as text ("" where not
+        measured): the same figures in the CLI table, the report and the Deploy tab."""
+        return (
+            _text(self.p50_ms, ".3f"),
+            _text(self.p90_ms, ".3f"),
+            _text(self.p99_ms, ".3f"),
+            _text(self.throughput_per_s, ".1f"),
+            "" if self.top1 is None else f"{100 * self.top1:.2f}%",
+            _text(self.cosine, ".4f"),
+        )
+
+
+def _text(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
 
 @dataclass(frozen=True)
 class Budget:

@@ -124,19 +124,11 @@ class DeployView(QWidget):
 
 
 def _cells(row: CandidateRow) -> tuple[str, ...]:
-    def number(value: float | None, spec: str) -> str:
-        return "" if value is None else format(value, spec)
-
     return (
         row.label + (f" - {row.error[:80]}" if row.error else ""),
         row.runtime,
         row.precision,
         row.plan,
-        number(row.p50_ms, ".3f"),
-        number(row.p90_ms, ".3f"),
-        number(row.p99_ms, ".3f"),
-        number(row.throughput_per_s, ".1f"),
-        "" if row.top1 is None else f"{100 * row.top1:.2f}%",
-        number(row.cosine, ".4f"),
+        *row.measured_cells,
         human_bytes(row.size_bytes),
     )
