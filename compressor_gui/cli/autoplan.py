@@ -12,6 +12,7 @@ from compressor_gui.cli.sensitivity import (
     open_onnx_and_data,
     placement_from_args,
     progress_printer,
+    swept_layer_cap,
 )
 from compressor_gui.core.data import demo_dataset, is_demo_model
 from compressor_gui.core.errors import CompressorError
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         Budget(size_ratio=ratio, max_drop=args.max_drop),
         calibration=calibration or dataset,
         verification=args.verify,
+        layers=swept_layer_cap(args, loaded),
         workers=placement.workers,
         cluster=placement.cluster,
         machine=target_machine(args),

@@ -15,6 +15,7 @@ from compressor_gui.core.model import LoadedModel
 from compressor_gui.core.sensitivity import (
     OPTIONS,
     SensitivityTable,
+    largest_layers,
     options_named,
     sensitivity_job,
 )
@@ -40,6 +41,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--samples", type=int, default=256, help="use the first N samples (default 256)"
+    )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        metavar="N",
+        help="sweep only the N layers holding the most weights (default: all)",
     )
     parser.add_argument("--workers", type=int, help="local processes doing the work (default 2)")
     cluster = parser.add_argument_group(
@@ -87,6 +94,15 @@ def open_onnx_and_data(args: argparse.Namespace) -> tuple[LoadedModel, Dataset]:
     return loaded, dataset.subset(args.samples)
 
 
+def swept_layer_cap(args: argparse.Namespace, loaded: LoadedModel) -> list[str] | None:
+    """The layers --layers N keeps (None: every layer)."""
+    if args.layers is None:
+        return None
+    if args.layers < 1:
+        raise CompressorError(f"--layers must be at least 1, not {args.layers}")
+    return largest_layers(loaded.onnx_model, args.layers)
+
+
 def progress_printer(quiet: bool):
     """A progress callback writing one overwritten line to stderr (nothing when quiet)."""
 
@@ -109,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         loaded.onnx_model,
         dataset,
         options=options,
+        layers=swept_layer_cap(args, loaded),
         workers=placement.workers,
         cluster=placement.cluster,
         use_cache=not args.no_cache,

@@ -363,6 +363,7 @@ def autoplan_job(
     table: SensitivityTable | None = None,
     verification: str = "real",
     front_points: int = 3,
+    layers: Sequence[str] | None = None,
     workers: int = 2,
     cluster: ClusterConfig | None = None,
     machine: MachineInfo | None = None,
@@ -370,10 +371,11 @@ def autoplan_job(
 ) -> Job[AutoPlanResult]:
     """Sweep (or reuse `table`), choose a plan under `budget`, build and measure it, repair it
     if its measured drop is over, and build a few more plans for the size/accuracy front
-    (uniform INT8 and INT4 always among them). The sweep tunes on one part of `dataset` and
-    plans are measured on the other (see `tuning_split`); `machine` is the target. The sweep
-    runs on `workers` processes or on `cluster`; on a cluster, with real verification, so do
-    the plans that depend on nothing measured (uniform INT8/INT4 and the front)."""
+    (uniform INT8 and INT4 always among them). The sweep (of `layers`, default all) tunes on
+    one part of `dataset` and plans are measured on the other (see `tuning_split`); `machine`
+    is the target. The sweep runs on `workers` processes or on `cluster`; on a cluster, with
+    real verification, so do the plans that depend on nothing measured (uniform INT8/INT4
+    and the front)."""
     cancel = cancel or CancelToken()
     model = loaded.onnx_model
     if model is None:
@@ -388,6 +390,7 @@ def autoplan_job(
             model,
             tune,
             options=SEARCH_OPTIONS,
+            layers=layers,
             workers=workers,
             cluster=cluster,
             machine=machine,

@@ -167,6 +167,13 @@ def swept_layers(model: onnx.ModelProto, names: Sequence[str] | None = None) -> 
     return sweepable(model, names)[0]
 
 
+def largest_layers(model: onnx.ModelProto, count: int) -> list[str] | None:
+    """The `count` sweepable layers holding the most weights (None when none can be swept):
+    a capped sweep of a large model measures where most of its bytes are."""
+    found = sorted(swept_layers(model), key=lambda layer: math.prod(layer.shape), reverse=True)
+    return [layer.name for layer in found[:count]] or None
+
+
 def sweepable(
     model: onnx.ModelProto, names: Sequence[str] | None = None
 ) -> tuple[list[SweptLayer], list[Misfit]]:
