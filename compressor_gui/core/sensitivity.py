@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,17 +29,18 @@ from onnx import numpy_helper
 
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.evaluate import sqnr_db
 from compressor_gui.core.executors import ClusterConfig, Placement, run_all
 from compressor_gui.core.hardware import MachineInfo, local_machine, machine_key
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import ModelSource, atomic_write_text
+from compressor_gui.core.ops import layer_facts, weight_axes
 from compressor_gui.core.plan import LayerSetting, Misfit, skipped_summary
+from compressor_gui.core.quant_ops import CODECS, dequantized
 
 # Bump when the simulation changes, so cached points made by an older one are not reused.
-SIM_VERSION = "sim-2"
-SWEPT_KINDS = ("conv", "depthwise", "group_conv", "conv_transpose", "linear")
-_MAX_SQNR_DB = 200.0  # an unchanged tensor has infinite SQNR; JSON cannot hold inf
+SIM_VERSION = "sim-3"
 _BATCH = 256  # samples per run: one run per point for typical sweeps
 _CACHE_SAVE_INTERVAL_S = 2.0
 
@@ -195,38 +195,23 @@ def sweepable(
 
 def _swept_layer(layer, nodes, initializers) -> tuple[SweptLayer | None, str]:
     """The layer as a sweep sees it, or why it cannot be swept."""
-    if layer.kind not in SWEPT_KINDS:
+    node = nodes.get(layer.name)
+    facts = layer_facts(node) if node is not None else None
+    if facts is None or not facts.prunable:
         return None, "cannot be swept (no Conv/Gemm/MatMul weight)"
     if layer.graph or not layer.weight_names:
         return None, "cannot be swept (weight inside a subgraph)"
     weight_name = layer.weight_names[0]
     tensor = initializers.get(weight_name)
-    node = nodes.get(layer.name)
-    if tensor is None or node is None:
+    if tensor is None:
         return None, "cannot be swept (weight not an initializer)"
     if tensor.data_type != onnx.TensorProto.FLOAT:
         return None, "cannot be swept (weight not float32)"
-    axes = _weight_axes(node, weight_name, len(tensor.dims))
-    if axes is None:
+    position = list(node.input).index(weight_name) if weight_name in node.input else -1
+    axes = weight_axes(node, position, len(tensor.dims)) if len(tensor.dims) > 1 else None
+    if axes is None or axes[1] is None:
         return None, "cannot be swept (weight used in an unknown way)"
     return SweptLayer(layer.name, layer.op_type, weight_name, tuple(tensor.dims), *axes), ""
-
-
-def _weight_axes(node: onnx.NodeProto, weight_name: str, ndim: int) -> tuple[int, int] | None:
-    """(output-channel axis, input axis) of the weight as this node uses it."""
-    if ndim < 2 or weight_name not in node.input:
-        return None
-    position = list(node.input).index(weight_name)
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    if node.op_type == "Conv" and position == 1:
-        return 0, 1
-    if node.op_type == "ConvTranspose" and position == 1:
-        return 1, 0
-    if node.op_type == "Gemm" and position == 1:
-        return (0, 1) if attrs.get("transB", 0) else (1, 0)
-    if node.op_type == "MatMul":
-        return (ndim - 1, ndim - 2) if position == 1 else (ndim - 2, ndim - 1)
-    return None
 
 
 def _to_rows(weight: np.ndarray, out_axis: int, in_axis: int) -> tuple[np.ndarray, list[int]]:
@@ -245,21 +230,22 @@ def _from_rows(rows: np.ndarray, perm: list[int], shape: tuple[int, ...]) -> np.
 def simulate(weight: np.ndarray, layer: SweptLayer, setting: LayerSetting) -> np.ndarray:
     """The weight after `setting` (prune first, then quantize), in float32.
 
-    It mirrors what the real quantizer and pruner store: symmetric per-output-channel INT-b
-    (scale = max|w| / (2^(b-1) - 1), round to nearest); 2 bits as ternary {-a, 0, a} with
-    threshold 0.7 mean|w| (TWN) and 1 bit as sign(w) * mean|w| (XNOR-Net), both per channel;
+    Bit widths go through the quantizer's own codecs (`quant_ops.CODECS`, per output
+    channel), so the weights are those the writer stores; pruning mirrors the pruner:
     magnitude unstructured pruning over the whole tensor; 2:4 keeps the 2 largest of each 4
     consecutive input weights; channel pruning zeroes the lowest-L1 output channels. A channel
     pruned for real also loses its bias and BatchNorm shift, which stay here as a constant, so
     the simulated channel drop is close to, not exactly, the real one. Per-channel symmetric
     scales commute with a following BatchNorm, so folding BN later changes nothing here.
     """
-    rows, perm = _to_rows(weight, layer.out_axis, layer.in_axis)
+    changed = weight.astype(np.float32)
     if setting.prune_ratio > 0:
+        rows, perm = _to_rows(weight, layer.out_axis, layer.in_axis)
         rows = _prune(rows, setting.prune_ratio, setting.prune_pattern)
+        changed = _from_rows(rows, perm, weight.shape)
     if setting.bits < 32:
-        rows = _quantize(rows, setting.bits)
-    return _from_rows(rows, perm, weight.shape)
+        changed = dequantized(*CODECS[setting.bits](changed, layer.out_axis, True), layer.out_axis)
+    return changed
 
 
 def _prune(rows: np.ndarray, ratio: float, pattern: str) -> np.ndarray:
@@ -281,35 +267,6 @@ def _prune(rows: np.ndarray, ratio: float, pattern: str) -> np.ndarray:
     if count:
         flat[np.argpartition(np.abs(flat), count - 1)[:count]] = 0.0
     return rows
-
-
-def _quantize(rows: np.ndarray, bits: int) -> np.ndarray:
-    magnitude = np.abs(rows)
-    if bits == 1:
-        return np.where(rows >= 0, 1.0, -1.0).astype(np.float32) * magnitude.mean(
-            axis=1, keepdims=True
-        )
-    if bits == 2:
-        keep = magnitude > 0.7 * magnitude.mean(axis=1, keepdims=True)
-        alpha = (magnitude * keep).sum(axis=1, keepdims=True) / np.maximum(
-            keep.sum(axis=1, keepdims=True), 1
-        )
-        return (np.sign(rows) * keep * alpha).astype(np.float32)
-    qmax = 2 ** (bits - 1) - 1
-    scale = magnitude.max(axis=1, keepdims=True) / qmax
-    safe = np.where(scale > 0, scale, 1.0)
-    return (np.clip(np.round(rows / safe), -qmax, qmax) * safe).astype(np.float32)
-
-
-def sqnr_db(reference: np.ndarray, changed: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio in dB, capped (an unchanged tensor is 'infinite')."""
-    signal = float(np.sum(np.square(reference, dtype=np.float64)))
-    noise = float(np.sum(np.square(reference - changed, dtype=np.float64)))
-    if noise <= signal * 10 ** (-_MAX_SQNR_DB / 10):
-        return _MAX_SQNR_DB
-    if signal == 0.0:
-        return 0.0
-    return 10.0 * math.log10(signal / noise)
 
 
 def fast_point(
