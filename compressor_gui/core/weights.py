@@ -23,20 +23,22 @@ from compressor_gui.core.ops import layer_facts, node_attribute
 _STANDARD = ("", "ai.onnx")
 
 
-def lift_weights(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy whose layer weights are float32 initializers of the main graph (see module)."""
+def lift_weights(model: onnx.ModelProto, *, fold_casts: bool = True) -> onnx.ModelProto:
+    """A copy whose layers' stored inputs (weights, biases, norm parameters) are initializers
+    of the main graph (see module). `fold_casts=False` leaves float16 weights behind their
+    Cast, for a file that must not grow."""
     lifted = onnx.ModelProto()
     lifted.CopyFrom(model)
     main = lifted.graph
     taken = {t.name for t in main.initializer} | {v.name for v in main.input}
-    for graph in list(_graphs(main)):
+    for graph in list(graphs(main)):
         for node in list(graph.node):
             facts = layer_facts(node)
             if facts is None:
                 continue
-            for position in {facts.weight_input, *facts.axes}:
-                if position < len(node.input) and node.input[position]:
-                    _lift(main, graph, node.input[position], taken)
+            for name in node.input:
+                if name:
+                    _lift(main, graph, name, taken, fold_casts)
     return lifted
 
 
@@ -45,7 +47,7 @@ def already_quantized(model: onnx.ModelProto) -> dict[str, str]:
     or integer op (QLinearConv, ConvInteger, MatMulNBits...) or a weight coming from a
     DequantizeLinear (QDQ)."""
     found: dict[str, str] = {}
-    for graph in _graphs(model.graph):
+    for graph in graphs(model.graph):
         producers = {o: n for n in graph.node for o in n.output}
         for node in graph.node:
             facts = layer_facts(node)
@@ -61,8 +63,11 @@ def already_quantized(model: onnx.ModelProto) -> dict[str, str]:
     return found
 
 
-def _lift(main: onnx.GraphProto, graph: onnx.GraphProto, name: str, taken: set[str]) -> None:
-    """Make the stored value `name` (read in `graph`) a float32 initializer of `main`."""
+def _lift(
+    main: onnx.GraphProto, graph: onnx.GraphProto, name: str, taken: set[str], fold_casts: bool
+) -> None:
+    """Make the stored value `name` (read in `graph`) an initializer of `main`."""
+    # Subgraphs may read names of the main graph, and ONNX names never shadow outer ones.
     if graph is main and any(t.name == name for t in main.initializer):
         return
     for index, tensor in enumerate(graph.initializer):
@@ -74,38 +79,52 @@ def _lift(main: onnx.GraphProto, graph: onnx.GraphProto, name: str, taken: set[s
     producer = next((n for n in graph.node if name in n.output), None)
     if producer is None or producer.domain not in _STANDARD or name in taken:
         return
-    value = _stored_value(graph, producer)
-    if value is None or value.dtype.kind != "f":
+    if producer.op_type == "Cast" and not fold_casts:
         return
-    if value.dtype != np.float32 and producer.op_type == "Constant":
-        return  # a float16 weight stays float16; only a Cast to float32 is folded
+    lifted = _stored_tensor(graph, producer, name)
+    if lifted is None:
+        return
     graph.node.remove(producer)
-    main.initializer.append(numpy_helper.from_array(value, name))
+    main.initializer.append(lifted)
     taken.add(name)
     if producer.op_type == "Cast":
         _drop_unused(graph, producer.input[0])
 
 
-def _stored_value(graph: onnx.GraphProto, producer: onnx.NodeProto) -> np.ndarray | None:
-    """The value of a Constant node, or of a Cast to float32 of a stored float tensor."""
+def _stored_tensor(
+    graph: onnx.GraphProto, producer: onnx.NodeProto, name: str
+) -> onnx.TensorProto | None:
+    """The tensor (named `name`) a Constant node holds, or a Cast to float32 of a stored
+    float tensor yields; None for anything computed."""
     if producer.op_type == "Constant":
-        tensor = next((a.t for a in producer.attribute if a.name == "value"), None)
-        return numpy_helper.to_array(tensor) if tensor is not None and tensor.dims else None
+        return _named(_constant_tensor(producer), name)
     if producer.op_type != "Cast" or node_attribute(producer, "to", 0) != onnx.TensorProto.FLOAT:
         return None
     source = producer.input[0]
     tensor = next((t for t in graph.initializer if t.name == source), None)
     if tensor is None:
-        constant = next(
-            (n for n in graph.node if n.op_type == "Constant" and source in n.output), None
-        )
-        tensor = (
-            next((a.t for a in constant.attribute if a.name == "value"), None) if constant else None
-        )
+        constant = next((n for n in graph.node if source in n.output), None)
+        tensor = _constant_tensor(constant) if constant is not None else None
+    array = numpy_helper.to_array(tensor) if tensor is not None and tensor.dims else None
+    if array is None or array.dtype.kind != "f":
+        return None
+    return numpy_helper.from_array(array.astype(np.float32), name)
+
+
+def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The tensor attribute of a Constant node of the standard domain (not a list or scalar)."""
+    if node.op_type != "Constant" or node.domain not in _STANDARD:
+        return None
+    return next((a.t for a in node.attribute if a.name == "value"), None)
+
+
+def _named(tensor: onnx.TensorProto | None, name: str) -> onnx.TensorProto | None:
     if tensor is None or not tensor.dims:
         return None
-    array = numpy_helper.to_array(tensor)
-    return array.astype(np.float32) if array.dtype.kind == "f" else None
+    copy = onnx.TensorProto()
+    copy.CopyFrom(tensor)
+    copy.name = name
+    return copy
 
 
 def _drop_unused(graph: onnx.GraphProto, name: str) -> None:
@@ -132,14 +151,14 @@ def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
             yield from attr.graphs
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     """The graph and every subgraph inside it, outermost first."""
     yield graph
     for node in graph.node:
         for sub in _subgraphs(node):
-            yield from _graphs(sub)
+            yield from graphs(sub)
 
 
 def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    for inner in _graphs(graph):
+    for inner in graphs(graph):
         yield from inner.node
