@@ -10,21 +10,30 @@ from __future__ import annotations
 
 import pytest
 
-from tests.realmodels.matrix import MUST_SUCCEED, VERBS, Workspace
+from tests.realmodels.matrix import MUST_SUCCEED, VERBS
 from tests.realmodels.suite import MODELS
 
 # Cells that fail today because of work in progress elsewhere, in one place:
 # (model, verb) -> (what happens, who is fixing it). Remove an entry once its fix lands.
-EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {}
-
-
-@pytest.fixture(scope="module")
-def workspace(published_models, tmp_path_factory):
-    """One scratch folder for the matrix; sweep caches go there, never to the user's cache."""
-    scratch = tmp_path_factory.mktemp("realmodels")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COMPRESSOR_GUI_CACHE_DIR", str(scratch / "cache"))
-        yield Workspace(published_models, scratch)
+_OLD_OPSET_INT8 = (
+    "opset 11/12 Paddle export: per-channel DequantizeLinear needs opset 13 and the fixed-shape "
+    "fallback feeds dims = 1, so most layers stay float (1.00x det, 0.91x cls)",
+    "opstable: old-opset DequantizeLinear; graphkit: one notion of input shapes",
+)
+EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
+    ("ppocr-det", "compress --int8"): _OLD_OPSET_INT8,
+    ("ppocr-rec", "compress --int8"): _OLD_OPSET_INT8,
+    ("ppocr-cls", "compress --int8"): _OLD_OPSET_INT8,
+    ("silero-vad", "compress --int8"): (
+        "INT8 weight-only in the If subgraphs keeps cosine 0.963 on voiced audio (< 0.99)",
+        "opstable: weights anywhere",
+    ),
+    ("silero-vad", "bench"): (
+        "bench has no --input-shape and feeds the dynamic [?, ?] audio input as 1 x 1: "
+        "'Pad reflect requires axis length >= 2', exit 2",
+        "graphkit: one notion of input shapes (targets: bench)",
+    ),
+}
 
 
 def _cases():
