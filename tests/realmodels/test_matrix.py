@@ -17,13 +17,17 @@ from tests.realmodels.suite import MODELS
 # (model, verb) -> (what happens, who is fixing it). Remove an entry once its fix lands.
 _OLD_OPSET_INT8 = (
     "opset 11/12 Paddle export: per-channel DequantizeLinear needs opset 13 and the fixed-shape "
-    "fallback feeds dims = 1, so most layers stay float (1.00x det, 0.91x cls)",
+    "fallback feeds dims = 1, so most layers stay float (1.00x det and rec, 0.91x cls)",
     "opstable: old-opset DequantizeLinear; graphkit: one notion of input shapes",
 )
 EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
     ("ppocr-det", "compress --int8"): _OLD_OPSET_INT8,
     ("ppocr-rec", "compress --int8"): _OLD_OPSET_INT8,
     ("ppocr-cls", "compress --int8"): _OLD_OPSET_INT8,
+    ("layout-picodet", "compress --int8"): (
+        "0.31x but cosine 0.959 on rendered pages (< 0.99); cause not yet known",
+        "unassigned: found by the real-model matrix",
+    ),
     ("silero-vad", "compress --int8"): (
         "INT8 weight-only in the If subgraphs keeps cosine 0.963 on voiced audio (< 0.99)",
         "opstable: weights anywhere",
@@ -34,6 +38,10 @@ EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
         "graphkit: one notion of input shapes (targets: bench)",
     ),
 }
+
+# compress --int8 of a Paddle export (calibration, fallbacks, evaluation) took over five
+# minutes of wall time on two cores shared with other work (load average 12-18).
+pytestmark = pytest.mark.timeout(900)
 
 
 def _cases():
