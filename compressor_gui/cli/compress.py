@@ -106,6 +106,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--no-labels", action="store_true", help="soft targets only, even if the data has labels"
     )
+    group.add_argument(
+        "--unlabeled-data",
+        metavar="U",
+        help="more training samples without labels (.npz or image folder): the teacher labels "
+        "them, which fine-tuning on labels alone cannot use",
+    )
     group.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     group.add_argument("--seed", type=int, default=0)
 
@@ -231,6 +237,7 @@ def run_compress(args, loaded, plan: CompressionPlan, distill, teacher=None) -> 
         target=target_machine(args),
         distill=distill,
         teacher=teacher,
+        unlabeled=args.unlabeled_data if distill else None,
     )
     return run_job(job, progress_printer(args.json))
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from compressor_gui.core.data import Dataset
+from compressor_gui.core.data import Dataset, input_specs
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.jobs import CancelToken, Job
+from compressor_gui.core.model import LoadedModel
 from compressor_gui.core.plan import CompressionPlan
 
 AUGMENTATIONS = ("auto", "none", "crop", "crop+flip")
@@ -90,7 +91,7 @@ class DistillReport:
     history: tuple[EpochStats, ...]
     best_epoch: int
     stopped_early: bool
-    train_samples: int
+    train_samples: int  # unlabeled ones included
     validation_samples: int
     seconds: float
     threads: int
@@ -98,6 +99,8 @@ class DistillReport:
     int8_form: str = ""  # the INT8 form QAT simulated ("" without INT8 QAT)
     teacher_val_top1: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    unlabeled_samples: int = 0  # extra samples the teacher alone labelled (soft targets)
+    teacher_runtime: str = "onnxruntime"  # what computed the teacher's logits
 
     @property
     def before(self) -> EpochStats:
@@ -136,13 +139,19 @@ def distill_job(
     *,
     finish: CancelToken | None = None,
     machine: MachineInfo | None = None,
+    unlabeled: Dataset | None = None,
+    teacher_module: LoadedModel | None = None,
 ) -> Job[tuple[onnx.ModelProto, DistillReport]]:
     """Train `student` towards `teacher` on `data`; return the student graph with its best
-    weights and a report. With `options.qat`, `plan` (resolved on the student) says which bit
-    width each layer simulates; `machine` (default: this one) decides the INT8 form. `cancel`
-    or `finish` stop the training at the next batch; the best epoch so far is returned."""
+    weights and a report. `unlabeled`: more samples of the same inputs, without labels, that
+    the teacher labels (soft targets), which fine-tuning on labels alone could not use. With
+    `options.qat`, `plan` (resolved on the student) says which bit width each layer
+    simulates; `machine` (default: this one) decides the INT8 form. `teacher_module`: the
+    teacher as opened from a TorchScript or .pt2 file, whose torch module then computes the
+    soft targets itself. `cancel` or `finish` stop the training at the next batch; the best
+    epoch so far is returned."""
     try:
-        from compressor_gui.core.trainer import train_job
+        from compressor_gui.core.trainer import TorchTeacher, train_job
     except ImportError as exc:
         raise CompressorError(
             f"distillation needs PyTorch ({exc}); the desktop bundle leaves it out: use the "
@@ -150,4 +159,24 @@ def distill_job(
         ) from exc
     stop = [token for token in (cancel, finish) if token is not None]
     options = options or DistillOptions()
-    return (yield from train_job(teacher, student, data, options, plan, stop, machine))
+    module = None
+    if teacher_module is not None and teacher_module.format in TORCH_TEACHERS:
+        names = [spec.name for spec in input_specs(teacher)]
+        module = TorchTeacher(*_callable(teacher_module), names)
+    return (
+        yield from train_job(
+            teacher, student, data, options, plan, stop, machine, unlabeled, module
+        )
+    )
+
+
+TORCH_TEACHERS = ("torchscript", "pt2")
+
+
+def _callable(loaded: LoadedModel):
+    """(module, kind, max_batch) of a TorchScript module or an exported program (which keeps
+    the batch it was exported with)."""
+    if loaded.format == "pt2":
+        shapes = loaded.input_shapes
+        return loaded.torch_module.module(), "torch.export", shapes[0][0] if shapes else None
+    return loaded.torch_module, "TorchScript", None

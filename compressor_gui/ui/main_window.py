@@ -932,6 +932,7 @@ class MainWindow(QMainWindow):
                     request.budget,
                     calibration=calibration,
                     verification=request.verification,
+                    recovery=request.recovery,
                     machine=target.machine(),
                     workers=where.workers,
                     cluster=where.cluster,
