@@ -92,13 +92,14 @@ def runtime_bytes(path: Path) -> int:
 def row(label: str, result: CompressResult, extra: str = "") -> str:
     ratio = result.after.size_bytes / result.before.size_bytes
     top1 = 100 * result.after.eval.top1
+    cosine = f"  cosine {result.after.eval.cosine:.4f}" if result.after.eval.cosine else ""
     trained = ""
     if result.distill is not None:
         report = result.distill
         trained = f"  ({len(report.history) - 1} epochs, {report.seconds:.0f} s)"
     return (
         f"  {label:<46} {result.after.size_bytes / 1e3:8.1f} KB  {ratio:6.3f}x "
-        f"({1 / ratio:5.1f}x smaller)  top-1 {top1:6.2f}%{trained}{extra}"
+        f"({1 / ratio:5.1f}x smaller)  top-1 {top1:6.2f}%{cosine}{trained}{extra}"
     )
 
 
@@ -110,8 +111,8 @@ def main() -> None:
     parser.add_argument("--orientation-epochs", type=int, default=6)
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated")
     args = parser.parse_args()
-    sections = set(args.sections.split(","))
-    if sections - set(SECTIONS):
+    sections = args.sections.split(",")
+    if set(sections) - set(SECTIONS):
         parser.error(f"sections are {', '.join(SECTIONS)}")
     machine = local_machine()
     print(f"CPU: {machine.summary}; torch and onnxruntime threads: {args.threads}")
@@ -123,16 +124,15 @@ def main() -> None:
             f"\nFP32 demo: {fp32.before.size_bytes / 1e3:.1f} KB, top-1 "
             f"{100 * fp32.before.eval.top1:.2f}% on {fp32.before.eval.samples} held-out images"
         )
-        if "demo" in sections:
-            demo_plans(folder, args)
-        if "compare" in sections:
-            kd_against_labels(folder, args)
-        if "unlabeled" in sections:
-            kd_with_unlabeled(folder, args)
-        if "ternary" in sections:
-            ternary(folder, args)
-        if "orientation" in sections:
-            orientation(folder, args)
+        runs = {
+            "demo": demo_plans,
+            "compare": kd_against_labels,
+            "unlabeled": kd_with_unlabeled,
+            "ternary": ternary,
+            "orientation": orientation,
+        }
+        for section in sections:  # in the order given
+            runs[section](folder, args)
     print(f"\nwhole run: {time.monotonic() - started:.0f} s")
 
 

@@ -662,10 +662,10 @@ class MainWindow(QMainWindow):
             data = "no data chosen: Run > Choose data first"
         dialog = DistillDialog(data, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.accepted.connect(lambda: self.run_distill(dialog.options()))
+        dialog.accepted.connect(lambda: self.run_distill(dialog.options(), dialog.unlabeled()))
         dialog.open()
 
-    def run_distill(self, options: DistillOptions) -> None:
+    def run_distill(self, options: DistillOptions, unlabeled: Path | None = None) -> None:
         loaded = self.session.opened.loaded if self.session.opened else None
         if loaded is None:
             return
@@ -686,6 +686,7 @@ class MainWindow(QMainWindow):
                 what="distill",
                 distill=options,
                 finish_training=finish,
+                unlabeled=unlabeled,
             )
 
         def done(result: CompressResult) -> None:
