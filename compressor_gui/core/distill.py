@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from compressor_gui.core.data import Dataset, input_specs
+from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.jobs import CancelToken, Job
@@ -161,8 +161,7 @@ def distill_job(
     options = options or DistillOptions()
     module = None
     if teacher_module is not None and teacher_module.format in TORCH_TEACHERS:
-        names = [spec.name for spec in input_specs(teacher)]
-        module = TorchTeacher(*_callable(teacher_module), names)
+        module = TorchTeacher(*_callable(teacher_module))
     return (
         yield from train_job(
             teacher, student, data, options, plan, stop, machine, unlabeled, module

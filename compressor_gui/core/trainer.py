@@ -277,14 +277,18 @@ class _Teacher:
                 exposed.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
         self.names = wanted
         self.session = make_session(exposed, threads=threads)
+        self.inputs = [i.name for i in self.session.get_inputs()]
         fixed = exposed.graph.input[0].type.tensor_type.shape.dim
         self.max_batch = fixed[0].dim_value if fixed and fixed[0].dim_value > 0 else None
 
     def __call__(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         count = len(next(iter(feed.values())))
         step = self.max_batch or count
+        arrays = list(feed.values())  # by position: the student's names may differ
         parts = [
-            self.session.run(self.names, {n: a[i : i + step] for n, a in feed.items()})
+            self.session.run(
+                self.names, {n: a[i : i + step] for n, a in zip(self.inputs, arrays, strict=True)}
+            )
             for i in range(0, count, step)
         ]
         return [np.concatenate([p[k] for p in parts]) for k in range(len(self.names))]
@@ -292,12 +296,12 @@ class _Teacher:
 
 class TorchTeacher:
     """The user's own torch module (TorchScript, or a torch.export program) as the teacher:
-    its logits come straight from the module, with no ONNX round trip. `max_batch`: the
-    batch an exported program was traced with (it refuses others), None for any."""
+    its logits come straight from the module, with no ONNX round trip. It takes the
+    student's inputs by position, as a torch module does. `max_batch`: the batch an exported
+    program was traced with (it refuses others), None for any."""
 
-    def __init__(self, module, kind: str, max_batch: int | None, input_names: Sequence[str]):
+    def __init__(self, module, kind: str, max_batch: int | None):
         self.module, self.kind, self.max_batch = module, kind, max_batch
-        self.input_names = tuple(input_names)
 
     def can_replace(self, teacher: onnx.ModelProto, options: DistillOptions) -> bool:
         """Only for logits the module itself returns (no Softmax on top to look under) and
@@ -313,7 +317,7 @@ class TorchTeacher:
         parts = []
         with torch.no_grad():
             for start in range(0, count, step):
-                chunk = [feed[n][start : start + step] for n in self.input_names]
+                chunk = [array[start : start + step] for array in feed.values()]
                 taken = len(chunk[0])
                 if self.max_batch and taken < self.max_batch:  # padded to the traced batch
                     chunk = [np.concatenate([c, np.repeat(c[-1:], step - taken, 0)]) for c in chunk]

@@ -189,7 +189,7 @@ def test_unlabeled_samples_train_with_a_torchscript_teacher_and_never_validate(
     assert report.teacher_runtime == "torch (TorchScript module, no ONNX round trip)"
     assert report.history[1].val_loss < report.before.val_loss  # it learned from them
     x = train.inputs["input"][:8]
-    torch_logits = TorchTeacher(scripted.torch_module, "TorchScript", None, ["input"])({"input": x})
+    torch_logits = TorchTeacher(scripted.torch_module, "TorchScript", None)({"input": x})
     ort_logits = make_session(teacher, threads=1).run(None, {"input": x})[0]
     assert np.abs(torch_logits[0] - ort_logits).max() < 1e-4
 
