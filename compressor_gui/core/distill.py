@@ -71,10 +71,11 @@ class EpochStats:
     epochs: int
     train_loss: float | None
     val_loss: float
-    val_top1: float | None  # on the validation part, when it has labels
+    val_top1: float | None  # on the validation samples that have labels
     val_agreement: float  # top-1 agreement with the teacher on the validation part
     seconds_left: float | None = None
     best: bool = False
+    val_right: float = 0.0  # samples right: their label, else the teacher's top-1 (picks best)
 
 
 @dataclass(frozen=True)

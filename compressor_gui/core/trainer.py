@@ -74,13 +74,13 @@ class _Run:
         self.student, self.options, self.threads = student, options, threads
         self.rng = np.random.default_rng(options.seed)
         self.arrays, self.labels = _training_arrays(data, unlabeled, options)
-        labelled_idx, self.val_idx = validation_split(
-            len(data), options.validation_fraction, options.seed
+        # the validation part comes from every sample, unlabeled ones included: the teacher
+        # labels those, and a handful of labels alone would pick the best epoch by luck
+        count = len(next(iter(self.arrays.values())))
+        self.train_idx, self.val_idx = validation_split(
+            count, options.validation_fraction, options.seed
         )
-        # unlabeled samples only ever train (soft targets); validation stays on `data`
-        extra = np.arange(len(data), len(next(iter(self.arrays.values()))))
-        self.train_idx = np.concatenate([labelled_idx, extra])
-        self.unlabeled_samples = len(extra)
+        self.unlabeled_samples = count - len(data)
         self.module = to_torch(student)
         self.qat_layers, self.form_name = (), ""
         if options.qat and plan is not None:
@@ -183,7 +183,7 @@ class _Run:
             threads=self.threads,
             qat_layers=self.qat_layers,
             int8_form=self.form_name,
-            teacher_val_top1=None if labels is None else _top1(teacher, labels),
+            teacher_val_top1=_top1(teacher, labels),
             teacher_runtime=self.teacher_runtime,
             notes=tuple(notes),
         )
@@ -405,27 +405,33 @@ class _Validator:
         labels = None if self.labels is None else torch.from_numpy(self.labels)
         loss = kd_loss(student, teacher, labels, self.options.temperature, self.options.alpha)
         predicted = student.argmax(dim=1).numpy()
+        teacher_top1 = self.teacher.reshape(len(predicted), -1).argmax(1)
+        right = teacher_top1 if self.labels is None else self.labels
+        right = np.where(right == UNLABELED, teacher_top1, right)
         return EpochStats(
             epoch=epoch,
             epochs=self.options.epochs,
             train_loss=train_loss,
             val_loss=float(loss),
-            val_top1=None if self.labels is None else float(np.mean(predicted == self.labels)),
-            val_agreement=float(
-                np.mean(predicted == self.teacher.reshape(len(predicted), -1).argmax(1))
-            ),
+            val_top1=_top1(student.numpy(), self.labels),
+            val_agreement=float(np.mean(predicted == teacher_top1)),
             seconds_left=seconds_left,
+            val_right=float(np.mean(predicted == right)),
         )
 
 
 def _key(stats: EpochStats) -> tuple[float, float]:
-    """Best = highest validation top-1 (agreement without labels), then lowest loss."""
-    score = stats.val_top1 if stats.val_top1 is not None else stats.val_agreement
-    return (score, -stats.val_loss)
+    """Best = most validation samples right (their label, the teacher's top-1 where they
+    have none: top-1 with all labels, agreement without any), then lowest loss."""
+    return (stats.val_right, -stats.val_loss)
 
 
-def _top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(logits.reshape(len(labels), -1).argmax(1) == labels))
+def _top1(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
+    """Top-1 over the samples that have a label (None when none has)."""
+    if labels is None or not (labels != UNLABELED).any():
+        return None
+    known = labels != UNLABELED
+    return float(np.mean(logits.reshape(len(labels), -1).argmax(1)[known] == labels[known]))
 
 
 def _calibrate_activations(module: GraphModule, feed: Mapping[str, np.ndarray]) -> None:
