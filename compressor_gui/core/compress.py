@@ -42,8 +42,8 @@ from compressor_gui.core.latency import LatencyStats
 from compressor_gui.core.model import LoadedModel, ModelSource, save_onnx
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
-from compressor_gui.core.weights import lift_weights
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
+from compressor_gui.core.weights import lift_weights
 
 MIN_COSINE = 0.99  # output cosine under this is warned, whatever the labels say
 SLOWER_MARGIN = 1.10  # warn when the compressed model's p50 is over 10% above the original's
