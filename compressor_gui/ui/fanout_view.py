@@ -48,12 +48,12 @@ class FanoutView(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         left = QVBoxLayout()
-        left.addWidget(QLabel("Benchmark on several targets"))
+        left.addWidget(QLabel("Check two or more targets, then Benchmark"))
         left.addWidget(self.targets, 1)
         box = QHBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         box.addLayout(left, 1)
-        box.addWidget(self.table, 4)
+        box.addWidget(self.table, 3)
         self.rows: list[FanoutRow] = []
 
     def set_choices(self, entries: Sequence[tuple[str, str, Leg]]) -> None:

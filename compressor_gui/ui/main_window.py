@@ -801,7 +801,7 @@ class MainWindow(QMainWindow):
         models = [("original", self.session.path)]
         if self.compressed_path is not None:
             models.append(("compressed", self.compressed_path))
-        if self.targets.fanout.start(self.jobs, models):  # two or more targets checked
+        if self.targets.start_fanout(self.jobs, models):  # two or more targets checked
             self.targets_dock.raise_()
             return
         config = choice.config()

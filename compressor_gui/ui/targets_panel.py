@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -48,7 +49,7 @@ from compressor_gui.targets.store import (
     set_password,
 )
 from compressor_gui.ui.fanout_view import FanoutView
-from compressor_gui.ui.jobs_panel import error_text
+from compressor_gui.ui.jobs_panel import JobsPanel, error_text
 
 # what a saved SSH target offers before "Test connection" has asked it for more
 SSH_DEFAULT_OPTION = RuntimeOption("ort", "CPUExecutionProvider", "fp32")
@@ -142,14 +143,17 @@ class TargetsPanel(QWidget):
         local.addWidget(QLabel("This machine"))
         local.addWidget(self.local_machine_label)
         local.addWidget(self.details, 1)
-        self.fanout = FanoutView()
-        row = QHBoxLayout()
+        machines = QWidget()
+        row = QHBoxLayout(machines)
         row.addLayout(local, 1)
         row.addWidget(self._build_ssh_form(), 2)
+        self.fanout = FanoutView()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(machines, "Machines")
+        self.tabs.addTab(self.fanout, "Benchmark on several")
         box = QVBoxLayout(self)
         box.setContentsMargins(4, 4, 4, 4)
-        box.addLayout(row, 3)
-        box.addWidget(self.fanout, 2)
+        box.addWidget(self.tabs)
         self._preferred = preferred_key
         self._tester = None
         self._load_saved()
@@ -213,6 +217,14 @@ class TargetsPanel(QWidget):
         row.addLayout(left, 1)
         row.addLayout(right, 3)
         return group
+
+    def start_fanout(self, jobs: JobsPanel, models: list[tuple[str, Path]]) -> bool:
+        """Benchmark on every checked target at once and show their table; False (nothing
+        started) when fewer than two are checked."""
+        if not self.fanout.start(jobs, models):
+            return False
+        self.tabs.setCurrentWidget(self.fanout)
+        return True
 
     def current(self) -> TargetChoice | None:
         index = self.combo.currentIndex()
