@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+
+import pytest
 
 from compressor_gui.cli import main
-from compressor_gui.core.jobs import run_job
+from compressor_gui.core.errors import JobCancelled
+from compressor_gui.core.jobs import CancelToken, run_job
 from compressor_gui.targets.base import BenchConfig
 from compressor_gui.targets.fanout import COLUMNS, Leg, bench_fanout_job, format_table
 from compressor_gui.targets.local import LocalTarget
@@ -79,3 +83,19 @@ def test_cli_bench_on_several_targets_reports_an_unreachable_one_and_exits_1(
     ]
     assert rows[2]["error"].startswith("cannot reach") and rows[2]["result"] is None
     assert rows[1]["result"]["runs"] == 10 and rows[1]["result"]["latency"]["p50_ms"] > 0
+
+
+def test_cancel_stops_every_worker_and_leaves_nothing_on_the_box(sshd, trusting, conv_model):
+    trusting(sshd)
+    endless = BenchConfig(warmup=0, duration_s=60, threads=1)
+    legs = [Leg(SshTarget(sshd.spec("box")), endless), Leg(LocalTarget(), endless)]
+    cancel = CancelToken()
+    job = bench_fanout_job(legs, [("conv.onnx", conv_model)], cancel)
+    begin = None
+    with pytest.raises(JobCancelled):
+        for step in job:
+            if step.message.endswith(": timing") and begin is None:
+                begin = time.monotonic()
+                cancel.cancel()
+    assert time.monotonic() - begin < 10
+    assert leftover_workdirs(sshd) == []
