@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from compressor_gui.core.data import load_dataset
 from compressor_gui.core.errors import CompressorError, TargetError
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import load_onnx
@@ -50,7 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
     parser.add_argument("--sweep", action="store_true", help="every runtime x precision here")
-    parser.add_argument("--data", help=".npz with key x: inputs for the --sweep fidelity check")
+    parser.add_argument(
+        "--data",
+        help=".npz with key x (and labels y): inputs for the --sweep fidelity check; with several "
+        "--target, data each target scores the model on (top-1 with labels)",
+    )
     parser.add_argument(
         "--accept-host-key", metavar="SHA256:...", help="trust this new SSH host key fingerprint"
     )
@@ -105,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
 def _fan_out(names: list[str], configs: list[BenchConfig], args: argparse.Namespace) -> int:
     """Every target at once; one table (or JSON list) of rows, failures included."""
     legs = [Leg(get_target(name, args.accept_host_key), c) for name in names for c in configs]
-    job = bench_fanout_job(legs, [(Path(args.model).name, Path(args.model))])
+    model = Path(args.model)
+    dataset = load_dataset(args.data, load_onnx(model)) if args.data else None
+    job = bench_fanout_job(legs, [(model.name, model)], dataset=dataset)
     rows = run_job(job, _progress_printer(args.json))
     if args.json:
         print(json.dumps([row.to_dict() for row in rows], indent=2))

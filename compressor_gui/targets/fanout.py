@@ -9,6 +9,7 @@ that fails or drops its link becomes one row with the reason; the others go on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 import time
@@ -17,10 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError, JobCancelled
+from compressor_gui.core.evaluate import EvalResult
 from compressor_gui.core.jobs import CancelToken, Job, Progress, run_job
 from compressor_gui.core.logs import record_internal_error
 from compressor_gui.targets.base import BenchConfig, BenchResult, Target
+from compressor_gui.targets.evaluate import evaluate_on_target
 from compressor_gui.targets.jetson import total_power_mw
 
 POLL_S = 0.05
@@ -37,6 +41,8 @@ COLUMNS = (
     "p99 ms",
     "per s",
     "power W",
+    "top-1",
+    "cosine",
     "machine",
     "status",
 )
@@ -60,6 +66,8 @@ class FanoutRow:
     result: BenchResult | None = None
     machine: str = ""  # the machine's one-line summary, when it could be read
     error: str = ""
+    quality: EvalResult | None = None  # on the fan-out's data, computed by this target
+    note: str = ""  # why a timed row has no quality
 
     @property
     def ok(self) -> bool:
@@ -71,7 +79,7 @@ class FanoutRow:
         settings = (self.target, self.model, config.runtime)
         if result is None:
             device, batch = config.provider or "", str(config.batch_size)
-            failed = ("",) * 5 + (self.machine, f"failed: {self.error}")
+            failed = ("",) * 7 + (self.machine, f"failed: {self.error}")
             return (*settings, device, config.precision, batch, *failed)
         power = total_power_mw(dict(result.power_mw)) if result.power_mw else None
         lat = result.latency
@@ -85,8 +93,9 @@ class FanoutRow:
             f"{lat.p99_ms:.3f}",
             f"{result.throughput_per_s:.1f}",
             "" if power is None else f"{power / 1000:.2f}",
+            *_quality_cells(self.quality),
             self.machine,
-            "ok",
+            f"ok; {self.note}" if self.note else "ok",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,26 +107,40 @@ class FanoutRow:
             "ok": self.ok,
             "error": self.error or None,
             "result": self.result.to_dict() if self.result else None,
+            "quality": dataclasses.asdict(self.quality) if self.quality else None,
+            "note": self.note or None,
         }
+
+
+def _quality_cells(quality: EvalResult | None) -> tuple[str, str]:
+    """Top-1 (where there are labels) and cosine to the first model, as Deploy shows them."""
+    if quality is None:
+        return "", ""
+    top1 = "" if quality.top1 is None else f"{100 * quality.top1:.2f}%"
+    return top1, "" if quality.cosine is None else f"{quality.cosine:.4f}"
 
 
 def bench_fanout_job(
     legs: Sequence[Leg],
     models: Sequence[tuple[str, Path]],
     cancel: CancelToken | None = None,
+    dataset: Dataset | None = None,
 ) -> Job[list[FanoutRow]]:
-    """Benchmark every (label, model file) on every leg, one worker per machine; yields each
-    finished row as a Progress payload and returns every row in leg-then-model order."""
+    """Benchmark every (label, model file) on every leg, one worker per machine, and with a
+    `dataset` score the models there too (evaluate-on-target); yields each finished row as a
+    Progress payload and returns every row in leg-then-model order."""
     work = [(leg, label, Path(path)) for leg in legs for label, path in models]
     if not work:
         return []
     stop = CancelToken()  # ours: the caller's token, or closing this job, sets it
-    events: queue.Queue[tuple[int, Progress | FanoutRow]] = queue.Queue()
+    events: queue.Queue[tuple[int, Progress | FanoutRow | str]] = queue.Queue()
     places: dict[str, list[int]] = {}
     for index, (leg, _, _) in enumerate(work):
         places.setdefault(leg.target.place, []).append(index)
     workers = [
-        threading.Thread(target=_run_place, args=(work, indices, stop, events), daemon=True)
+        threading.Thread(
+            target=_run_place, args=(work, indices, dataset, stop, events), daemon=True
+        )
         for indices in places.values()
     ]
     rows: dict[int, FanoutRow] = {}
@@ -136,15 +159,17 @@ def bench_fanout_job(
                     break
                 continue
             leg, label, _ = work[index]
+            payload = None
             if isinstance(event, FanoutRow):
-                rows[index] = event
+                rows[index] = payload = event
                 fractions[index] = 1.0
-                state = "done" if event.ok else f"failed: {event.error}"
-                yield Progress(sum(fractions), len(work), f"{event.target}: {state}", event)
-            else:
+                message = f"{event.target}: " + ("done" if event.ok else f"failed: {event.error}")
+            elif isinstance(event, Progress):
                 fractions[index] = event.fraction
                 message = f"{leg.target.name} {label}: {event.message}"
-                yield Progress(sum(fractions), len(work), message)
+            else:
+                message = f"{leg.target.name}: {event}"
+            yield Progress(sum(fractions), len(work), message, payload)
     finally:
         stop.cancel()
         deadline = time.monotonic() + STOP_WAIT_S
@@ -156,31 +181,76 @@ def bench_fanout_job(
 def _run_place(
     work: list[tuple[Leg, str, Path]],
     indices: list[int],
+    dataset: Dataset | None,
     stop: CancelToken,
     events: queue.Queue,
 ) -> None:
-    """One machine's share of the work, in turn; every outcome goes to `events`."""
+    """One machine's share of the work, leg after leg; every outcome goes to `events`."""
+    by_leg: dict[int, list[int]] = {}
     for index in indices:
-        if stop.cancelled:
-            return
-        leg, label, path = work[index]
-        row = FanoutRow(leg.target.name, label, leg.config)
-        try:
-            job = leg.target.benchmark(path, leg.config, stop)
-            result = run_job(job, lambda step, i=index: events.put((i, step)))
-        except JobCancelled:
-            return
-        except CompressorError as exc:
-            events.put((index, _failed(row, str(exc))))
-            continue
-        except Exception as exc:  # a bug on one target must not end the others' runs
-            events.put((index, _failed(row, str(record_internal_error(exc, "fan-out")))))
-            continue
-        events.put((index, FanoutRow(row.target, label, leg.config, result, _machine(leg))))
+        by_leg.setdefault(id(work[index][0]), []).append(index)
+    for leg_indices in by_leg.values():
+        rows = {}
+        for index in leg_indices:
+            if stop.cancelled:
+                return
+            rows[index] = _bench_one(work[index], stop, lambda step, i=index: events.put((i, step)))
+            if rows[index] is None:
+                return
+        if dataset is not None:
+            rows = _with_quality(rows, work, dataset, stop, events)
+            if rows is None:
+                return
+        if any(row.ok and not row.machine for row in rows.values()):  # once per leg
+            machine = _machine(work[leg_indices[0]][0])
+            rows = {i: dataclasses.replace(row, machine=machine) for i, row in rows.items()}
+        for index, row in rows.items():
+            events.put((index, row))
 
 
-def _failed(row: FanoutRow, error: str) -> FanoutRow:
-    return FanoutRow(row.target, row.model, row.config, error=error)
+def _bench_one(item: tuple[Leg, str, Path], stop: CancelToken, on_step) -> FanoutRow | None:
+    """One model on one target as a row (failed with the reason); None when cancelled."""
+    leg, label, path = item
+    row = FanoutRow(leg.target.name, label, leg.config)
+    try:
+        result = run_job(leg.target.benchmark(path, leg.config, stop), on_step)
+    except JobCancelled:
+        return None
+    except CompressorError as exc:
+        return dataclasses.replace(row, error=str(exc))
+    except Exception as exc:  # a bug on one target must not end the others' runs
+        return dataclasses.replace(row, error=str(record_internal_error(exc, "fan-out")))
+    return dataclasses.replace(row, result=result)
+
+
+def _with_quality(
+    rows: dict[int, FanoutRow],
+    work: list[tuple[Leg, str, Path]],
+    dataset: Dataset,
+    stop: CancelToken,
+    events: queue.Queue,
+) -> dict[int, FanoutRow] | None:
+    """The leg's timed rows with accuracy (labels) and cosine to its first model, computed
+    by the target's own runtime; a target that cannot score keeps its timings and says why.
+    None when cancelled."""
+    timed = [index for index, row in rows.items() if row.ok]
+    if not timed:
+        return rows
+    leg = work[timed[0]][0]
+    models = [(work[index][1], work[index][2]) for index in timed]
+    try:
+        job = evaluate_on_target(leg.target, models, dataset, leg.config, stop)
+        scored = run_job(job, lambda step: events.put((timed[0], f"scoring: {step.message}")))
+    except JobCancelled:
+        return None
+    except CompressorError as exc:
+        unscored = {"note": f"not scored: {exc}"}
+        return {i: dataclasses.replace(r, **unscored) if r.ok else r for i, r in rows.items()}
+    machine = scored.machine.summary  # read in the same visit as the scores
+    return {
+        index: dataclasses.replace(row, quality=scored.results.get(row.model), machine=machine)
+        for index, row in rows.items()
+    }
 
 
 def _machine(leg: Leg) -> str:

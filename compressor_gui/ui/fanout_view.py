@@ -4,12 +4,13 @@ failed or dropped its link is a red row with the reason."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
+    QCheckBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -21,7 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from compressor_gui.core.jobs import Progress
+from compressor_gui.core.data import Dataset
+from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.targets.fanout import COLUMNS, FanoutRow, Leg, bench_fanout_job
 from compressor_gui.ui.jobs_panel import JobsPanel
 
@@ -47,9 +49,15 @@ class FanoutView(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.score = QCheckBox("Also score on each target (Evaluate's data)")
+        self.score.setToolTip(
+            "Top-1 (with labels) and cosine to the original, as each target's own runtime "
+            "computes them"
+        )
         left = QVBoxLayout()
         left.addWidget(QLabel("Check two or more targets, then Benchmark"))
         left.addWidget(self.targets, 1)
+        left.addWidget(self.score)
         box = QHBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         box.addLayout(left, 1)
@@ -80,19 +88,28 @@ class FanoutView(QWidget):
     def checked_legs(self) -> list[Leg]:
         return [self._legs[key] for key, _ in self._checked_items() if key in self._legs]
 
-    def start(self, jobs: JobsPanel, models: list[tuple[str, Path]]) -> bool:
-        """Run the models on every checked target as one job; False (nothing started) when
-        fewer than two are checked, so Benchmark uses the one target of the toolbar."""
+    def start(
+        self,
+        jobs: JobsPanel,
+        models: list[tuple[str, Path]],
+        data: Callable[[], Dataset] | None = None,
+    ) -> bool:
+        """Run the models on every checked target as one job (scored on `data()`, loaded in
+        the worker, when the user asks); False (nothing started) when fewer than two are
+        checked, so Benchmark uses the one target of the toolbar."""
         legs = self.checked_legs()
         if len(legs) < 2:
             return False
+        data = data if self.score.isChecked() else None
         self.rows = []
         self.table.setRowCount(0)
+
+        def job(token: CancelToken) -> Job[list[FanoutRow]]:
+            dataset = data() if data is not None else None
+            return (yield from bench_fanout_job(legs, models, token, dataset))
+
         return jobs.start(
-            f"Benchmark on {len(legs)} targets",
-            lambda token: bench_fanout_job(legs, models, token),
-            self.show_rows,
-            progress=self._progress,
+            f"Benchmark on {len(legs)} targets", job, self.show_rows, progress=self._progress
         )
 
     def _progress(self, step: Progress) -> None:

@@ -801,7 +801,9 @@ class MainWindow(QMainWindow):
         models = [("original", self.session.path)]
         if self.compressed_path is not None:
             models.append(("compressed", self.compressed_path))
-        if self.targets.start_fanout(self.jobs, models):  # two or more targets checked
+        loaded = self.session.opened.loaded if self.session.opened else None
+        data = (lambda: self.eval_dataset(loaded)) if loaded and loaded.onnx_model else None
+        if self.targets.start_fanout(self.jobs, models, data):  # two or more targets checked
             self.targets_dock.raise_()
             return
         config = choice.config()

@@ -11,6 +11,7 @@ benchmark on at once and their comparison table (fanout_view.py).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
+from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.targets.base import BenchConfig, RuntimeOption, Target
@@ -218,10 +220,15 @@ class TargetsPanel(QWidget):
         row.addLayout(right, 3)
         return group
 
-    def start_fanout(self, jobs: JobsPanel, models: list[tuple[str, Path]]) -> bool:
+    def start_fanout(
+        self,
+        jobs: JobsPanel,
+        models: list[tuple[str, Path]],
+        data: Callable[[], Dataset] | None = None,
+    ) -> bool:
         """Benchmark on every checked target at once and show their table; False (nothing
         started) when fewer than two are checked."""
-        if not self.fanout.start(jobs, models):
+        if not self.fanout.start(jobs, models, data):
             return False
         self.tabs.setCurrentWidget(self.fanout)
         return True

@@ -8,9 +8,12 @@ import json
 import threading
 import time
 
+import numpy as np
+import onnx
 import pytest
 
 from compressor_gui.cli import main
+from compressor_gui.core.data import load_dataset
 from compressor_gui.core.errors import JobCancelled
 from compressor_gui.core.jobs import CancelToken, run_job
 from compressor_gui.targets.base import BenchConfig
@@ -18,6 +21,7 @@ from compressor_gui.targets.fanout import COLUMNS, Leg, bench_fanout_job, format
 from compressor_gui.targets.local import LocalTarget
 from compressor_gui.targets.ssh import SshTarget
 from compressor_gui.targets.store import save_target
+from tests.modelgen import conv_stack
 from tests.targets.conftest import _free_port, set_fake_jetson_logs, start_sshd
 from tests.targets.test_ssh import kill_sshd_tree, leftover_workdirs
 
@@ -25,7 +29,7 @@ QUICK = BenchConfig(warmup=2, runs=20, threads=1)
 
 
 def test_a_dropped_link_is_one_failed_row_and_other_machines_run_alongside(
-    sshd, fake_jetson, trusting, conv_model, tmp_path
+    sshd, fake_jetson, trusting, tmp_path
 ):
     jetson, fake = fake_jetson
     set_fake_jetson_logs(fake, "trtexec_trt100300_jetson_resnet50_fp16_summary.txt")
@@ -47,7 +51,14 @@ def test_a_dropped_link_is_one_failed_row_and_other_machines_run_alongside(
             kill_sshd_tree(doomed.process.pid)
             threading.Thread(target=doomed.process.wait, daemon=True).start()
 
-    rows = run_job(bench_fanout_job(legs, [("conv.onnx", conv_model)]), watch)
+    classifier = tmp_path / "conv.onnx"  # ten logits, scored against labels
+    onnx.save(conv_stack(), classifier)
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=rng.standard_normal((16, 8, 8, 8)).astype(np.float32), y=np.arange(16) % 10)
+    dataset = load_dataset(data, onnx.load(classifier))
+    job = bench_fanout_job(legs, [("conv.onnx", classifier)], dataset=dataset)
+    rows = run_job(job, watch)
 
     assert [row.target for row in rows] == ["box", "orin", "doomed", "local"]
     assert [row.ok for row in rows] == [True, True, False, True]
@@ -62,18 +73,25 @@ def test_a_dropped_link_is_one_failed_row_and_other_machines_run_alongside(
     assert cells["doomed"]["status"].startswith("failed: ") and cells["doomed"]["p50 ms"] == ""
     assert cells["local"]["p50 ms"] == f"{local.latency.p50_ms:.3f}"
     assert rows[0].machine and rows[3].machine
+    # scored by each target's own runtime: the same CPU and runtime give the same top-1
+    assert rows[0].quality.top1 == rows[3].quality.top1 and rows[0].quality.samples == 16
+    assert rows[1].quality is None and "trtexec returns no outputs" in rows[1].note
+    assert cells["box"]["top-1"] == f"{100 * rows[0].quality.top1:.2f}%"
     assert format_table(rows).splitlines()[0].split()[:3] == ["target", "model", "runtime"]
     assert leftover_workdirs(sshd) == []
 
 
 def test_cli_bench_on_several_targets_reports_an_unreachable_one_and_exits_1(
-    sshd, config_dir, trusting, conv_model, capsys
+    sshd, config_dir, trusting, conv_model, capsys, tmp_path
 ):
     trusting(sshd)
     save_target(sshd.spec("box"))
     save_target(sshd.spec("gone", port=_free_port()))
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32))
     argv = ["bench", str(conv_model), "--runs", "10", "--threads", "1", "--json"]
-    code = main([*argv, "--target", "local", "--target", "box", "--target", "gone"])
+    targets = ["--target", "local", "--target", "box", "--target", "gone"]
+    code = main([*argv, "--data", str(data), *targets])
     rows = json.loads(capsys.readouterr().out)
     assert code == 1
     assert [(r["target"], r["ok"]) for r in rows] == [
@@ -83,6 +101,7 @@ def test_cli_bench_on_several_targets_reports_an_unreachable_one_and_exits_1(
     ]
     assert rows[2]["error"].startswith("cannot reach") and rows[2]["result"] is None
     assert rows[1]["result"]["runs"] == 10 and rows[1]["result"]["latency"]["p50_ms"] > 0
+    assert rows[0]["quality"]["samples"] == rows[1]["quality"]["samples"] == 4
 
 
 def test_cancel_stops_every_worker_and_leaves_nothing_on_the_box(sshd, trusting, conv_model):

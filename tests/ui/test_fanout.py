@@ -26,6 +26,7 @@ def test_benchmark_on_two_checked_targets_fills_the_table_with_a_red_row(
     view = panel.fanout
     _check(view, "local CPU · ORT CPU fp32")
     _check(view, "gone (SSH) CPU · ORT CPU fp32")
+    view.score.setChecked(True)  # and score there, on the demo's held-out images
     records = len(loaded.results.records)
 
     loaded.bench_action.trigger()
@@ -42,6 +43,7 @@ def test_benchmark_on_two_checked_targets_fills_the_table_with_a_red_row(
         ("gone", "original"),
     ]
     assert cells[0]["status"] == "ok" and cells[0]["p50 ms"]
+    assert cells[0]["top-1"].endswith("%") and float(cells[0]["top-1"][:-1]) > 90
     assert cells[1]["status"].startswith("failed: cannot reach") and cells[1]["p50 ms"] == ""
     red = table.item(1, 0).background().color()
     assert red.red() > red.green() and table.item(0, 0).background().color() != red
