@@ -9,12 +9,11 @@ that fails or drops its link becomes one row with the reason; the others go on.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +106,7 @@ class FanoutRow:
             "ok": self.ok,
             "error": self.error or None,
             "result": self.result.to_dict() if self.result else None,
-            "quality": dataclasses.asdict(self.quality) if self.quality else None,
+            "quality": asdict(self.quality) if self.quality else None,
             "note": self.note or None,
         }
 
@@ -203,7 +202,7 @@ def _run_place(
                 return
         if any(row.ok and not row.machine for row in rows.values()):  # once per leg
             machine = _machine(work[leg_indices[0]][0])
-            rows = {i: dataclasses.replace(row, machine=machine) for i, row in rows.items()}
+            rows = {i: replace(row, machine=machine) for i, row in rows.items()}
         for index, row in rows.items():
             events.put((index, row))
 
@@ -217,10 +216,10 @@ def _bench_one(item: tuple[Leg, str, Path], stop: CancelToken, on_step) -> Fanou
     except JobCancelled:
         return None
     except CompressorError as exc:
-        return dataclasses.replace(row, error=str(exc))
+        return replace(row, error=str(exc))
     except Exception as exc:  # a bug on one target must not end the others' runs
-        return dataclasses.replace(row, error=str(record_internal_error(exc, "fan-out")))
-    return dataclasses.replace(row, result=result)
+        return replace(row, error=str(record_internal_error(exc, "fan-out")))
+    return replace(row, result=result)
 
 
 def _with_quality(
@@ -245,10 +244,10 @@ def _with_quality(
         return None
     except CompressorError as exc:
         unscored = {"note": f"not scored: {exc}"}
-        return {i: dataclasses.replace(r, **unscored) if r.ok else r for i, r in rows.items()}
+        return {i: replace(r, **unscored) if r.ok else r for i, r in rows.items()}
     machine = scored.machine.summary  # read in the same visit as the scores
     return {
-        index: dataclasses.replace(row, quality=scored.results.get(row.model), machine=machine)
+        index: replace(row, quality=scored.results.get(row.model), machine=machine)
         for index, row in rows.items()
     }
 
