@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -34,6 +34,8 @@ FAILED_TEXT = QBrush(QColor(150, 0, 0))
 class FanoutView(QWidget):
     """Which targets the Benchmark action runs on when more than one is checked, and what
     each of them measured."""
+
+    started = Signal()  # a fan-out job began: show this view
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -108,9 +110,11 @@ class FanoutView(QWidget):
             dataset = data() if data is not None else None
             return (yield from bench_fanout_job(legs, models, token, dataset))
 
-        return jobs.start(
-            f"Benchmark on {len(legs)} targets", job, self.show_rows, progress=self._progress
-        )
+        name = f"Benchmark on {len(legs)} targets"
+        if not jobs.start(name, job, self.show_rows, progress=self._progress):
+            return False
+        self.started.emit()
+        return True
 
     def _progress(self, step: Progress) -> None:
         if isinstance(step.payload, FanoutRow):

@@ -803,7 +803,7 @@ class MainWindow(QMainWindow):
             models.append(("compressed", self.compressed_path))
         loaded = self.session.opened.loaded if self.session.opened else None
         data = (lambda: self.eval_dataset(loaded)) if loaded and loaded.onnx_model else None
-        if self.targets.start_fanout(self.jobs, models, data):  # two or more targets checked
+        if self.targets.fanout.start(self.jobs, models, data):  # two or more targets checked
             self.targets_dock.raise_()
             return
         config = choice.config()

@@ -11,7 +11,6 @@ benchmark on at once and their comparison table (fanout_view.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +36,6 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
-from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.targets.base import BenchConfig, RuntimeOption, Target
@@ -51,7 +49,7 @@ from compressor_gui.targets.store import (
     set_password,
 )
 from compressor_gui.ui.fanout_view import FanoutView
-from compressor_gui.ui.jobs_panel import JobsPanel, error_text
+from compressor_gui.ui.jobs_panel import error_text
 
 # what a saved SSH target offers before "Test connection" has asked it for more
 SSH_DEFAULT_OPTION = RuntimeOption("ort", "CPUExecutionProvider", "fp32")
@@ -153,6 +151,7 @@ class TargetsPanel(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(machines, "Machines")
         self.tabs.addTab(self.fanout, "Benchmark on several")
+        self.fanout.started.connect(lambda: self.tabs.setCurrentWidget(self.fanout))
         box = QVBoxLayout(self)
         box.setContentsMargins(4, 4, 4, 4)
         box.addWidget(self.tabs)
@@ -219,19 +218,6 @@ class TargetsPanel(QWidget):
         row.addLayout(left, 1)
         row.addLayout(right, 3)
         return group
-
-    def start_fanout(
-        self,
-        jobs: JobsPanel,
-        models: list[tuple[str, Path]],
-        data: Callable[[], Dataset] | None = None,
-    ) -> bool:
-        """Benchmark on every checked target at once and show their table; False (nothing
-        started) when fewer than two are checked."""
-        if not self.fanout.start(jobs, models, data):
-            return False
-        self.tabs.setCurrentWidget(self.fanout)
-        return True
 
     def current(self) -> TargetChoice | None:
         index = self.combo.currentIndex()

@@ -32,6 +32,7 @@ def test_benchmark_on_two_checked_targets_fills_the_table_with_a_red_row(
     loaded.bench_action.trigger()
     qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=120_000)
 
+    assert panel.tabs.currentWidget() is view  # the table is shown, not the machines
     table = view.table
     assert table.rowCount() == 2, loaded.jobs.log.toPlainText()
     cells = [
