@@ -510,28 +510,7 @@ def autoplan_job(
         )
         built.extend(candidate(*independent[i], measured[i]) for i in range(2, len(independent)))
         if recovery is not None:
-            if work.calibration is None:
-                raise CompressorError(
-                    "recovery by distillation needs training data: give calibration data "
-                    "(labels optional) apart from the evaluation data"
-                )
-            recovered, todo = [], _to_recover(built, chosen)
-            for index, before in enumerate(todo):
-                words = f"distilling {before.label} ({recovery.epochs} epochs)"
-                yield Progress(index, len(todo), words)
-                plan = dataclasses.replace(before.plan, distill_epochs=recovery.epochs)
-                value, drop, size = verify(plan)
-                recovered.append(
-                    dataclasses.replace(
-                        before,
-                        label=f"{before.label} + distill {recovery.epochs} epochs",
-                        plan=plan,
-                        measured_value=value,
-                        measured_drop=drop,
-                        measured_size_bytes=size,
-                        recovered_from=before.label,
-                    )
-                )
+            recovered = yield from _recovered(built, chosen, recovery.epochs, work, verify)
             built.extend(recovered)
             chosen = _best_within(budget, target_size, [chosen, *recovered], notes)
     return AutoPlanResult(
@@ -544,6 +523,33 @@ def autoplan_source_job(
 ) -> Job[AutoPlanResult]:
     """`autoplan_job` on a model opened from `source`: what a child process runs."""
     return (yield from autoplan_job(source.open(), dataset, budget, cancel=cancel, **options))
+
+
+def _recovered(built, chosen, epochs: int, work: _BuildWork, verify) -> Job[list[Candidate]]:
+    """The chosen plan and the smaller front plans built again with `epochs` of distillation
+    on the calibration data (never on the data the plans are measured on)."""
+    if work.calibration is None:
+        raise CompressorError(
+            "recovery by distillation needs training data: give calibration data (labels "
+            "optional) apart from the evaluation data"
+        )
+    recovered, todo = [], _to_recover(built, chosen)
+    for index, before in enumerate(todo):
+        yield Progress(index, len(todo), f"distilling {before.label} ({epochs} epochs)")
+        plan = dataclasses.replace(before.plan, distill_epochs=epochs)
+        value, drop, size = verify(plan)
+        recovered.append(
+            dataclasses.replace(
+                before,
+                label=f"{before.label} + distill {epochs} epochs",
+                plan=plan,
+                measured_value=value,
+                measured_drop=drop,
+                measured_size_bytes=size,
+                recovered_from=before.label,
+            )
+        )
+    return recovered
 
 
 def _to_recover(built: Sequence[Candidate], chosen: Candidate) -> list[Candidate]:
