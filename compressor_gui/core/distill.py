@@ -1,13 +1,15 @@
 """Win accuracy back after compression: knowledge distillation, optionally quantization-aware.
 
-The teacher is the original model (run by onnxruntime), the student the compressed graph
-converted to torch (`torch_graph`). Loss: alpha * T^2 * KL(teacher_T || student_T) +
-(1 - alpha) * CE(labels) (Hinton et al. 2015; defaults T=4, alpha=0.7); without labels only
-the soft targets; optional FitNets hints: MSE between named intermediate tensors, through a
-learned 1x1 regressor where the student has fewer channels. Pruned zeros stay zero; with QAT
-the plan's bit widths are simulated (`qat`). A validation part of the TRAINING data picks
-the best epoch (never the evaluation set); stopping early keeps the best so far. The result
-is the student graph with its trained weights, for the existing writer to quantize.
+The teacher is the original model (run by onnxruntime, or by its own torch module when it
+came from TorchScript or .pt2), the student the compressed graph converted to torch
+(`torch_graph`). Loss: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels)
+(Hinton et al. 2015; defaults T=4, alpha=0.7); a sample without a label has the soft term
+alone, so unlabeled data (which fine-tuning on labels cannot use) teaches too; optional
+FitNets hints: MSE between named intermediate tensors, through a learned 1x1 regressor
+where the student has fewer channels. Pruned zeros stay zero; with QAT the plan's bit widths
+are simulated (`qat`). A validation part of the TRAINING data, unlabeled samples included,
+picks the best epoch (never the evaluation set); stopping early keeps the best so far. The
+result is the student graph with its trained weights, for the existing writer to quantize.
 
 This module is the job's interface and needs no torch (the desktop bundle leaves torch out;
 the GUI unpickles these results); the training loop is `trainer`.
