@@ -185,9 +185,10 @@ def as_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     return moved
 
 
-def conv_in_if_branch(channels=4, size=8) -> onnx.ModelProto:
+def conv_in_if_branch(channels=4, size=8, outer_constants=False) -> onnx.ModelProto:
     """A Conv inside both branches of an `If` whose weights are initializers of the branch
-    subgraphs, as exporters of data-dependent control flow write them."""
+    subgraphs, as exporters of data-dependent control flow write them (or, with
+    `outer_constants`, Constant nodes of the main graph that the branches read)."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, size, size])
 
@@ -196,9 +197,11 @@ def conv_in_if_branch(channels=4, size=8) -> onnx.ModelProto:
             "Conv", ["x", f"{name}_w"], [f"{name}_y"], name=f"{name}_conv", pads=[1] * 4
         )
         out = helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None)
-        weight = _weight(f"{name}_w", (channels, channels, 3, 3), seed)
-        return helper.make_graph([conv], name, [], [out], [weight])
+        weights[name] = _weight(f"{name}_w", (channels, channels, 3, 3), seed)
+        inner = [] if outer_constants else [weights[name]]
+        return helper.make_graph([conv], name, [], [out], inner)
 
+    weights: dict[str, onnx.TensorProto] = {}
     nodes = [
         helper.make_node("ReduceMean", ["x"], ["mean"], name="mean", keepdims=0),
         helper.make_node("Greater", ["mean", "zero"], ["positive"], name="positive"),
@@ -211,6 +214,11 @@ def conv_in_if_branch(channels=4, size=8) -> onnx.ModelProto:
             else_branch=branch("else", 2),
         ),
     ]
+    if outer_constants:
+        nodes[:0] = [
+            helper.make_node("Constant", [], [w.name], name=f"{w.name}_const", value=w)
+            for w in weights.values()
+        ]
     zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
     return _model(nodes, [x], [y], [zero])
 

@@ -30,15 +30,19 @@ def lift_weights(model: onnx.ModelProto, *, fold_casts: bool = True) -> onnx.Mod
     lifted = onnx.ModelProto()
     lifted.CopyFrom(model)
     main = lifted.graph
-    taken = {t.name for t in main.initializer} | {v.name for v in main.input}
+    # Where each name is defined; subgraphs read names of enclosing graphs, and ONNX names
+    # never shadow outer ones, so one map serves every scope.
+    defined: dict[str, onnx.GraphProto] = {}
+    for graph in graphs(main):
+        defined.update((t.name, graph) for t in graph.initializer)
+        defined.update((o, graph) for node in graph.node for o in node.output if o)
     for graph in list(graphs(main)):
         for node in list(graph.node):
-            facts = layer_facts(node)
-            if facts is None:
-                continue
-            for name in node.input:
-                if name:
-                    _lift(main, graph, name, taken, fold_casts)
+            if layer_facts(node) is not None:
+                for name in node.input:
+                    owner = defined.get(name)
+                    if owner is not None and _lift(main, owner, name, fold_casts):
+                        defined[name] = main
     return lifted
 
 
@@ -63,32 +67,29 @@ def already_quantized(model: onnx.ModelProto) -> dict[str, str]:
     return found
 
 
-def _lift(
-    main: onnx.GraphProto, graph: onnx.GraphProto, name: str, taken: set[str], fold_casts: bool
-) -> None:
-    """Make the stored value `name` (read in `graph`) an initializer of `main`."""
-    # Subgraphs may read names of the main graph, and ONNX names never shadow outer ones.
+def _lift(main: onnx.GraphProto, graph: onnx.GraphProto, name: str, fold_casts: bool) -> bool:
+    """Make the stored value `name`, defined in `graph`, an initializer of `main`; False when
+    it already is one, or is computed."""
     if graph is main and any(t.name == name for t in main.initializer):
-        return
+        return False
     for index, tensor in enumerate(graph.initializer):
-        if tensor.name == name and graph is not main and name not in taken:
+        if tensor.name == name:
             main.initializer.append(tensor)
             del graph.initializer[index]
-            taken.add(name)
-            return
+            return True
     producer = next((n for n in graph.node if name in n.output), None)
-    if producer is None or producer.domain not in _STANDARD or name in taken:
-        return
+    if producer is None or producer.domain not in _STANDARD:
+        return False
     if producer.op_type == "Cast" and not fold_casts:
-        return
+        return False
     lifted = _stored_tensor(graph, producer, name)
     if lifted is None:
-        return
+        return False
     graph.node.remove(producer)
     main.initializer.append(lifted)
-    taken.add(name)
     if producer.op_type == "Cast":
         _drop_unused(graph, producer.input[0])
+    return True
 
 
 def _stored_tensor(

@@ -17,7 +17,7 @@ from compressor_gui.core.model import load_model
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
 from compressor_gui.core.prune import prune_channels, prune_unstructured
 from compressor_gui.core.quantize import quantize_model
-from compressor_gui.core.weights import already_quantized, lift_weights
+from compressor_gui.core.weights import already_quantized, graphs, lift_weights
 from tests import modelgen
 
 LAYERS = ["/stem/conv/Conv", "/block2/conv1/Conv", "/fc/Gemm"]
@@ -49,15 +49,23 @@ def _outputs(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "make", [modelgen.conv_in_if_branch, modelgen.float16_weight_conv], ids=["if", "fp16"]
+    "model",
+    [
+        modelgen.conv_in_if_branch(),
+        modelgen.conv_in_if_branch(outer_constants=True),
+        modelgen.float16_weight_conv(),
+    ],
+    ids=["if", "if-reading-outer-constants", "fp16"],
 )
-def test_lifted_weights_are_main_graph_initializers_and_compute_the_same(make):
-    model = make()
+def test_lifted_weights_are_main_graph_initializers_and_compute_the_same(model):
     lifted = lift_weights(model)
     x = np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(_outputs(lifted, x), _outputs(model, x), rtol=1e-5, atol=1e-5)
     main = {t.name: t.data_type for t in lifted.graph.initializer}
-    for layer in sens.swept_layers(model):
+    swept = sens.swept_layers(model)
+    convs = {n.name for g in graphs(model.graph) for n in g.node if n.op_type == "Conv"}
+    assert {layer.name for layer in swept} == convs
+    for layer in swept:
         assert main[layer.weight_name] == onnx.TensorProto.FLOAT
 
 
