@@ -47,23 +47,20 @@ def lift_weights(model: onnx.ModelProto, *, fold_casts: bool = True) -> onnx.Mod
 
 
 def already_quantized(model: onnx.ModelProto) -> dict[str, str]:
-    """Layers (by node name) that compute on quantized weights already, and how: a QOperator
-    or integer op (QLinearConv, ConvInteger, MatMulNBits...) or a weight coming from a
-    DequantizeLinear (QDQ)."""
+    """Layers (by node name, `OpType_index` when unnamed, as the inventory names them) that
+    compute on quantized weights already, and how: a QOperator or integer op (QLinearConv,
+    ConvInteger, MatMulNBits...) or a weight coming from a DequantizeLinear (QDQ)."""
     found: dict[str, str] = {}
     for graph in graphs(model.graph):
         producers = {o: n for n in graph.node for o in n.output}
-        for node in graph.node:
+        for index, node in enumerate(graph.node):
             facts = layer_facts(node)
-            if facts is None:
-                continue
-            if facts.quantized:
-                found[node.name] = f"already quantized ({node.op_type})"
-                continue
-            weight = facts.main_input(node)
-            producer = producers.get(weight or "")
-            if producer is not None and producer.op_type == "DequantizeLinear":
-                found[node.name] = "already quantized (its weight comes from a DequantizeLinear)"
+            name = node.name or f"{node.op_type}_{index}"
+            producer = producers.get(facts.main_input(node) or "") if facts else None
+            if facts is not None and facts.quantized:
+                found[name] = f"already quantized ({node.op_type})"
+            elif producer is not None and producer.op_type == "DequantizeLinear":
+                found[name] = "already quantized (its weight comes from a DequantizeLinear)"
     return found
 
 
