@@ -164,7 +164,7 @@ def distill_job(
     options = options or DistillOptions()
     module = None
     if teacher_module is not None and teacher_module.format in TORCH_TEACHERS:
-        module = TorchTeacher(*_callable(teacher_module))
+        module = TorchTeacher(*teacher_callable(teacher_module))
     return (
         yield from train_job(
             teacher, student, data, options, plan, stop, machine, unlabeled, module
@@ -175,7 +175,7 @@ def distill_job(
 TORCH_TEACHERS = ("torchscript", "pt2")
 
 
-def _callable(loaded: LoadedModel):
+def teacher_callable(loaded: LoadedModel):
     """(module, kind, max_batch) of a TorchScript module or an exported program (which keeps
     the batch it was exported with)."""
     if loaded.format == "pt2":

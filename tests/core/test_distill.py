@@ -15,7 +15,12 @@ from onnx import numpy_helper
 
 from compressor_gui.core.compress import quality_warnings
 from compressor_gui.core.data import demo_dataset
-from compressor_gui.core.distill import DistillOptions, distill_job, validation_split
+from compressor_gui.core.distill import (
+    DistillOptions,
+    distill_job,
+    teacher_callable,
+    validation_split,
+)
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.evaluate import EvalResult, evaluate, make_session
 from compressor_gui.core.hardware import local_machine
@@ -217,3 +222,17 @@ def test_a_recipe_carries_its_recovery_step(tmp_path):
     assert load_recipe(tmp_path / "r.yaml").distill_epochs == 12
     with pytest.raises(CompressorError, match="distill_epochs must be 0 or more"):
         CompressionPlan.from_dict({"distill_epochs": -1})
+
+
+def test_a_pt2_teacher_runs_its_exported_module_at_the_batch_it_was_traced_with(tmp_path):
+    """torch.export keeps the traced batch (2 here): five samples go through as 2 + 2 + 1
+    padded to 2, and the logits are the module's own."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
+    torch.export.save(torch.export.export(module, (torch.zeros(2, 12),)), tmp_path / "t.pt2")
+    teacher = TorchTeacher(*teacher_callable(load_model(tmp_path / "t.pt2")))
+    x = np.random.default_rng(0).standard_normal((5, 12)).astype(np.float32)
+    (got,) = teacher({"x": x})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, module(torch.from_numpy(x)).numpy(), atol=1e-6)
+    assert teacher.describe() == "torch (torch.export module, no ONNX round trip)"
