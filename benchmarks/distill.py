@@ -175,6 +175,7 @@ def kd_against_labels(folder: Path, args: argparse.Namespace) -> None:
     epochs = args.compare_epochs
     runs = (
         ("KD (soft + hard targets)", 0.7, None, epochs),
+        ("KD, soft targets only (alpha 1)", 1.0, None, epochs),
         ("labels only (CE)", 0.0, None, epochs),
     )
     compared(folder, args, runs)
