@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Generator
 from pathlib import Path
 
-import numpy as np
 import platformdirs
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
@@ -33,26 +31,33 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from compressor_gui.core.compress import CompressResult, compress_source_job
-from compressor_gui.core.data import compress_data_file, demo_dataset, eval_dataset, is_demo_model
+from compressor_gui.core.compress import CompressResult
+from compressor_gui.core.data import is_demo_model
 from compressor_gui.core.distill import DistillOptions, EpochStats
 from compressor_gui.core.errors import CompressorError, PlanError
-from compressor_gui.core.evaluate import comparison_rows
 from compressor_gui.core.hardware import MachineInfo
-from compressor_gui.core.inventory import build_inventory, build_tensor_inventory
-from compressor_gui.core.jobs import CancelToken, Progress, job_in_child_process
-from compressor_gui.core.model import load_model
+from compressor_gui.core.jobs import CancelToken, Progress
 from compressor_gui.core.plan import CompressionPlan, load_recipe, save_recipe
 from compressor_gui.core.prune import global_prune_ratios
-from compressor_gui.core.search import AutoPlanResult, Candidate, autoplan_source_job
-from compressor_gui.core.sensitivity import (
-    SensitivityPoint,
-    SensitivityTable,
-    sensitivity_source_job,
+from compressor_gui.core.search import AutoPlanResult, Candidate
+from compressor_gui.core.sensitivity import SensitivityPoint, SensitivityTable
+from compressor_gui.core.summaries import bench_summary, compress_summary, evaluation_summary
+from compressor_gui.core.workflows import (
+    CompressRequest,
+    OpenedModel,
+    SweepRequest,
+    autoplan_work,
+    bench_models_job,
+    calibration_data,
+    compress_work,
+    evaluation_data,
+    open_model_job,
+    sensitivity_work,
+    sweep_data,
 )
 from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.targets import get_target
-from compressor_gui.targets.base import BenchConfig, BenchResult, Target
+from compressor_gui.targets.base import BenchResult, Target
 from compressor_gui.targets.deploy import Timing, deploy_job
 from compressor_gui.targets.evaluate import TargetEvaluation, evaluate_on_target
 from compressor_gui.targets.local import LocalTarget
@@ -69,8 +74,8 @@ from compressor_gui.ui.layer_controls import LayerControls
 from compressor_gui.ui.layer_error import LayerErrorFeature
 from compressor_gui.ui.layer_table import COLUMN_NAMES, LayerFilterProxy, LayerTableModel
 from compressor_gui.ui.paths import demo_model_path
-from compressor_gui.ui.results_view import Comparison, ResultsView, RunRecord, change_text
-from compressor_gui.ui.session import OpenedModel, Session
+from compressor_gui.ui.results_view import ResultsView
+from compressor_gui.ui.session import Session
 from compressor_gui.ui.settings import APP_NAME, Settings
 from compressor_gui.ui.targets_panel import TargetsPanel
 from compressor_gui.ui.theme import apply_theme
@@ -78,42 +83,6 @@ from compressor_gui.ui.training import DistillDialog, TrainingPanel
 
 MODEL_FILTER = "Models (*.onnx *.pt *.pth *.pt2 *.ts *.jit *.bin *.ckpt);;All files (*)"
 RECIPE_FILTER = "Recipes (*.json *.yaml *.yml)"
-
-
-def open_model_job(path: Path, trust_pickle: bool) -> Generator[Progress, None, OpenedModel]:
-    """Load a model and build its inventory off the GUI thread (big models take seconds)."""
-    yield Progress(0, 2, f"reading {path.name}")
-    loaded = load_model(path, trust_pickle=trust_pickle)
-    yield Progress(1, 2, "counting layers, bytes and MACs")
-    if loaded.onnx_model is not None:
-        inventory = build_inventory(loaded.onnx_model)
-    else:
-        tensors = {k: np.asarray(v) for k, v in (loaded.state_dict or {}).items()}
-        inventory = build_tensor_inventory(tensors)
-    yield Progress(2, 2, f"{len(inventory.layers)} layers")
-    return OpenedModel(loaded, inventory)
-
-
-def bench_models_job(
-    target: Target, models: list[tuple[str, Path]], config: BenchConfig, cancel: CancelToken
-) -> Generator[Progress, None, tuple[dict[str, BenchResult], MachineInfo]]:
-    """Benchmark several models one after another as one job with one progress bar; returns
-    the results and the machine that ran them."""
-    results: dict[str, BenchResult] = {}
-    for index, (label, path) in enumerate(models):
-        job = target.benchmark(path, config, cancel)
-        while True:
-            try:
-                step = next(job)
-            except StopIteration as stop:
-                results[label] = stop.value
-                break
-            yield Progress(index + step.fraction, len(models), f"{label}: {step.message}")
-    return results, target.machine()
-
-
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{value:.2%}"
 
 
 def runs_dir() -> Path:
@@ -627,23 +596,11 @@ class MainWindow(QMainWindow):
         if loaded is None:
             return
         out = runs_dir() / f"{loaded.path.stem}.compressed.onnx"
-        plan = self.session.plan
-        data = compress_data_file(loaded.path, self.data_path)
+        request = CompressRequest(self.session.plan, out, self.data_path)
         target = self._target()
 
         def job(token: CancelToken):  # a generator: the target is read in the worker (SSH)
-            return (
-                yield from job_in_child_process(
-                    compress_source_job,
-                    loaded.source,
-                    plan,
-                    out,
-                    data,
-                    cancel=token,
-                    target=target.machine(),
-                    what="compress",
-                )
-            )
+            return compress_work(loaded, request, target, token, in_child=True)
 
         self.jobs.start(f"Compress {loaded.path.name}", job, self._compressed)
 
@@ -670,22 +627,15 @@ class MainWindow(QMainWindow):
         if loaded is None:
             return
         out = runs_dir() / f"{loaded.path.stem}.distilled.onnx"
-        plan, data = self.session.plan, self.data_path
+        request = CompressRequest(self.session.plan, out, self.data_path, distill=options)
+        target = self._target()
         finish = CancelToken(multiprocessing.get_context("spawn").Event())
         self.training.begin(finish)
         self.views.setCurrentWidget(self.training)
 
         def job(token: CancelToken):
-            return job_in_child_process(
-                compress_source_job,
-                loaded.source,
-                plan,
-                out,
-                data,
-                cancel=token,
-                what="distill",
-                distill=options,
-                finish_training=finish,
+            return compress_work(
+                loaded, request, target, token, in_child=True, finish_training=finish
             )
 
         def done(result: CompressResult) -> None:
@@ -708,39 +658,7 @@ class MainWindow(QMainWindow):
 
     def _compressed(self, result: CompressResult, kind: str = "Compress") -> None:
         self.compressed_path = result.output_path
-        before, after = result.before, result.after
-
-        rows = [
-            Comparison(
-                "size",
-                human_bytes(before.size_bytes),
-                human_bytes(after.size_bytes),
-                change_text("size", before.size_bytes, after.size_bytes),
-            )
-        ]
-        if before.eval is not None and after.eval is not None:
-            rows.append(Comparison("top-1", _percent(before.eval.top1), _percent(after.eval.top1)))
-            rows.append(
-                Comparison(
-                    "agreement with original", "100.00%", _percent(after.eval.agreement_top1)
-                )
-            )
-        if before.latency is not None and after.latency is not None:
-            rows.append(
-                Comparison(
-                    "latency p50 (ORT CPU)",
-                    f"{before.latency.p50_ms:.3f} ms",
-                    f"{after.latency.p50_ms:.3f} ms",
-                    change_text("time", before.latency.p50_ms, after.latency.p50_ms),
-                )
-            )
-        notes = [f"written to {result.output_path}", f"data: {result.data_source}"]
-        if result.measured_on:
-            notes.append(f"measured on: {result.measured_on.summary}")
-        if result.target and result.target != result.measured_on:
-            notes.append(f"made for: {result.target.summary}")
-        notes += [*result.steps, *(f"warning: {w}" for w in result.warnings)]
-        self.results.add(RunRecord(kind, result.input_path.name, tuple(rows), tuple(notes)))
+        self.results.add(compress_summary(result, kind))
         self.results_dock.raise_()
         self.layer_error.compare_when_idle()
 
@@ -775,20 +693,7 @@ class MainWindow(QMainWindow):
         self.jobs.start(f"Evaluate {loaded.path.name} on {target.name}", job, self._evaluated)
 
     def _evaluated(self, evaluation: TargetEvaluation) -> None:
-        results = list(evaluation.results.values())
-        compressed = results[1] if len(results) > 1 else None
-        rows = [Comparison(*row) for row in comparison_rows(results[0], compressed)]
-        machine = evaluation.machine
-        notes = [
-            f"ran on {evaluation.target}: {machine.summary} · INT8 family {machine.isa_class}",
-            f"runtime: {evaluation.runtime}",
-            f"data: {evaluation.data_source}",
-        ]
-        if compressed is None:
-            notes.append("no compressed model yet: Compress first to compare")
-        title = f"Evaluate on {evaluation.target}"
-        record = RunRecord(title, self.session.path.name, tuple(rows), tuple(notes))
-        self.results.add(record)
+        self.results.add(evaluation_summary(evaluation, self.session.path.name))
         self.results_dock.raise_()
 
     def benchmark(self) -> None:
@@ -809,31 +714,7 @@ class MainWindow(QMainWindow):
 
     def _benchmarked(self, label: str, outcome: tuple[dict[str, BenchResult], MachineInfo]) -> None:
         results, machine = outcome
-        original, compressed = results.get("original"), results.get("compressed")
-        metrics = (
-            ("latency p50", "time", lambda r: r.latency.p50_ms, lambda v: f"{v:.3f} ms"),
-            ("latency p99", "time", lambda r: r.latency.p99_ms, lambda v: f"{v:.3f} ms"),
-            ("throughput", "rate", lambda r: r.throughput_per_s, lambda v: f"{v:.0f} /s"),
-            ("file size", "size", lambda r: Path(r.model_path).stat().st_size, human_bytes),
-        )
-        rows = []
-        for metric, kind, value, text in metrics:
-            before = value(original) if original else None
-            after = value(compressed) if compressed else None
-            rows.append(
-                Comparison(
-                    metric,
-                    "" if before is None else text(before),
-                    "" if after is None else text(after),
-                    change_text(kind, before, after),
-                )
-            )
-        notes = [f"ran on: {machine.summary} · INT8 family {machine.isa_class}"]
-        notes += [f"{name}: {note}" for name, r in results.items() for note in r.notes]
-        record = RunRecord(
-            f"Benchmark ({label})", self.session.path.name, tuple(rows), tuple(notes)
-        )
-        self.results.add(record)
+        self.results.add(bench_summary(label, self.session.path.name, results, machine))
         self.results_dock.raise_()
 
     def sensitivity(self) -> None:
@@ -842,24 +723,15 @@ class MainWindow(QMainWindow):
         loaded = self.session.opened.loaded if self.session.opened else None
         if loaded is None or loaded.onnx_model is None:
             return
-        layers = self.selected_layers() or None
+        layers = tuple(self.selected_layers()) or None
         target = self._target()
 
         def job(token: CancelToken):  # a generator: data and target are read in the worker
-            dataset = self.eval_dataset(loaded)
-            where = self.settings.compute().placement()
+            dataset = sweep_data(loaded, self.data_path)
+            request = SweepRequest(layers, placement=self.settings.compute().placement())
+            machine = target.machine()
             return (
-                yield from job_in_child_process(
-                    sensitivity_source_job,
-                    loaded.source,
-                    dataset,
-                    layers=layers,
-                    machine=target.machine(),
-                    workers=where.workers,
-                    cluster=where.cluster,
-                    cancel=token,
-                    what="sensitivity",
-                )
+                yield from sensitivity_work(loaded, dataset, request, machine, token, in_child=True)
             )
 
         self.jobs.start(
@@ -901,7 +773,7 @@ class MainWindow(QMainWindow):
 
     def eval_dataset(self, loaded):
         """The chosen data, else `<stem>_eval.npz` beside the model, the demo's own, or random."""
-        return eval_dataset(loaded.path, loaded.onnx_model, self.data_path)
+        return evaluation_data(loaded, self.data_path)
 
     def auto_plan(self) -> None:
         """Ask for a budget (window-modal, the event loop runs) and then run Auto plan."""
@@ -917,26 +789,20 @@ class MainWindow(QMainWindow):
         target = self._target()
 
         def job(token: CancelToken):
-            dataset = self.eval_dataset(loaded).subset(request.samples)
-            calibration = (
-                demo_dataset(loaded.onnx_model, "calib")
-                if is_demo_model(loaded.path) and self.data_path is None
-                else dataset
-            )
+            dataset = sweep_data(loaded, self.data_path, request.samples)
+            calibration = calibration_data(loaded, self.data_path, dataset)
             where = self.settings.compute().placement()
             return (
-                yield from job_in_child_process(
-                    autoplan_source_job,
-                    loaded.source,
+                yield from autoplan_work(
+                    loaded,
                     dataset,
+                    calibration,
                     request.budget,
-                    calibration=calibration,
-                    verification=request.verification,
-                    machine=target.machine(),
-                    workers=where.workers,
-                    cluster=where.cluster,
-                    cancel=token,
-                    what="auto plan",
+                    request.verification,
+                    where,
+                    target.machine(),
+                    token,
+                    in_child=True,
                 )
             )
 

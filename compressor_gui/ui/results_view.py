@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QHeaderView,
@@ -17,42 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-
-@dataclass(frozen=True)
-class Comparison:
-    """One metric measured on both models, already formatted for display."""
-
-    metric: str
-    original: str
-    compressed: str
-    change: str = ""
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    title: str
-    model: str
-    rows: tuple[Comparison, ...]
-    notes: tuple[str, ...] = ()
-    when: str = field(default_factory=lambda: time.strftime("%H:%M:%S"))
-
-
-def change_text(kind: str, before: float | None, after: float | None) -> str:
-    """Say which way a change went: "1.45x slower", "2.10x faster", "0.22x size", empty when
-    either side is unknown or zero. `kind`: "time" (lower is better), "rate" (higher is
-    better) or "size"."""
-    if not before or not after:
-        return ""
-    ratio = after / before
-    if kind == "size":
-        return f"{ratio:.2f}x size"
-    if round(ratio, 2) == 1:
-        return "same"
-    better = ratio < 1 if kind == "time" else ratio > 1
-    factor = max(ratio, 1 / ratio)
-    if kind == "time":
-        return f"{factor:.2f}x {'faster' if better else 'slower'}"
-    return f"{factor:.2f}x {'higher' if better else 'lower'}"
+from compressor_gui.core.summaries import Summary
 
 
 class ResultsView(QWidget):
@@ -81,10 +43,10 @@ class ResultsView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(split)
-        self.records: list[RunRecord] = []
+        self.records: list[Summary] = []
         self.history.currentRowChanged.connect(self._show)
 
-    def add(self, record: RunRecord) -> None:
+    def add(self, record: Summary) -> None:
         self.records.append(record)
         text = f"{record.when}  {record.title} · {record.model}"
         self.history.addItem(text)
@@ -104,4 +66,4 @@ class ResultsView(QWidget):
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
                 self.table.setItem(r, c, item)
-        self.notes.setText("\n".join(record.notes))
+        self.notes.setText("\n".join((*record.notes, *record.layers)))

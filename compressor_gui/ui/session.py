@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,11 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from compressor_gui.core.inventory import ModelInventory
-from compressor_gui.core.model import LoadedModel
 from compressor_gui.core.plan import CompressionPlan, Prediction, skipped_summary
 from compressor_gui.core.search import AutoPlanResult
 from compressor_gui.core.sensitivity import SensitivityPoint, SensitivityTable
+from compressor_gui.core.workflows import OpenedModel
 from compressor_gui.ui.undo import PlanEdit
-
-
-@dataclass(frozen=True)
-class OpenedModel:
-    """What the load worker hands back: the model and its inventory, built off the GUI thread."""
-
-    loaded: LoadedModel
-    inventory: ModelInventory
 
 
 class Session(QObject):
