@@ -133,7 +133,7 @@ def evaluation_data(loaded: LoadedModel, chosen: str | os.PathLike[str] | None) 
     return eval_dataset(loaded.path, require_graph(loaded).onnx_model, chosen)
 
 
-def compress_data(chosen: str | os.PathLike[str] | None, loaded: LoadedModel) -> Path | None:
+def compress_data(loaded: LoadedModel, chosen: str | os.PathLike[str] | None) -> Path | None:
     """The file Compress calibrates on (None: the demo's splits, else random inputs)."""
     return compress_data_file(loaded.path, chosen)
 
@@ -194,7 +194,7 @@ def compress_work(
 ) -> Job[CompressResult]:
     """Compress `loaded` as `request` says, for `target` (an object with `.machine()`, read
     when the job runs: over SSH that takes a moment)."""
-    data = compress_data(request.data, loaded)
+    data = compress_data(loaded, request.data)
     options = dict(
         eval_data=request.eval_data,
         latency=request.latency,
