@@ -14,7 +14,7 @@ from compressor_gui.core.errors import ModelLoadError
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import load_onnx
 from compressor_gui.core.summaries import evaluation_summary
-from compressor_gui.core.workflows import evaluation_data
+from compressor_gui.core.workflows import evaluation_data, evaluation_models
 from compressor_gui.targets import get_target
 from compressor_gui.targets.base import BenchConfig
 from compressor_gui.targets.evaluate import TargetEvaluation, evaluate_on_target
@@ -44,11 +44,9 @@ def run(args: argparse.Namespace) -> int:
     loaded = open_model(args)
     if loaded.onnx_model is None:
         raise ModelLoadError(f"{loaded.path.name}: no ONNX graph to run; give --input-shape")
-    original = loaded.path if loaded.format == "onnx" else loaded.onnx_model
-    models = [("original", original)]
     if args.compressed:
         load_onnx(Path(args.compressed))  # a bad file gets the loader's plain-words message
-        models.append(("compressed", Path(args.compressed)))
+    models = evaluation_models(loaded, args.compressed)
     dataset = evaluation_data(loaded, args.data)
     target = get_target(args.target, args.accept_host_key)
     config = BenchConfig(provider=args.provider, timeout_s=args.timeout)

@@ -133,6 +133,18 @@ def evaluation_data(loaded: LoadedModel, chosen: str | os.PathLike[str] | None) 
     return eval_dataset(loaded.path, require_graph(loaded).onnx_model, chosen)
 
 
+def evaluation_models(
+    loaded: LoadedModel, compressed: str | os.PathLike[str] | None
+) -> list[tuple[str, Any]]:
+    """(label, model) pairs Evaluate runs, the original first (its outputs are the reference
+    for fidelity): an ONNX file by path, a converted torch model as its graph."""
+    original = loaded.path if loaded.format == "onnx" else require_graph(loaded).onnx_model
+    models: list[tuple[str, Any]] = [("original", original)]
+    if compressed is not None:
+        models.append(("compressed", Path(compressed)))
+    return models
+
+
 def compress_data(loaded: LoadedModel, chosen: str | os.PathLike[str] | None) -> Path | None:
     """The file Compress calibrates on (None: the demo's splits, else random inputs)."""
     return compress_data_file(loaded.path, chosen)

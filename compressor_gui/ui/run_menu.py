@@ -33,6 +33,7 @@ from compressor_gui.core.workflows import (
     calibration_data,
     compress_work,
     evaluation_data,
+    evaluation_models,
     has_own_data,
     sensitivity_work,
     sweep_data,
@@ -208,9 +209,7 @@ class RunMenu:
         choice = self.window.targets.current()
         target = choice.target if choice else get_target("local")
         config = choice.config() if choice else None
-        models = [("original", loaded.path if loaded.format == "onnx" else loaded.onnx_model)]
-        if self.session.compressed_path is not None:
-            models.append(("compressed", self.session.compressed_path))
+        models = evaluation_models(loaded, self.session.compressed_path)
         chosen = self.session.data_path
 
         def job(token: CancelToken):  # a generator: the data loads in the worker too
