@@ -9,8 +9,9 @@ targets/.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,24 +215,21 @@ def compress_work(
         distill=request.distill,
         finish_training=finish_training,
     )
-    if not in_child:
-        job = compress_job(
-            loaded, request.plan, request.output, data, cancel, teacher=teacher, **options
-        )
-        return (yield from job)
+    local = functools.partial(compress_job, teacher=teacher)
     what = "distill" if request.distill else "compress"
-    return (
-        yield from job_in_child_process(
-            compress_source_job,
-            loaded.source,
-            request.plan,
-            request.output,
-            data,
-            cancel=cancel,
-            what=what,
-            **options,
-        )
+    job = _start(
+        in_child,
+        loaded,
+        local,
+        compress_source_job,
+        request.plan,
+        request.output,
+        data,
+        cancel=cancel,
+        what=what,
+        **options,
     )
+    return (yield from job)
 
 
 @dataclass(frozen=True)
@@ -262,18 +260,18 @@ def sensitivity_work(
         use_cache=request.use_cache,
         machine=machine,
     )
-    if not in_child:
-        return (yield from sensitivity_job(loaded.onnx_model, dataset, cancel=cancel, **options))
-    return (
-        yield from job_in_child_process(
-            sensitivity_source_job,
-            loaded.source,
-            dataset,
-            cancel=cancel,
-            what="sensitivity",
-            **options,
-        )
+    job = _start(
+        in_child,
+        loaded,
+        sensitivity_job,
+        sensitivity_source_job,
+        dataset,
+        first=loaded.onnx_model,
+        cancel=cancel,
+        what="sensitivity",
+        **options,
     )
+    return (yield from job)
 
 
 def autoplan_work(
@@ -296,19 +294,39 @@ def autoplan_work(
         cluster=placement.cluster,
         machine=machine,
     )
-    if not in_child:
-        return (yield from autoplan_job(loaded, dataset, budget, cancel=cancel, **options))
-    return (
-        yield from job_in_child_process(
-            autoplan_source_job,
-            loaded.source,
-            dataset,
-            budget,
-            cancel=cancel,
-            what="auto plan",
-            **options,
-        )
+    job = _start(
+        in_child,
+        loaded,
+        autoplan_job,
+        autoplan_source_job,
+        dataset,
+        budget,
+        cancel=cancel,
+        what="auto plan",
+        **options,
     )
+    return (yield from job)
+
+
+def _start(
+    in_child: bool,
+    loaded: LoadedModel,
+    local: Callable[..., Job[Any]],
+    child: Callable[..., Job[Any]],
+    *args: Any,
+    first: Any = None,
+    cancel: CancelToken | None,
+    what: str,
+    **options: Any,
+) -> Job[Any]:
+    """`local(first or loaded, *args)` in this process, or `child(loaded.source, *args)` in a
+    child process that opens the model again: a native crash or an out-of-memory there
+    leaves the window standing."""
+    if in_child:
+        return job_in_child_process(
+            child, loaded.source, *args, cancel=cancel, what=what, **options
+        )
+    return local(loaded if first is None else first, *args, cancel=cancel, **options)
 
 
 def bench_models_job(

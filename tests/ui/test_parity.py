@@ -35,7 +35,7 @@ def _without_latency(summary):
     return dataclasses.replace(summary, rows=rows)
 
 
-def test_window_and_cli_compress_and_evaluate_the_same(loaded, qtbot, demo_path, tmp_path):
+def test_window_and_cli_compress_the_same(loaded, qtbot, demo_path, tmp_path):
     recipe = tmp_path / "plan.yaml"
     recipe.write_text(RECIPE)
     loaded.load_recipe(recipe)
@@ -45,7 +45,9 @@ def test_window_and_cli_compress_and_evaluate_the_same(loaded, qtbot, demo_path,
     assert window_result.title == "Compress", loaded.jobs.log.toPlainText()
 
     out = tmp_path / "cli.onnx"
-    printed = _cli("compress", str(demo_path), "--recipe", str(recipe), "-o", str(out))
+    printed = _cli(
+        "compress", str(demo_path), "--recipe", str(recipe), "-o", str(out), "--no-latency"
+    )
     assert out.stat().st_size == loaded.compressed_path.stat().st_size
     lines = printed.splitlines()
     assert _cells(_without_latency(window_result).table_text()) <= _cells(printed)
@@ -58,15 +60,7 @@ def test_window_and_cli_compress_and_evaluate_the_same(loaded, qtbot, demo_path,
         if not note.startswith(("written to", "warning: the compressed model is slower")):
             assert note in lines, note
 
-    loaded.evaluate_action.trigger()
-    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=120_000)
-    window_eval = loaded.session.results[-1]
-    assert window_eval.title == "Evaluate on local", loaded.jobs.log.toPlainText()
-    printed = _cli("evaluate", str(demo_path), str(loaded.compressed_path))
-    assert _cells(window_eval.table_text(("original", "compressed"))) <= _cells(printed)
     assert loaded.results.records == loaded.session.results  # Results shows the session's
-    rows = {row.metric: row for row in window_eval.rows}
-    assert rows["samples"].original == "450" and rows["top-1"].compressed.endswith("%")
 
 
 def _cells(table: str) -> set[tuple[str, ...]]:
