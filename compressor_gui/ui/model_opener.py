@@ -4,17 +4,13 @@ and the draft of an unsaved plan offered back when its model is opened again."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from compressor_gui.core.errors import CompressorError, PlanError
 from compressor_gui.core.workflows import OpenedModel, open_model_job
 from compressor_gui.ui.drafts import Draft, discard_draft, load_draft, save_draft
-
-if TYPE_CHECKING:
-    from compressor_gui.ui.main_window import MainWindow
 
 MODEL_FILTER = "Models (*.onnx *.pt *.pth *.pt2 *.ts *.jit *.bin *.ckpt);;All files (*)"
 
@@ -22,7 +18,7 @@ MODEL_FILTER = "Models (*.onnx *.pt *.pth *.pt2 *.ts *.jit *.bin *.ckpt);;All fi
 class ModelOpener:
     """Loads models for the window in a worker and keeps the plan's draft on disk."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: QMainWindow) -> None:
         self.window = window
         self.session = window.session
         self.draft_offer: QMessageBox | None = None

@@ -10,11 +10,10 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import platformdirs
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from compressor_gui.core.compress import CompressResult
 from compressor_gui.core.data import RANDOM_SOURCE, is_demo_model
@@ -47,9 +46,6 @@ from compressor_gui.ui.compute_dialog import ComputeDialog
 from compressor_gui.ui.settings import APP_NAME
 from compressor_gui.ui.training import DistillDialog
 
-if TYPE_CHECKING:
-    from compressor_gui.ui.main_window import MainWindow
-
 
 def runs_dir() -> Path:
     """Where compressed models go by default: one folder per run under the user data dir."""
@@ -58,9 +54,10 @@ def runs_dir() -> Path:
 
 class RunMenu:
     """Starts Compress, Distill, Evaluate, Benchmark, Sensitivity, Auto plan and Deploy for
-    the window's session and target."""
+    the window's session and target (`window`: ui/main_window.py's, typed by its Qt base so
+    that imports go one way)."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: QMainWindow) -> None:
         self.window = window
         self.session = window.session
         self.jobs = window.jobs
@@ -223,7 +220,8 @@ class RunMenu:
         self.session.add_result(evaluation_summary(evaluation, self.session.path.name))
 
     def benchmark(self) -> None:
-        """Time the original (and the last compressed model) on the chosen target."""
+        """Time the original (and the last compressed model) on the chosen target, or on every
+        target checked in the targets panel at once."""
         choice = self.window.targets.current()
         if choice is None or self.session.path is None:
             message = "No target is ready yet (still probing this machine)."
@@ -232,6 +230,11 @@ class RunMenu:
         models = [("original", self.session.path)]
         if self.session.compressed_path is not None:
             models.append(("compressed", self.session.compressed_path))
+        loaded, chosen = self._loaded(), self.session.data_path
+        data = (lambda: evaluation_data(loaded, chosen)) if loaded else None
+        if self.window.targets.fanout.start(self.jobs, models, data):  # two or more checked
+            self.window.targets_dock.raise_()
+            return
         config = choice.config()
 
         def done(outcome: tuple[dict[str, BenchResult], MachineInfo]) -> None:

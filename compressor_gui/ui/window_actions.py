@@ -4,19 +4,15 @@ tooltip. The commands themselves are the window's, its model opener's and its Ru
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QLabel, QToolBar
+from PySide6.QtWidgets import QLabel, QMainWindow, QToolBar
 
 from compressor_gui.ui.int8_form_menu import Int8FormMenu
 from compressor_gui.ui.paths import demo_model_path
 
-if TYPE_CHECKING:
-    from compressor_gui.ui.main_window import MainWindow
 
-
-def _action(w: MainWindow, text: str, slot: Callable, shortcut=None, tip: str = "") -> QAction:
+def _action(w: QMainWindow, text: str, slot: Callable, shortcut=None, tip: str = "") -> QAction:
     action = QAction(text, w)
     action.triggered.connect(slot)
     if shortcut is not None:
@@ -27,7 +23,7 @@ def _action(w: MainWindow, text: str, slot: Callable, shortcut=None, tip: str = 
     return action
 
 
-def build_actions(w: MainWindow) -> None:
+def build_actions(w: QMainWindow) -> None:
     """Create the actions as attributes of the window (`w.compress_action`, ...)."""
     Key = QKeySequence.StandardKey
     w.open_action = _action(w, "Open…", w.opener.open_dialog, Key.Open, "Open a model file")
@@ -102,7 +98,7 @@ def build_actions(w: MainWindow) -> None:
     w.theme_action.setCheckable(True)
 
 
-def build_menus(w: MainWindow) -> None:
+def build_menus(w: QMainWindow) -> None:
     """The menu bar and the toolbar over the actions `build_actions` made."""
     menu = w.menuBar()
     file_menu = menu.addMenu("&File")
