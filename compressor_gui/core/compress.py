@@ -43,7 +43,7 @@ from compressor_gui.core.model import LoadedModel, ModelSource, save_onnx
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
-from compressor_gui.core.weights import lift_weights
+from compressor_gui.core.weights import already_quantized, lift_weights
 
 MIN_COSINE = 0.99  # output cosine under this is warned, whatever the labels say
 SLOWER_MARGIN = 1.10  # warn when the compressed model's p50 is over 10% above the original's
@@ -145,6 +145,8 @@ def compress_job(
     prediction = plan.predict(inventory)
     reference = teacher or loaded  # the model measured as "before" and distilled towards
     calib, evald, source = _datasets(reference.path, original, data, eval_data)
+    settings = plan.resolved(inventory)
+    _check_not_quantized_twice(loaded, plan, settings, distill is not None, warnings)
     training = (distill, calib, evald, target, (cancel, finish_training))
     model, plan, n_m_weights, report = yield from _reshaped(
         original, plan, inventory, reference, training, steps, warnings
@@ -152,7 +154,10 @@ def compress_job(
 
     cancel.raise_if_cancelled()
     yield Progress(3, _STEPS, "quantizing")
-    model, actions, int8_form = _quantized(model, plan, inventory, calib, options, steps, warnings)
+    other_work = distill is not None or any(s.prune_ratio > 0 for s in settings.values())
+    model, actions, int8_form = _quantized(
+        model, plan, settings, calib, options, other_work, (steps, warnings)
+    )
 
     cancel.raise_if_cancelled()
     yield Progress(4, _STEPS, f"writing {out_path.name}")
@@ -182,12 +187,16 @@ def compress_job(
     )
 
 
-def _quantized(model, plan, inventory, calib, options, steps, warnings):
-    """The quantize step: (model, what was done per layer, the INT8 form used or "")."""
-    if not any(s.bits < 32 for s in plan.resolved(inventory).values()):
+def _quantized(model, plan, settings, calib, options, other_work, notes):
+    """The quantize step: (model, what was done per layer, the INT8 form used or "").
+    `other_work`: pruning or training changed the model, so it is written even when no
+    layer could be quantized."""
+    steps, warnings = notes
+    if not any(s.bits < 32 for s in settings.values()):
         return model, (), ""
     result = quantize_model(model, _narrowed(plan, model), calib, options=options)
     warnings.extend(result.warnings)
+    _check_quantized(settings, result.actions, result.warnings, other_work, warnings)
     steps.append(_summary(result.actions))
     if result.int8_form:
         steps.append(f"INT8 form: {result.int8_form}")
@@ -317,6 +326,42 @@ def _datasets(path, model, data, eval_data) -> tuple[Dataset | None, Dataset | N
     if evald is None and calib is None:
         return None, random_dataset(model), RANDOM_SOURCE
     return calib, evald or calib, (calib or evald).source
+
+
+def _check_not_quantized_twice(loaded, plan, settings, other_work: bool, warnings) -> None:
+    """An already-quantized model asked for fewer bits: its float layers only, said first;
+    CompressionError when it has none and nothing else is asked (a 1.00x file is no result)."""
+    quantized = already_quantized(loaded.onnx_model)
+    asked = [plan.default, *plan.layers.values(), *(s for _, s in plan.patterns)]
+    if not quantized or all(s.bits == 32 for s in asked):
+        return
+    name, how = next(iter(quantized.items()))
+    floats = [n for n, s in settings.items() if s.bits < 32]
+    pruned = any(s.prune_ratio > 0 for s in settings.values())
+    if not floats and not pruned and not other_work:
+        raise CompressionError(
+            f"{loaded.path.name} is already quantized ({len(quantized)} layers, e.g. {name}: "
+            f"{how}) and has no float layer left to quantize; start from the float model"
+        )
+    warnings.insert(
+        0,
+        f"{len(quantized)} layers are already quantized and stay as they are (e.g. {name}: "
+        f"{how}); {len(floats)} float layers are quantized",
+    )
+
+
+def _check_quantized(settings, actions, reasons, other_work, warnings) -> None:
+    """Layers planned for fewer bits that stayed float are said first, with why; when none
+    could be quantized and nothing else changed, CompressionError (nothing is written)."""
+    planned = {name for name, setting in settings.items() if setting.bits < 32}
+    stayed = [a.name for a in actions if a.bits == 32 and a.name in planned]
+    if not stayed:
+        return
+    why = "; ".join(reasons) or "no quantization path took them"
+    if len(stayed) == len(planned) and not other_work:
+        raise CompressionError(f"no layer could be quantized, so nothing was written: {why}")
+    shown = ", ".join(stayed[:5]) + (f" and {len(stayed) - 5} more" if len(stayed) > 5 else "")
+    warnings.insert(0, f"{len(stayed)} of {len(planned)} layers stayed float32 ({shown}): {why}")
 
 
 def _narrowed(plan: CompressionPlan, model: onnx.ModelProto) -> CompressionPlan:
