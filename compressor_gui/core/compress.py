@@ -149,91 +149,36 @@ def compress_job(
     prediction = plan.predict(inventory)
     reference = teacher or loaded  # the model measured as "before" and distilled towards
     calib, evald, source = _datasets(reference.path, original, data, eval_data)
-    # Weights in Constant nodes or subgraphs become initializers of the main graph, where
-    # pruning, BatchNorm folding and quantization reach them (same computation, same size).
-    model = lift_weights(original, fold_casts=False)
     settings = plan.resolved(inventory)
-    _check_not_quantized_twice(loaded, plan, settings, distill is not None, warnings)
-
-    # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
-    # fold then scales whole output channels, which keeps every zero (and 2:4 pattern) intact.
-    cancel.raise_if_cancelled()
-    yield Progress(1, _STEPS, "pruning")
-    n_m_weights: tuple[str, ...] = ()
-    if any(s.prune_ratio > 0 for s in settings.values()):
-        model, n_m_weights = _prune(model, plan, steps, warnings)
-
-    report = None
     if distill is None and plan.distill_epochs:  # the recipe's recovery step, QAT when quantized
-        qat = any(s.bits < 32 for s in settings.values())
-        distill = DistillOptions(epochs=plan.distill_epochs, qat=qat)
-    if distill is not None:
-        extra = unlabeled
-        if isinstance(extra, str | os.PathLike):
-            extra = load_dataset(extra, original)
-        model, plan, report = yield from _distilled(
-            reference,
-            model,
-            plan,
-            (calib, extra),
-            distill,
-            target,
-            steps,
-            (cancel, finish_training),
+        distill = DistillOptions(
+            epochs=plan.distill_epochs, qat=any(s.bits < 32 for s in settings.values())
         )
-        warnings.extend(_distill_warnings(report, calib, evald))
-
-    cancel.raise_if_cancelled()
-    yield Progress(2, _STEPS, "fusing")
-    if plan.fuse:
-        model = _fuse(model, steps, warnings)
+    if isinstance(unlabeled, str | os.PathLike):
+        unlabeled = load_dataset(unlabeled, original)
+    _check_not_quantized_twice(loaded, plan, settings, distill is not None, warnings)
+    training = (distill, calib, unlabeled, evald, target, (cancel, finish_training))
+    model, plan, n_m_weights, report = yield from _reshaped(
+        original, plan, inventory, reference, training, steps, warnings
+    )
 
     cancel.raise_if_cancelled()
     yield Progress(3, _STEPS, "quantizing")
-    actions: tuple[LayerAction, ...] = ()
-    int8_form = ""
-    if any(s.bits < 32 for s in settings.values()):
-        result = quantize_model(model, _narrowed(plan, model), calib, options=options)
-        model, actions, int8_form = result.model, result.actions, result.int8_form
-        warnings.extend(result.warnings)
-        pruned = any(s.prune_ratio > 0 for s in settings.values())
-        _check_quantized(settings, actions, result.warnings, pruned or distill, warnings)
-        steps.append(_summary(actions))
-        if int8_form:
-            steps.append(f"INT8 form: {int8_form}")
+    other_work = distill is not None or any(s.prune_ratio > 0 for s in settings.values())
+    model, actions, int8_form = _quantized(
+        model, plan, settings, calib, options, other_work, (steps, warnings)
+    )
 
     cancel.raise_if_cancelled()
     yield Progress(4, _STEPS, f"writing {out_path.name}")
     save_onnx(model, out_path)
     sparse_size = size_report(model, n_m_weights).sparse_format_size_bytes if n_m_weights else None
-    if any(a.simulated for a in actions):
-        warnings.append(
-            f"1/2-bit layers are {SIMULATED}: their weights are stored packed and unpacked to "
-            "float when the model loads; accuracy and size are real, compute is float"
-        )
 
     yield Progress(5, _STEPS, "evaluating")
     before, after = _measure(reference.onnx_model, out_path, reference, evald, latency, cancel)
-    if (
-        before.latency
-        and after.latency
-        and after.latency.p50_ms > before.latency.p50_ms * (SLOWER_MARGIN)
-    ):
-        warnings.append(
-            f"the compressed model is slower on this CPU: p50 {after.latency.p50_ms:.2f} ms vs "
-            f"{before.latency.p50_ms:.2f} ms; onnxruntime's kernels for these choices do not "
-            "pay off here (try FP16/INT4 weight-only for size, or keep depthwise/activation-"
-            "heavy layers float)"
-        )
     warnings.extend(
-        quality_warnings(plan, before.eval, after.eval, actions, target, distilled=bool(report))
+        _result_warnings(plan, before, after, actions, target, here, report is not None)
     )
-    if target.isa_class != here.isa_class or target.arch != here.arch:
-        warnings.append(
-            f"measured on {here.cpu_model} ({here.isa_class}), made for {target.cpu_model} "
-            f"({target.isa_class}): INT8 accuracy and speed differ between CPU families; "
-            "evaluate it on the target before shipping"
-        )
     yield Progress(6, _STEPS, "done")
     return CompressResult(
         input_path=loaded.path,
@@ -252,6 +197,92 @@ def compress_job(
         target=target,
         distill=report,
     )
+
+
+def _quantized(model, plan, settings, calib, options, other_work, notes):
+    """The quantize step: (model, what was done per layer, the INT8 form used or "").
+    `other_work`: pruning or training changed the model, so it is written even when no
+    layer could be quantized."""
+    steps, warnings = notes
+    if not any(s.bits < 32 for s in settings.values()):
+        return model, (), ""
+    result = quantize_model(model, _narrowed(plan, model), calib, options=options)
+    warnings.extend(result.warnings)
+    _check_quantized(settings, result.actions, result.warnings, other_work, warnings)
+    steps.append(_summary(result.actions))
+    if result.int8_form:
+        steps.append(f"INT8 form: {result.int8_form}")
+    return result.model, result.actions, result.int8_form
+
+
+def _reshaped(original, plan, inventory, reference, training, steps, warnings):
+    """Prune, distill (when asked) and fuse: the float model that quantization starts from,
+    the plan (pinned to the INT8 form QAT trained for), the 2:4 weights and the training
+    report."""
+    distill, calib, unlabeled, evald, target, (cancel, finish_training) = training
+    # Weights in Constant nodes or subgraphs become initializers of the main graph, where
+    # pruning, BatchNorm folding and quantization reach them (same computation, same size).
+    model = lift_weights(original, fold_casts=False)
+    # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
+    # fold then scales whole output channels, which keeps every zero (and 2:4 pattern) intact.
+    cancel.raise_if_cancelled()
+    yield Progress(1, _STEPS, "pruning")
+    n_m_weights: tuple[str, ...] = ()
+    if any(s.prune_ratio > 0 for s in plan.resolved(inventory).values()):
+        model, n_m_weights = _prune(model, plan, steps, warnings)
+
+    report = None
+    if distill is not None:
+        model, plan, report = yield from _distilled(
+            reference,
+            model,
+            plan,
+            (calib, unlabeled),
+            distill,
+            target,
+            steps,
+            (cancel, finish_training),
+        )
+        warnings.extend(_distill_warnings(report, calib, evald))
+
+    cancel.raise_if_cancelled()
+    yield Progress(2, _STEPS, "fusing")
+    if plan.fuse:
+        model = _fuse(model, steps, warnings)
+    return model, plan, n_m_weights, report
+
+
+def _result_warnings(plan, before, after, actions, target, here, distilled) -> list[str]:
+    """What the measurements say the user should know: simulated layers, a slower model, a
+    drop over budget (for a `distilled` model judged by top-1, not cosine), a model measured
+    on another CPU family than it was made for."""
+    found = []
+    if any(a.simulated for a in actions):
+        found.append(
+            f"1/2-bit layers are {SIMULATED}: their weights are stored packed and unpacked to "
+            "float when the model loads; accuracy and size are real, compute is float"
+        )
+    if (
+        before.latency
+        and after.latency
+        and after.latency.p50_ms > before.latency.p50_ms * (SLOWER_MARGIN)
+    ):
+        found.append(
+            f"the compressed model is slower on this CPU: p50 {after.latency.p50_ms:.2f} ms vs "
+            f"{before.latency.p50_ms:.2f} ms; onnxruntime's kernels for these choices do not "
+            "pay off here (try FP16/INT4 weight-only for size, or keep depthwise/activation-"
+            "heavy layers float)"
+        )
+    found.extend(
+        quality_warnings(plan, before.eval, after.eval, actions, target, distilled=distilled)
+    )
+    if target.isa_class != here.isa_class or target.arch != here.arch:
+        found.append(
+            f"measured on {here.cpu_model} ({here.isa_class}), made for {target.cpu_model} "
+            f"({target.isa_class}): INT8 accuracy and speed differ between CPU families; "
+            "evaluate it on the target before shipping"
+        )
+    return found
 
 
 def quality_warnings(
