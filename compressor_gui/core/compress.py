@@ -31,7 +31,6 @@ from compressor_gui.core.evaluate import (
     EvalResult,
     LatencyResult,
     evaluate,
-    file_size_bytes,
     make_session,
     measure_latency,
     sample_feed,
@@ -39,9 +38,10 @@ from compressor_gui.core.evaluate import (
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
-from compressor_gui.core.model import LoadedModel, ModelSource, save_onnx
+from compressor_gui.core.model import LoadedModel, ModelSource, file_size_bytes, save_onnx
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
+from compressor_gui.core.shapes import resolve_input_shapes
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
 
 MIN_COSINE = 0.99  # output cosine under this is warned, whatever the labels say
@@ -143,7 +143,8 @@ def compress_job(
     plan.validate(inventory)
     prediction = plan.predict(inventory)
     reference = teacher or loaded  # the model measured as "before" and distilled towards
-    calib, evald, source = _datasets(reference.path, original, data, eval_data)
+    calib, evald, source = _datasets(reference.path, original, data, eval_data, loaded)
+    shapes = resolve_input_shapes(original, loaded.input_shapes, calib or evald)
     model = original
 
     # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
@@ -153,7 +154,7 @@ def compress_job(
     settings = plan.resolved(inventory)
     n_m_weights: tuple[str, ...] = ()
     if any(s.prune_ratio > 0 for s in settings.values()):
-        model, n_m_weights = _prune(model, plan, steps, warnings)
+        model, n_m_weights = _prune(model, plan, shapes, steps, warnings)
 
     report = None
     if distill is not None:
@@ -172,14 +173,16 @@ def compress_job(
     cancel.raise_if_cancelled()
     yield Progress(2, _STEPS, "fusing")
     if plan.fuse:
-        model = _fuse(model, steps, warnings)
+        model = _fuse(model, shapes, steps, warnings)
 
     cancel.raise_if_cancelled()
     yield Progress(3, _STEPS, "quantizing")
     actions: tuple[LayerAction, ...] = ()
     int8_form = ""
     if any(s.bits < 32 for s in settings.values()):
-        result = quantize_model(model, _narrowed(plan, model), calib, options=options)
+        result = quantize_model(
+            model, _narrowed(plan, model), calib, options=options, input_shapes=shapes
+        )
         model, actions, int8_form = result.model, result.actions, result.int8_form
         warnings.extend(result.warnings)
         steps.append(_summary(actions))
@@ -278,7 +281,7 @@ def _plain_u8s8(action: LayerAction) -> bool:
     )
 
 
-def _datasets(path, model, data, eval_data) -> tuple[Dataset | None, Dataset | None, str]:
+def _datasets(path, model, data, eval_data, loaded) -> tuple[Dataset | None, Dataset | None, str]:
     def opened(value):
         if value is None or isinstance(value, Dataset):
             return value
@@ -290,7 +293,9 @@ def _datasets(path, model, data, eval_data) -> tuple[Dataset | None, Dataset | N
         evald = evald or demo_dataset(model, "eval")
         return calib, evald, "bundled demo: calibration split, held-out eval split"
     if evald is None and calib is None:
-        return None, random_dataset(model), RANDOM_SOURCE
+        # the one place a missing shape is asked for: before any work is done
+        shapes = resolve_input_shapes(model, loaded.input_shapes)
+        return None, random_dataset(model, shapes=shapes), RANDOM_SOURCE
     return calib, evald or calib, (calib or evald).source
 
 
@@ -357,11 +362,11 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _fuse(model: onnx.ModelProto, steps: list[str], warnings: list[str]) -> onnx.ModelProto:
+def _fuse(model: onnx.ModelProto, shapes, steps: list[str], warnings: list[str]):
     from compressor_gui.core.fuse import fuse_model
 
     try:
-        fused, report = fuse_model(model)
+        fused, report = fuse_model(model, shapes)
     except CompressorError as exc:
         warnings.append(f"fusion skipped: {exc}")
         return model
@@ -373,10 +378,10 @@ def _fuse(model: onnx.ModelProto, steps: list[str], warnings: list[str]) -> onnx
     return fused
 
 
-def _prune(model, plan, steps, warnings) -> onnx.ModelProto:
+def _prune(model, plan, shapes, steps, warnings) -> onnx.ModelProto:
     from compressor_gui.core.prune import apply_pruning
 
-    pruned, report = apply_pruning(model, plan)
+    pruned, report = apply_pruning(model, plan, shapes)
     line = (
         f"pruned: {len(report.layers)} layers, params {report.params_before} -> "
         f"{report.params_after}, MACs {report.macs_before} -> {report.macs_after}"

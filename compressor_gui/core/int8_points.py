@@ -20,10 +20,11 @@ import onnx
 from compressor_gui.core.data import Dataset, calibration_reader
 from compressor_gui.core.errors import CompressionError, CompressorError
 from compressor_gui.core.evaluate import make_session
+from compressor_gui.core.graph import contained
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.int8_forms import FORMS, Int8Form
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
-from compressor_gui.core.quantize import CALIBRATION_SAMPLES, Int8Options, contained, quantize_model
+from compressor_gui.core.quantize import CALIBRATION_SAMPLES, Int8Options, quantize_model
 
 
 class RuntimeInt8Layers:

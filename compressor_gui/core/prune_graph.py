@@ -19,9 +19,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compressor_gui.core.data import feed_shape, input_specs
-from compressor_gui.core.errors import CompressionError
-from compressor_gui.core.inventory import node_attribute
+from compressor_gui.core.graph import has_subgraphs, names_read_in_subgraphs, node_attribute
+from compressor_gui.core.shapes import value_shapes
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,8 @@ class ChannelGraph:
         for node in self.graph.node:
             for name in node.input:
                 self.uses[name] = self.uses.get(name, 0) + 1
-        self.shapes = _infer_shapes(model)
+        self.shapes = value_shapes(model)
+        self.shapes.update((t.name, tuple(t.dims)) for t in self.graph.initializer)
         self.spaces: list[Space] = []
         self.layouts: dict[str, Layout] = {}
         self.slices: list[AxisSlice] = []
@@ -144,7 +144,7 @@ class ChannelGraph:
         for position, node in enumerate(self.graph.node):
             self.position = position
             handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-            if any(a.type in _GRAPH_ATTRS for a in node.attribute):
+            if has_subgraphs(node):
                 handler = _with_subgraphs
             (handler or _unknown)(self, node)
         for value in self.graph.output:
@@ -631,90 +631,3 @@ HANDLERS: dict[str, Callable[[ChannelGraph, onnx.NodeProto], None]] = {
     "Resize": _resize,
     "Pad": _pad,
 }
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-_GRAPH_ATTRS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-
-
-def names_read_in_subgraphs(graph: onnx.GraphProto) -> set[str]:
-    """Values that If/Loop bodies of `graph`'s nodes read (outer values are read by name)."""
-    names: set[str] = set()
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                names.update(i for n in sub.node for i in n.input)
-                names |= names_read_in_subgraphs(sub)
-    return names
-
-
-def _infer_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, ...]]:
-    """Static shapes of every value (dynamic dims as their symbol or None)."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception as exc:
-        raise CompressionError(f"shape inference failed on this model: {exc}") from exc
-    shapes = {}
-    graph = inferred.graph
-    for value in [*graph.input, *graph.value_info, *graph.output]:
-        tensor_type = value.type.tensor_type
-        if not tensor_type.HasField("shape"):
-            continue
-        shapes[value.name] = tuple(
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-            for d in tensor_type.shape.dim
-        )
-    for tensor in graph.initializer:
-        shapes[tensor.name] = tuple(tensor.dims)
-    return shapes
-
-
-def random_feed(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
-    """A random batch of 1 for every real input (dynamic dims taken as 1)."""
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for spec in input_specs(model):
-        shape = feed_shape(spec)
-        if spec.dtype.kind == "f":
-            feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        else:
-            feed[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
-    return feed
-
-
-def run_model(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    """Outputs of `model` on `feed` in onnxruntime (one thread: this is a check, not a bench)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    return session.run(None, dict(feed))
-
-
-def check_same_interface(before: onnx.ModelProto, after: onnx.ModelProto, what: str) -> None:
-    """The rewritten model must pass the checker and run in onnxruntime with the original's
-    input and output names and shapes; otherwise CompressionError (the input is untouched)."""
-    try:
-        onnx.checker.check_model(after, full_check=True)
-        feed = random_feed(before)
-        old, new = run_model(before, feed), run_model(after, feed)
-    except CompressionError:
-        raise
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise CompressionError(
-            f"{what} produced a model that does not check or run ({first}); the input model "
-            "was left as it was"
-        ) from exc
-    names = ([o.name for o in before.graph.output], [o.name for o in after.graph.output])
-    if names[0] != names[1] or [a.shape for a in old] != [b.shape for b in new]:
-        raise CompressionError(
-            f"{what} changed the model's outputs ({names[0]} {[a.shape for a in old]} became "
-            f"{names[1]} {[b.shape for b in new]}); the input model was left as it was"
-        )

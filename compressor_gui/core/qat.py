@@ -22,8 +22,8 @@ from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.int8_forms import FORMS, Int8Form, rule_form
 from compressor_gui.core.plan import INT4_BLOCK_SIZE, CompressionPlan, LayerSetting
 from compressor_gui.core.quant_ops import CODECS, int4_blocks, linear_codes, rule_for
-from compressor_gui.core.quantize import BLOCK_AXES
 from compressor_gui.core.torch_graph import GraphModule, tensor_key
+from compressor_gui.core.weight_codes import BLOCK_AXES
 
 ACTIVATION_MOMENTUM = 0.1  # weight of each batch's min/max in the tracked range
 Encoder = Callable[[np.ndarray], np.ndarray]
