@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compressed:
         load_onnx(Path(args.compressed))  # a bad file gets the loader's plain-words message
         models.append(("compressed", Path(args.compressed)))
-    dataset = eval_dataset(loaded.path, loaded.onnx_model, args.data)
+    dataset = eval_dataset(loaded.path, loaded.onnx_model, args.data, loaded.input_shapes)
     target = get_target(args.target, args.accept_host_key)
     config = BenchConfig(provider=args.provider, timeout_s=args.timeout)
     job = evaluate_on_target(target, models, dataset, config)

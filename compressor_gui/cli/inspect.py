@@ -12,6 +12,7 @@ from compressor_gui.core.inventory import (
     build_tensor_inventory,
 )
 from compressor_gui.core.model import LoadedModel, load_model
+from compressor_gui.core.shapes import parse_shape, resolve_input_shapes
 from compressor_gui.formatting import human_bytes, human_count
 
 
@@ -33,19 +34,14 @@ def add_loading_arguments(parser: argparse.ArgumentParser) -> None:
         "--input-shape",
         action="append",
         metavar="DIMS",
-        help="input shape like 1x3x224x224 (repeat per input); fixes dynamic dims",
+        help="input shape like 1x3x224x224 (repeat per input, in order): the size every run "
+        "of the model uses where it declares dynamic dims",
     )
 
 
 def parse_shapes(specs: list[str] | None) -> list[tuple[int, ...]] | None:
-    from compressor_gui.core.errors import ModelLoadError
-
-    if not specs:
-        return None
-    try:
-        return [tuple(int(d) for d in spec.lower().split("x")) for spec in specs]
-    except ValueError as exc:
-        raise ModelLoadError(f"--input-shape wants dims like 1x3x224x224, not {specs}") from exc
+    """`--input-shape` values (one per input, in order) as shapes; None when none given."""
+    return [parse_shape(spec) for spec in specs] if specs else None
 
 
 def open_model(args: argparse.Namespace) -> LoadedModel:
@@ -57,14 +53,8 @@ def open_model(args: argparse.Namespace) -> LoadedModel:
 def inventory_of(loaded: LoadedModel, input_shapes=None) -> ModelInventory:
     """The inventory of whatever was opened: the ONNX graph, else the torch weights."""
     if loaded.onnx_model is not None:
-        named = {}
-        if input_shapes:
-            real_inputs = [
-                v.name
-                for v in loaded.onnx_model.graph.input
-                if v.name not in {t.name for t in loaded.onnx_model.graph.initializer}
-            ]
-            named = dict(zip(real_inputs, input_shapes, strict=False))
+        shapes = input_shapes or loaded.input_shapes
+        named = resolve_input_shapes(loaded.onnx_model, shapes, probe=False) if shapes else {}
         return build_inventory(loaded.onnx_model, input_shapes=named)
     tensors = loaded.state_dict
     module_types = {}
