@@ -9,8 +9,7 @@ import onnx
 import pytest
 
 from compressor_gui.cli import main
-from compressor_gui.core.errors import CompressorError
-from compressor_gui.core.graph import error_text
+from compressor_gui.core.errors import CompressorError, error_text
 from compressor_gui.core.shapes import InputShapeNeeded, resolve_input_shapes
 from tests import modelgen
 

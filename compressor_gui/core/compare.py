@@ -31,7 +31,7 @@ import onnx
 from onnx import numpy_helper
 
 from compressor_gui.core.data import RANDOM_SOURCE, Dataset, random_dataset
-from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.errors import CompressorError, error_text
 from compressor_gui.core.evaluate import make_session, sqnr_db_from_energy
 from compressor_gui.core.graph import node_attribute
 from compressor_gui.core.hardware import MachineInfo, local_machine
@@ -488,7 +488,7 @@ class _QdqSimulation:
                 str(augmented), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # the float simulation is extra: its failure is a note
-            notes.append(f"QDQ-in-float column unavailable: {str(exc).splitlines()[0][:160]}")
+            notes.append(f"QDQ-in-float column unavailable: {error_text(exc, 160)}")
             self.close()
 
     def add_batch(self, feed: dict, reference: dict[str, np.ndarray], sums: _Sums) -> None:

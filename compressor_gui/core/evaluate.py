@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 
 from compressor_gui.core.data import Dataset
-from compressor_gui.core.errors import CompressorError
-from compressor_gui.core.graph import error_text, make_session
+from compressor_gui.core.errors import CompressorError, error_text
+from compressor_gui.core.graph import make_session
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.shapes import random_feed
 

@@ -11,9 +11,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compressor_gui.core.errors import CompressionError
+from compressor_gui.core.errors import CompressionError, error_text
 from compressor_gui.core.graph import (
-    error_text,
     names_read_in_subgraphs,
     remove_dead_nodes,
     remove_unused_initializers,
@@ -58,7 +57,8 @@ def fuse_model(
         reference = run_model(model, feed)
     except Exception as exc:
         raise CompressionError(
-            f"the model does not run in onnxruntime, so fusion cannot be verified ({exc})"
+            "the model does not run in onnxruntime, so fusion cannot be verified "
+            f"({error_text(exc)})"
         ) from exc
     diff = _max_diff(reference, run_model(fused, feed))
     if diff > FUSE_TOLERANCE:

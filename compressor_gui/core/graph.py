@@ -12,7 +12,6 @@ import contextlib
 import io
 import math
 import os
-import re
 import tempfile
 from collections.abc import Iterator, Mapping
 
@@ -20,11 +19,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from compressor_gui.core.errors import CompressionError, CompressorError
+from compressor_gui.core.errors import CompressionError, CompressorError, error_text
 
 DEFAULT_THREADS = 2  # intra-op threads of a session that measures (checks use 1)
 _GRAPH_ATTRS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # --- walking -------------------------------------------------------------------------------
 
@@ -181,6 +179,35 @@ def constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
 
 def is_constant_node(node: onnx.NodeProto) -> bool:
     return node.op_type == "Constant" and node.domain in ("", "ai.onnx")
+
+
+def graph_constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    """Initializers and Constant-node tensors of one graph (not its subgraphs), by name."""
+    found = {tensor.name: tensor for tensor in graph.initializer}
+    for node in graph.node:
+        value = constant_value(node) if is_constant_node(node) else None
+        if value is not None:
+            found[node.output[0]] = value
+    return found
+
+
+def set_stored_arrays(graph: onnx.GraphProto, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write new values (shapes may change) into this graph's initializers and Constant
+    nodes by name, and the dims of the inputs old exports list initializers as."""
+    for tensor in graph.initializer:
+        if tensor.name in arrays:
+            tensor.CopyFrom(numpy_helper.from_array(arrays[tensor.name], tensor.name))
+    for value in graph.input:
+        if value.name in arrays:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims, arrays[value.name].shape, strict=True):
+                dim.dim_value = size
+    for node in graph.node:
+        if is_constant_node(node) and node.output[0] in arrays:
+            del node.attribute[:]
+            node.attribute.append(
+                helper.make_attribute("value", numpy_helper.from_array(arrays[node.output[0]]))
+            )
 
 
 def iter_named_tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProto]]:
@@ -367,13 +394,6 @@ def gemm_to_matmul(graph: onnx.GraphProto, node: onnx.NodeProto) -> None:
 
 
 # --- does it still run -----------------------------------------------------------------------
-
-
-def error_text(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an error, without the terminal colour codes onnxruntime puts in its
-    messages, at most `limit` characters (the exception's type when it says nothing)."""
-    text = _ANSI_ESCAPE.sub("", str(exc)).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 def make_session(model: onnx.ModelProto | str | os.PathLike[str], threads: int = DEFAULT_THREADS):

@@ -19,7 +19,7 @@ from typing import Any
 
 import onnx
 
-from compressor_gui.core.errors import CompressionError, ModelLoadError
+from compressor_gui.core.errors import CompressionError, ModelLoadError, error_text
 from compressor_gui.core.graph import external_data_files, iter_all_tensors
 
 # TorchScript archives saved by our tools carry their example input shapes in this extra file,
@@ -118,8 +118,8 @@ def _load_onnx_and_data(
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends for damaged files
         raise ModelLoadError(
-            f"{path.name} is not a valid ONNX file (it could not be parsed: {_first_line(exc)}); "
-            "it may be truncated or another kind of file"
+            f"{path.name} is not a valid ONNX file (it could not be parsed: "
+            f"{error_text(exc, 200)}); it may be truncated or another kind of file"
         ) from exc
     if not model.graph.node and not model.graph.initializer:
         raise ModelLoadError(
@@ -140,7 +140,7 @@ def _load_onnx_and_data(
             f"{path.name} keeps its weights in {', '.join(missing)}, which is missing next to it "
             f"in {path.parent}; copy the data file(s) beside the model"
         )
-    total = path.stat().st_size + sum((path.parent / f).stat().st_size for f in external)
+    total = files_size_bytes([path, *(path.parent / f for f in external)])
     if max_bytes is not None and total > max_bytes:
         raise ModelLoadError(
             f"{path.name} with its external data is {total / 2**30:.1f} GiB, more than this "
@@ -151,7 +151,7 @@ def _load_onnx_and_data(
             onnx.load_external_data_for_model(model, str(path.parent))
         except Exception as exc:
             raise ModelLoadError(
-                f"{path.name}: its external weights could not be read ({_first_line(exc)})"
+                f"{path.name}: its external weights could not be read ({error_text(exc, 200)})"
             ) from exc
     _check_tensors(model, path)
     return model, tuple(path.parent / f for f in sorted(external))
@@ -265,7 +265,7 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
             else:
                 onnx.save_model(model, str(tmp_model))
         except Exception as exc:
-            raise CompressionError(f"could not write {path}: {_first_line(exc)}") from exc
+            raise CompressionError(f"could not write {path}: {error_text(exc, 200)}") from exc
         os.replace(tmp_model, path)
     return path
 
@@ -319,7 +319,7 @@ def torch_to_onnx(
             model = onnx.load(str(out))
         except Exception as exc:
             raise ModelLoadError(
-                f"{name} could not be converted to ONNX ({_first_line(exc)}); "
+                f"{name} could not be converted to ONNX ({error_text(exc, 200)}); "
                 "export it to ONNX yourself and open the .onnx"
             ) from exc
     return model
@@ -375,11 +375,6 @@ def _looks_like_text(head: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 def _memory_limit_bytes() -> int:
@@ -454,7 +449,7 @@ def _load_torchscript(path: Path, input_shapes: tuple[tuple[int, ...], ...] | No
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:
         raise ModelLoadError(
-            f"{path.name} looks like TorchScript but could not be loaded: {_first_line(exc)}"
+            f"{path.name} looks like TorchScript but could not be loaded: {error_text(exc, 200)}"
         ) from exc
     module.eval()
     notes: list[str] = []
@@ -492,7 +487,7 @@ def _load_exported_program(
     except Exception as exc:
         raise ModelLoadError(
             f"{path.name} looks like a torch.export archive but could not be loaded: "
-            f"{_first_line(exc)}"
+            f"{error_text(exc, 200)}"
         ) from exc
     if input_shapes is None:
         input_shapes = tuple(
@@ -506,7 +501,7 @@ def _load_exported_program(
         model = torch.onnx.export(program, dynamo=True, opset_version=18).model_proto
     except Exception as exc:
         raise ModelLoadError(
-            f"{path.name} could not be converted to ONNX ({_first_line(exc)}); "
+            f"{path.name} could not be converted to ONNX ({error_text(exc, 200)}); "
             "export it to ONNX yourself and open the .onnx"
         ) from exc
     return LoadedModel(
@@ -567,7 +562,7 @@ def _load_trusted_pickle(path: Path, safe_error: Exception) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ModelLoadError(f"{path.name} could not be unpickled: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"{path.name} could not be unpickled: {error_text(exc, 200)}") from exc
 
 
 def _flatten_tensors(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -12,6 +12,7 @@ freeze every space they touch, so their channels are never cut.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -19,7 +20,13 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compressor_gui.core.graph import has_subgraphs, names_read_in_subgraphs, node_attribute
+from compressor_gui.core.graph import (
+    graph_constants,
+    has_subgraphs,
+    names_read_in_subgraphs,
+    node_attribute,
+    set_stored_arrays,
+)
 from compressor_gui.core.shapes import value_shapes
 
 
@@ -58,17 +65,10 @@ class ChannelGraph:
         self.model = model
         self.graph = model.graph
         self.consts: dict[str, np.ndarray] = {
-            t.name: numpy_helper.to_array(t) for t in self.graph.initializer
+            name: numpy_helper.to_array(tensor)
+            for name, tensor in graph_constants(self.graph).items()
         }
-        for node in self.graph.node:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                value = next((a.t for a in node.attribute if a.name == "value"), None)
-                if value is not None:
-                    self.consts[node.output[0]] = numpy_helper.to_array(value)
-        self.uses: dict[str, int] = {}
-        for node in self.graph.node:
-            for name in node.input:
-                self.uses[name] = self.uses.get(name, 0) + 1
+        self.uses = Counter(name for node in self.graph.node for name in node.input)
         self.shapes = value_shapes(model)
         self.shapes.update((t.name, tuple(t.dims)) for t in self.graph.initializer)
         self.spaces: list[Space] = []
@@ -232,19 +232,7 @@ class ChannelGraph:
             for axis, index in axes.items():
                 array = np.take(array, index, axis=axis)
             new_arrays[name] = array
-        for tensor in model.graph.initializer:
-            if tensor.name in new_arrays:
-                tensor.CopyFrom(numpy_helper.from_array(new_arrays[tensor.name], tensor.name))
-        for value in model.graph.input:  # old exports also list initializers as inputs
-            if value.name in new_arrays:
-                dims = value.type.tensor_type.shape.dim
-                for dim, size in zip(dims, new_arrays[value.name].shape, strict=True):
-                    dim.dim_value = size
-        for node in model.graph.node:
-            if node.op_type == "Constant" and node.output[0] in new_arrays:
-                for attr in node.attribute:
-                    if attr.name == "value":
-                        attr.t.CopyFrom(numpy_helper.from_array(new_arrays[node.output[0]]))
+        set_stored_arrays(model.graph, new_arrays)
         for position, layout in self.group_attrs:
             index = self.indices(layout, keep)
             if index is not None:

@@ -22,13 +22,12 @@ from pathlib import Path
 import onnx
 
 from compressor_gui.core.data import Dataset, calibration_reader
-from compressor_gui.core.errors import CompressionError, CompressorError
+from compressor_gui.core.errors import CompressionError, CompressorError, error_text
 from compressor_gui.core.evaluate import fidelity, run_outputs, sample_feed
 from compressor_gui.core.graph import (
     check_runs,
     constants_to_initializers,
     contained,
-    error_text,
     gemm_as_matmul_ok,
     gemm_to_matmul,
     make_session,

@@ -29,7 +29,7 @@ import onnx
 from onnx import numpy_helper
 
 from compressor_gui.core.data import Dataset
-from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.errors import CompressorError, error_text
 from compressor_gui.core.executors import ClusterConfig, Placement, run_all
 from compressor_gui.core.hardware import MachineInfo, local_machine, machine_key
 from compressor_gui.core.inventory import build_inventory
@@ -363,7 +363,7 @@ class OverrideSession:
             )
         except Exception as exc:
             raise CompressorError(
-                f"onnxruntime cannot run this model ({str(exc).splitlines()[0][:200]})"
+                f"onnxruntime cannot run this model ({error_text(exc, 200)})"
             ) from exc
         self.layers = {layer.name: layer for layer in layers}
         initializers = {t.name: t for t in model.graph.initializer}

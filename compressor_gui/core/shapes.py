@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from compressor_gui.core.errors import CompressionError, CompressorError
-from compressor_gui.core.graph import error_text, make_session, subgraphs, tensor_nbytes
+from compressor_gui.core.errors import CompressionError, CompressorError, error_text
+from compressor_gui.core.graph import make_session, subgraphs, tensor_nbytes
 
 if TYPE_CHECKING:
     from compressor_gui.core.data import Dataset

@@ -20,7 +20,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.errors import CompressorError, error_text
 from compressor_gui.core.graph import constant_value, has_subgraphs
 from compressor_gui.core.ops import OPS, NodeView, UnsupportedOpError, facts_for, is_trainable_input
 
@@ -95,8 +95,7 @@ class GraphModule(nn.Module):
                 raise
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
                 raise CompressorError(
-                    f"node {node.name} ({node.op_type}) failed in torch: "
-                    f"{str(exc).splitlines()[0][:200]}"
+                    f"node {node.name} ({node.op_type}) failed in torch: {error_text(exc, 200)}"
                 ) from exc
             results = result if isinstance(result, tuple) else (result,)
             for name, value in zip(node.output, results, strict=False):
