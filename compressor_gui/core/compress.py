@@ -43,6 +43,7 @@ from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
 from compressor_gui.core.shapes import resolve_input_shapes
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
+from compressor_gui.core.weights import lift_weights
 
 MIN_COSINE = 0.99  # output cosine under this is warned, whatever the labels say
 SLOWER_MARGIN = 1.10  # warn when the compressed model's p50 is over 10% above the original's
@@ -145,7 +146,9 @@ def compress_job(
     reference = teacher or loaded  # the model measured as "before" and distilled towards
     calib, evald, source = _datasets(reference.path, original, data, eval_data, loaded)
     shapes = resolve_input_shapes(original, loaded.input_shapes, calib or evald)
-    model = original
+    # Weights in Constant nodes or subgraphs become initializers of the main graph, where
+    # pruning, BatchNorm folding and quantization reach them (same computation, same size).
+    model = lift_weights(original, fold_casts=False)
 
     # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
     # fold then scales whole output channels, which keeps every zero (and 2:4 pattern) intact.

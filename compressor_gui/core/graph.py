@@ -47,6 +47,14 @@ def has_subgraphs(node: onnx.NodeProto) -> bool:
     return any(a.type in _GRAPH_ATTRS for a in node.attribute)
 
 
+def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """The graph and every subgraph inside it, outermost first."""
+    yield graph
+    for node in graph.node:
+        for sub in subgraphs(node):
+            yield from graphs(sub)
+
+
 def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
     """Every node of the graph and of its subgraphs, depth first, each after its parent."""
     for node in graph.node:

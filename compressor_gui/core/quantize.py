@@ -40,7 +40,7 @@ from compressor_gui.core.graph import (
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.plan import INT4_BLOCK_SIZE, CompressionPlan, LayerSetting
-from compressor_gui.core.quant_ops import EXTRA_WEIGHT_INPUTS, OpRule, rule_for
+from compressor_gui.core.quant_ops import rule_for
 from compressor_gui.core.shapes import Shapes, resolve_input_shapes, restore_io, with_input_shapes
 from compressor_gui.core.weight_codes import encode_stored
 
@@ -124,7 +124,7 @@ def quantize_model(
     routes = _route(layers, dataset is not None, work)
     if dataset is None:
         lacking = [n for n in routes.get("weight_only", []) if layers[n].setting.bits == 8]
-        lacking = [n for n in lacking if (rule_for(layers[n].node) or _NO_RULE).static_int8]
+        lacking = [n for n in lacking if _can(layers[n].node, "static_int8")]
         if lacking:
             warnings.append(
                 f"no calibration data: {len(lacking)} layer(s) stored INT8 weight-only (float "
@@ -178,7 +178,10 @@ def quantize_model(
 # --- routing -----------------------------------------------------------------------------
 
 
-_NO_RULE = OpRule(0, lambda node, ndim: 0)
+def _can(node: onnx.NodeProto, path: str) -> bool:
+    """Whether the op table gives this node's op a kernel for `path` (e.g. "static_int8")."""
+    rule = rule_for(node)
+    return rule is not None and getattr(rule, path)
 
 
 @dataclass(frozen=True)
@@ -476,9 +479,8 @@ def _weight_only(model, names, ctx: _Context):
         bits = layer.setting.bits
         stored = 0
         for weight in layer.weights:
-            axis = _direct_axis(node, weight)
             stored += encode_stored(
-                model.graph, weight, bits, layer.setting.per_channel, axis, int4_storage
+                model.graph, weight, bits, layer.setting.per_channel, node, int4_storage
             )
         if not stored and layer.shares:
             method = f"weights quantized with the layer that owns them ({layer.shares})"
@@ -496,17 +498,6 @@ def _weight_only(model, names, ctx: _Context):
             method = f"INT{bits} weight-only ({store} + DequantizeLinear, float compute)"
         done[name] = LayerAction(name, layer.op_type, bits, method, simulated=bits in (2, 1))
     return model, done
-
-
-def _direct_axis(node: onnx.NodeProto, weight: str) -> int | None:
-    """The output-channel axis when the node consumes the stored tensor as is; None when the
-    tensor reaches it through reshapes (then axis 0 of the stored tensor is used)."""
-    rule = rule_for(node)
-    positions = (rule.weight_input, *EXTRA_WEIGHT_INPUTS.get(node.op_type, ()))
-    for position in positions:
-        if len(node.input) > position and node.input[position] == weight:
-            return position
-    return None
 
 
 def _fp16(model, names, ctx: _Context):

@@ -9,9 +9,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from compressor_gui.core.graph import all_nodes, find_stored
+from compressor_gui.core.graph import find_stored
+from compressor_gui.core.ops import weight_axes
 from compressor_gui.core.plan import INT4_BLOCK_SIZE
-from compressor_gui.core.quant_ops import CODECS, int4_blocks, rule_for
+from compressor_gui.core.quant_ops import CODECS, int4_blocks
 
 
 def encode_stored(
@@ -19,11 +20,13 @@ def encode_stored(
     weight: str,
     bits: int,
     per_channel: bool,
-    position: int | None,
+    node: onnx.NodeProto,
     int4_storage: bool,
 ) -> int:
     """Replace one stored float tensor by codes + scale + DequantizeLinear producing the same
-    name in the same graph. Returns 1 if done, 0 if the tensor is not a float of 2+ dims."""
+    name in the same graph. Scales run along the output channels when `node` consumes the
+    tensor as is at a weight input the op table knows, else along axis 0 (a tensor reaching
+    it through reshapes). Returns 1 if done, 0 if the tensor is not a float of 2+ dims."""
     found = find_stored(root, weight)
     if found is None:
         return 0
@@ -31,14 +34,7 @@ def encode_stored(
     array = numpy_helper.to_array(tensor)
     if array.dtype.kind != "f" or array.ndim < 2:
         return 0
-    axis, block_axis = 0, None
-    if position is not None:
-        consumer = next(n for n in all_nodes(graph) if weight in n.input)
-        rule = rule_for(consumer)
-        axis = rule.channel_axis(consumer, array.ndim) if rule else 0
-        block_axis = BLOCK_AXES.get(consumer.op_type, lambda node, ndim: None)(
-            consumer, ndim=array.ndim
-        )
+    axis, block_axis = _stored_axes(node, weight, array.ndim)
     blocked = (
         bits == 4
         and int4_storage
@@ -88,6 +84,15 @@ def encode_stored(
     for offset, new in enumerate(new_nodes):
         graph.node.insert(offset, new)
     return 1
+
+
+def _stored_axes(node: onnx.NodeProto, weight: str, ndim: int) -> tuple[int, int | None]:
+    """(scale axis, INT4 block axis or None) of a stored weight as `node` consumes it."""
+    for position, name in enumerate(node.input):
+        axes = weight_axes(node, position, ndim) if name == weight else None
+        if axes is not None:
+            return axes
+    return 0, None
 
 
 def _packed_decoder(
@@ -156,12 +161,3 @@ def _int4_tensor(name: str, codes: np.ndarray) -> onnx.TensorProto:
         flat = np.append(flat, np.uint8(0))
     packed = flat[0::2] | (flat[1::2] << 4)
     return helper.make_tensor(name, TensorProto.INT4, codes.shape, packed.tobytes(), raw=True)
-
-
-# The input (reduction) axis of each op's weight: INT4 blocks run along it (opset 21).
-BLOCK_AXES = {
-    "Conv": lambda node, ndim: 1,
-    "ConvTranspose": lambda node, ndim: 0,
-    "MatMul": lambda node, ndim: ndim - 2,
-    "Gemm": lambda node, ndim: 1 if any(a.name == "transB" and a.i for a in node.attribute) else 0,
-}
