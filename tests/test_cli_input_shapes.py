@@ -77,3 +77,12 @@ def test_shapes_come_from_the_user_the_data_or_the_model_metadata():
 def test_runtime_errors_are_shown_without_colour_codes():
     raw = RuntimeError("\x1b[1;31m2026 [E:onnxruntime:, inference] Concat failed\x1b[m\nstack")
     assert error_text(raw) == "2026 [E:onnxruntime:, inference] Concat failed"
+
+
+def test_trtexec_is_given_the_resolved_shape_with_the_batch_size(detector):
+    from compressor_gui.targets.base import BenchConfig
+    from compressor_gui.targets.jetson import trtexec_command
+
+    config = BenchConfig(batch_size=2, input_shapes={"images": [1, 3, 320, 320]})
+    assert "--shapes=images:2x3x320x320" in trtexec_command(detector, "d.onnx", None, config)
+    assert "--shapes=images:1x3x1x1" in trtexec_command(detector, "d.onnx", None, BenchConfig())
