@@ -153,6 +153,12 @@ def toposort(graph: onnx.GraphProto, outer: frozenset[str] = frozenset()) -> Non
             toposort(sub, frozenset(ready))
 
 
+def real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    """The inputs data is fed to (old exports also list their initializers as inputs)."""
+    initializers = {t.name for t in graph.initializer}
+    return [value for value in graph.input if value.name not in initializers]
+
+
 def node_attribute(node: onnx.NodeProto, name: str, default):
     """An attribute's value by name, or `default` when the node does not set it."""
     for attr in node.attribute:

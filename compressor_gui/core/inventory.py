@@ -23,6 +23,7 @@ from compressor_gui.core.graph import (
     has_subgraphs,
     iter_named_tensors,
     named_subgraphs,
+    real_inputs,
 )
 from compressor_gui.core.ops import layer_facts
 from compressor_gui.core.shapes import declared_input_shapes, value_shapes
@@ -130,7 +131,7 @@ def build_inventory(
     collector.visit(model.graph, path="", outer_constants={})
     return ModelInventory(
         layers=tuple(collector.layers),
-        inputs=tuple(_spec(v) for v in _real_inputs(model.graph)),
+        inputs=tuple(_spec(v) for v in real_inputs(model.graph)),
         outputs=tuple(_spec(v) for v in model.graph.output),
         assumptions=tuple(assumptions + collector.assumptions),
         opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
@@ -174,11 +175,6 @@ def weight_array(model: onnx.ModelProto, tensor_name: str) -> np.ndarray:
 
 
 # --- shapes ----------------------------------------------------------------------------------
-
-
-def _real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
-    initializers = {t.name for t in graph.initializer}
-    return [v for v in graph.input if v.name not in initializers]
 
 
 def _spec(value: onnx.ValueInfoProto) -> TensorSpec:

@@ -26,6 +26,7 @@ from compressor_gui.core.graph import (
     has_subgraphs,
     names_read_in_subgraphs,
     node_attribute,
+    real_inputs,
     set_stored_arrays,
 )
 from compressor_gui.core.ops import facts_for
@@ -136,13 +137,11 @@ class ChannelGraph:
         return first
 
     def _build(self) -> None:
-        initializers = {t.name for t in self.graph.initializer}
-        for value in self.graph.input:
-            if value.name not in initializers:
-                shape = self.shapes.get(value.name) or ()
-                size = shape[1] if len(shape) > 1 and isinstance(shape[1], int) else -1
-                space = self.new_space(size, frozen=f"graph input {value.name}")
-                self.layouts[value.name] = Layout((space,))
+        for value in real_inputs(self.graph):
+            shape = self.shapes.get(value.name) or ()
+            size = shape[1] if len(shape) > 1 and isinstance(shape[1], int) else -1
+            space = self.new_space(size, frozen=f"graph input {value.name}")
+            self.layouts[value.name] = Layout((space,))
         for position, node in enumerate(self.graph.node):
             self.position = position
             facts = facts_for(node)

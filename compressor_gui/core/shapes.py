@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from compressor_gui.core.errors import CompressionError, CompressorError, error_text
-from compressor_gui.core.graph import make_session, subgraphs, tensor_nbytes
+from compressor_gui.core.graph import make_session, real_inputs, subgraphs, tensor_nbytes
 
 if TYPE_CHECKING:
     from compressor_gui.core.data import Dataset
@@ -54,11 +54,8 @@ class InputSpec:
 def input_specs(model: onnx.ModelProto) -> tuple[InputSpec, ...]:
     """The model's real inputs (initializers listed as inputs are not data); a dim declared
     as a symbol, unknown, 0 or negative is dynamic (None)."""
-    initializers = {t.name for t in model.graph.initializer}
     specs = []
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
+    for value in real_inputs(model.graph):
         tensor_type = value.type.tensor_type
         shape = tuple(
             d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
@@ -155,12 +152,11 @@ def declared_input_shapes(
     input's rank, else the declared dims with each dynamic one filled (the H and W of an
     image input from the model's metadata, anything else 1), and what was filled."""
     given = given or {}
-    initializers = {t.name for t in model.graph.initializer}
     image_size = _metadata_image_size(model)
     shapes: Shapes = {}
     assumed: list[AssumedDim] = []
-    for value in model.graph.input:
-        if value.name in initializers or not value.type.HasField("tensor_type"):
+    for value in real_inputs(model.graph):
+        if not value.type.HasField("tensor_type"):
             continue
         dims = value.type.tensor_type.shape.dim
         wanted = tuple(int(d) for d in given.get(value.name, ()))

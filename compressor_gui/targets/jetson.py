@@ -181,12 +181,11 @@ def _dynamic_input_shapes(model_path: Path, batch: int, given: dict) -> list[str
     others come from the resolved input shape (core/shapes.py) when given, else 1."""
     import onnx
 
+    from compressor_gui.core.graph import real_inputs
+
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
     shapes = []
-    for value in graph.input:
-        if value.name in initializers:
-            continue
+    for value in real_inputs(graph):
         dims = [d.dim_value if d.dim_value > 0 else 0 for d in value.type.tensor_type.shape.dim]
         if 0 in dims or batch != 1:
             sizes = given.get(value.name) or []
