@@ -86,3 +86,13 @@ def test_trtexec_is_given_the_resolved_shape_with_the_batch_size(detector):
     config = BenchConfig(batch_size=2, input_shapes={"images": [1, 3, 320, 320]})
     assert "--shapes=images:2x3x320x320" in trtexec_command(detector, "d.onnx", None, config)
     assert "--shapes=images:1x3x1x1" in trtexec_command(detector, "d.onnx", None, BenchConfig())
+
+
+def test_inspect_counts_macs_at_the_given_shape(detector, capsys):
+    assert main(["inspect", str(detector), "--json"]) == 0
+    assumed = json.loads(capsys.readouterr().out)
+    assert main(["inspect", str(detector), "--json", "--input-shape", "1x3x320x320"]) == 0
+    given = json.loads(capsys.readouterr().out)
+    assert len(assumed["assumptions"]) == 3 and given["assumptions"] == []
+    # the stem conv alone: 8 x 3 x 3 x 3 MACs per output pixel, 160 x 160 of them
+    assert given["layers"][0]["macs"] == 8 * 27 * 160 * 160

@@ -54,8 +54,9 @@ def inventory_of(loaded: LoadedModel, input_shapes=None) -> ModelInventory:
     """The inventory of whatever was opened: the ONNX graph, else the torch weights."""
     if loaded.onnx_model is not None:
         shapes = input_shapes or loaded.input_shapes
-        named = resolve_input_shapes(loaded.onnx_model, shapes, probe=False) if shapes else {}
-        return build_inventory(loaded.onnx_model, input_shapes=named)
+        resolved = resolve_input_shapes(loaded.onnx_model, shapes, probe=False) if shapes else {}
+        given = dict(list(resolved.items())[: len(shapes or ())])  # the rest stay assumptions
+        return build_inventory(loaded.onnx_model, input_shapes=given)
     tensors = loaded.state_dict
     module_types = {}
     if tensors is None:
