@@ -295,39 +295,15 @@ def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
     """onnxruntime quantize_static in one INT8 form, with fallbacks when shape inference or
     the result fails: symbolic shape inference -> ONNX shape inference only -> fixed input
     shapes -> without the nodes the error names."""
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
+    from onnxruntime.quantization import quant_pre_process, quantize_static
 
-    method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[ctx.plan.calibration]
-    chosen = [ctx.layers[n] for n in names]
-    per_channel = ctx.options.per_channel
-    if per_channel is None:
-        per_channel = all(layer.setting.per_channel for layer in chosen)
-        if len({layer.setting.per_channel for layer in chosen}) > 1:
-            warnings.append("INT8 layers mix per-channel and per-tensor: all quantized per-tensor")
-    symmetric = all(layer.setting.symmetric for layer in chosen)
+    arguments, method = _static_arguments(names, ctx, form, warnings)
     whole = ctx.plan.default.bits == 8
     others = sorted(ctx.layer_nodes - set(names))
-    s8 = ctx.options.activations == "s8"
-    fmt = QuantFormat.QOperator if ctx.options.quant_format == "qoperator" else QuantFormat.QDQ
-    extra = {"WeightSymmetric": symmetric, "ActivationSymmetric": s8}
-    weight_type = QuantType.QUInt8 if form.weight_type == "u8" else QuantType.QInt8
-    if method == CalibrationMethod.Percentile:
-        extra["CalibPercentile"] = 99.99
     excluded: list[str] = []
-    attempts = ["pre_process", "onnx_shapes", "fixed_shapes", "exclude"]
     last_error = ""
     with tempfile.TemporaryDirectory(prefix="compressor-gui-") as tmp:
-        for attempt in attempts:
+        for attempt in ("pre_process", "onnx_shapes", "fixed_shapes", "exclude"):
             source = Path(tmp) / f"{attempt}_in.onnx"
             target = Path(tmp) / f"{attempt}_out.onnx"
             candidate = with_input_shapes(model, ctx.shapes) if attempt == "fixed_shapes" else model
@@ -348,20 +324,11 @@ def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
                         str(source),
                         str(target),
                         calibration_reader(ctx.dataset, CALIBRATION_SAMPLES, batch),
-                        quant_format=fmt,
-                        op_types_to_quantize=list(ctx.options.op_types)
-                        if ctx.options.op_types
-                        else None,
-                        per_channel=per_channel,
-                        activation_type=QuantType.QInt8 if s8 else QuantType.QUInt8,
-                        weight_type=weight_type,
-                        reduce_range=form.reduce_range,
                         nodes_to_quantize=None
                         if whole
                         else [n for n in names if n not in excluded],
                         nodes_to_exclude=others + excluded,
-                        calibrate_method=method,
-                        extra_options=extra,
+                        **arguments,
                     )
                 result = onnx.load(str(target))
                 check_runs(result, sample_feed(result, ctx.dataset))
@@ -376,17 +343,52 @@ def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
                 )
             if attempt == "fixed_shapes":
                 restore_io(result, model)
-            done = _actions_for(
-                ctx,
-                [n for n in names if n not in excluded and _was_quantized(result, n)],
-                8,
-                f"INT8 static {'QOperator' if fmt == QuantFormat.QOperator else 'QDQ'} "
-                f"({'per-channel' if per_channel else 'per-tensor'}, "
-                f"{ctx.plan.calibration} calibration, {'s8' if s8 else 'u8'} activations, "
-                f"{form.weight_type} weights{', reduce_range' if form.reduce_range else ''})",
-            )
-            return result, done
+            quantized = [n for n in names if n not in excluded and _was_quantized(result, n)]
+            return result, _actions_for(ctx, quantized, 8, method)
     raise CompressionError(last_error or "no quantized model came out")
+
+
+def _static_arguments(names, ctx: _Context, form, warnings: list[str]) -> tuple[dict, str]:
+    """quantize_static's keyword arguments for these layers in this form, and the words
+    that describe the method to the user."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[ctx.plan.calibration]
+    chosen = [ctx.layers[n] for n in names]
+    per_channel = ctx.options.per_channel
+    if per_channel is None:
+        per_channel = all(layer.setting.per_channel for layer in chosen)
+        if len({layer.setting.per_channel for layer in chosen}) > 1:
+            warnings.append("INT8 layers mix per-channel and per-tensor: all quantized per-tensor")
+    s8 = ctx.options.activations == "s8"
+    qoperator = ctx.options.quant_format == "qoperator"
+    extra = {
+        "WeightSymmetric": all(layer.setting.symmetric for layer in chosen),
+        "ActivationSymmetric": s8,
+    }
+    if method == CalibrationMethod.Percentile:
+        extra["CalibPercentile"] = 99.99
+    arguments = {
+        "quant_format": QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
+        "op_types_to_quantize": list(ctx.options.op_types) if ctx.options.op_types else None,
+        "per_channel": per_channel,
+        "activation_type": QuantType.QInt8 if s8 else QuantType.QUInt8,
+        "weight_type": QuantType.QUInt8 if form.weight_type == "u8" else QuantType.QInt8,
+        "reduce_range": form.reduce_range,
+        "calibrate_method": method,
+        "extra_options": extra,
+    }
+    words = (
+        f"INT8 static {'QOperator' if qoperator else 'QDQ'} "
+        f"({'per-channel' if per_channel else 'per-tensor'}, "
+        f"{ctx.plan.calibration} calibration, {'s8' if s8 else 'u8'} activations, "
+        f"{form.weight_type} weights{', reduce_range' if form.reduce_range else ''})"
+    )
+    return arguments, words
 
 
 _FALLBACK_WORDS = {
