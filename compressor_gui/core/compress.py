@@ -29,7 +29,6 @@ from compressor_gui.core.distill import DistillOptions, DistillReport, distill_j
 from compressor_gui.core.errors import CompressionError, CompressorError
 from compressor_gui.core.evaluate import (
     EvalResult,
-    LatencyResult,
     evaluate,
     make_session,
     measure_latency,
@@ -38,6 +37,7 @@ from compressor_gui.core.evaluate import (
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
+from compressor_gui.core.latency import LatencyStats
 from compressor_gui.core.model import LoadedModel, ModelSource, file_size_bytes, save_onnx
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
@@ -56,7 +56,7 @@ class ModelMetrics:
 
     size_bytes: int
     eval: EvalResult | None
-    latency: LatencyResult | None
+    latency: LatencyStats | None
     # The file after zip/deflate, where zeroed weights save space; None over protobuf's 2 GB.
     deflated_size_bytes: int | None = None
 
