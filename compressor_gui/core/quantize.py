@@ -14,6 +14,7 @@ the model is undone and its layers stay float, with a warning saying why.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ SIMULATED = "simulated: no runtime kernel"
 CALIBRATION_SAMPLES = 256
 FORM_CHECK_SAMPLES = 64  # calibration samples each INT8 form candidate is scored on
 INT4_OPSET = 21
+PER_CHANNEL_OPSET = 13  # DequantizeLinear takes an `axis` (per-channel scales) from opset 13
+_AXIS_ROUTES = ("static_int8", "dynamic_int8", "weight_only", "int4_dq")
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,11 @@ def quantize_model(
                 "compute, smaller file, no speed-up); give data for static INT8"
             )
     feed = _usable_feed(work, dataset, shapes, warnings)
+    if any(routes.get(m) for m in _AXIS_ROUTES) and opset(work) < PER_CHANNEL_OPSET:
+        work, options = _per_channel_opset(work, feed, options, layers, warnings)
     if routes.get("int4_dq") and opset(work) < INT4_OPSET:
-        work = _upgrade_opset(work, feed, warnings)
+        words = "INT4 weights are stored as int8 codes"
+        work = _upgrade_opset(work, feed, INT4_OPSET, warnings, words)
     original_nodes = frozenset(node_names(work.graph))
     context = _Context(
         plan,
@@ -572,18 +578,39 @@ def _actions_for(ctx: _Context, names, bits: int, method: str) -> dict[str, Laye
     return {n: LayerAction(n, ctx.layers[n].op_type, bits, method) for n in names}
 
 
-def _upgrade_opset(model: onnx.ModelProto, feed, warnings: list[str]) -> onnx.ModelProto:
-    """INT4 DequantizeLinear needs opset 21; without it, 4-bit codes are stored as int8."""
+def _upgrade_opset(
+    model: onnx.ModelProto, feed, version: int, warnings: list[str], otherwise: str
+) -> onnx.ModelProto:
+    """The model converted to opset `version` by onnx's version converter, checked to run; when that
+    fails, the model as it was and a warning ending in `otherwise` (what happens instead)."""
     try:
-        upgraded = onnx.version_converter.convert_version(model, INT4_OPSET)
+        upgraded = onnx.version_converter.convert_version(model, version)
         check_runs(upgraded, feed)
         return upgraded
     except Exception as exc:
         warnings.append(
-            f"opset {opset(model)} could not be raised to {INT4_OPSET} "
-            f"({error_text(exc, 160)}): INT4 weights are stored as int8 codes"
+            f"opset {opset(model)} could not be raised to {version} "
+            f"({error_text(exc, 160)}): {otherwise}"
         )
         return model
+
+
+def _per_channel_opset(model, feed, options: Int8Options, layers: dict, warnings: list[str]):
+    """Per-channel DequantizeLinear needs opset 13: an older model is converted first, or,
+    when it cannot be, quantized with one scale per tensor."""
+    before = opset(model)
+    upgraded = _upgrade_opset(
+        model, feed, PER_CHANNEL_OPSET, warnings, "quantized with one scale per tensor"
+    )
+    if upgraded is not model:
+        warnings.append(
+            f"opset {before} raised to {PER_CHANNEL_OPSET} with onnx's version converter "
+            "(per-channel DequantizeLinear needs it)"
+        )
+        return upgraded, options
+    for layer in layers.values():
+        layer.setting = dataclasses.replace(layer.setting, per_channel=False)
+    return model, dataclasses.replace(options, per_channel=False)
 
 
 def _usable_feed(model: onnx.ModelProto, dataset: Dataset | None, shapes: Shapes, warnings):
