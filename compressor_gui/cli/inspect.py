@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from compressor_gui.core.inventory import (
-    LayerInfo,
-    ModelInventory,
-    build_inventory,
-    build_tensor_inventory,
-)
+from compressor_gui.core.inventory import LayerInfo, ModelInventory
+from compressor_gui.core.jobs import run_job
 from compressor_gui.core.model import LoadedModel, load_model
-from compressor_gui.core.shapes import parse_shape, resolve_input_shapes
+from compressor_gui.core.shapes import parse_shape
+from compressor_gui.core.workflows import open_model_job
 from compressor_gui.formatting import human_bytes, human_count
 
 
@@ -50,29 +47,10 @@ def open_model(args: argparse.Namespace) -> LoadedModel:
     )
 
 
-def inventory_of(loaded: LoadedModel, input_shapes=None) -> ModelInventory:
-    """The inventory of whatever was opened: the ONNX graph, else the torch weights."""
-    if loaded.onnx_model is not None:
-        shapes = input_shapes or loaded.input_shapes
-        resolved = resolve_input_shapes(loaded.onnx_model, shapes, probe=False) if shapes else {}
-        given = dict(list(resolved.items())[: len(shapes or ())])  # the rest stay assumptions
-        return build_inventory(loaded.onnx_model, input_shapes=given)
-    tensors = loaded.state_dict
-    module_types = {}
-    if tensors is None:
-        module = loaded.torch_module
-        tensors = {**dict(module.named_parameters()), **dict(module.named_buffers())}
-        module_types = {
-            name: getattr(sub, "original_name", type(sub).__name__)
-            for name, sub in module.named_modules()
-        }
-    arrays = {name: t.detach().cpu().numpy() for name, t in tensors.items()}
-    return build_tensor_inventory(arrays, module_types)
-
-
 def run(args: argparse.Namespace) -> int:
-    loaded = open_model(args)
-    inventory = inventory_of(loaded, parse_shapes(args.input_shape))
+    job = open_model_job(args.model, args.trust_pickle, parse_shapes(args.input_shape))
+    opened = run_job(job)
+    loaded, inventory = opened.loaded, opened.inventory
     if args.json:
         payload = {
             "model": str(loaded.path),

@@ -205,29 +205,3 @@ def measure_latency(
         if len(times) >= 5 and time.perf_counter() > deadline:
             break
     return LatencyStats.from_samples(times, session.get_session_options().intra_op_num_threads)
-
-
-def comparison_rows(
-    original: EvalResult, compressed: EvalResult | None = None
-) -> list[tuple[str, str, str, str]]:
-    """(metric, original, compressed, change) rows, as the window and the CLI show them:
-    accuracy where there are labels, fidelity of the compressed model against the original."""
-    rows = [("samples", str(original.samples), "", "")]
-    for metric, name in (("top-1", "top1"), ("top-5", "top5")):
-        before = getattr(original, name)
-        if before is None:
-            continue
-        after = getattr(compressed, name) if compressed else None
-        change = "" if after is None else f"{100 * (after - before):+.2f} pt"
-        rows.append((metric, _percent(before), _percent(after), change))
-    if compressed is not None and compressed.cosine is not None:
-        if compressed.agreement_top1 is not None:
-            agreement = _percent(compressed.agreement_top1)
-            rows.append(("agreement with original", "100.00%", agreement, ""))
-        rows.append(("output cosine", "1.0000", f"{compressed.cosine:.4f}", ""))
-        rows.append(("output SQNR", "", f"{compressed.sqnr_db:.1f} dB", ""))
-    return rows
-
-
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{100 * value:.2f}%"
