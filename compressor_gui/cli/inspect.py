@@ -8,6 +8,7 @@ import json
 from compressor_gui.core.inventory import LayerInfo, ModelInventory
 from compressor_gui.core.jobs import run_job
 from compressor_gui.core.model import LoadedModel, load_model
+from compressor_gui.core.shapes import parse_shape
 from compressor_gui.core.workflows import open_model_job
 from compressor_gui.formatting import human_bytes, human_count
 
@@ -30,19 +31,14 @@ def add_loading_arguments(parser: argparse.ArgumentParser) -> None:
         "--input-shape",
         action="append",
         metavar="DIMS",
-        help="input shape like 1x3x224x224 (repeat per input); fixes dynamic dims",
+        help="input shape like 1x3x224x224 (repeat per input, in order): the size every run "
+        "of the model uses where it declares dynamic dims",
     )
 
 
 def parse_shapes(specs: list[str] | None) -> list[tuple[int, ...]] | None:
-    from compressor_gui.core.errors import ModelLoadError
-
-    if not specs:
-        return None
-    try:
-        return [tuple(int(d) for d in spec.lower().split("x")) for spec in specs]
-    except ValueError as exc:
-        raise ModelLoadError(f"--input-shape wants dims like 1x3x224x224, not {specs}") from exc
+    """`--input-shape` values (one per input, in order) as shapes; None when none given."""
+    return [parse_shape(spec) for spec in specs] if specs else None
 
 
 def open_model(args: argparse.Namespace) -> LoadedModel:

@@ -30,7 +30,6 @@ from compressor_gui.core.errors import CompressionError, CompressorError
 from compressor_gui.core.evaluate import (
     EvalResult,
     evaluate,
-    file_size_bytes,
     make_session,
     measure_latency,
     sample_feed,
@@ -39,9 +38,10 @@ from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.latency import LatencyStats
-from compressor_gui.core.model import LoadedModel, ModelSource, save_onnx
+from compressor_gui.core.model import LoadedModel, ModelSource, file_size_bytes, save_onnx
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
+from compressor_gui.core.shapes import resolve_input_shapes
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
 from compressor_gui.core.weights import already_quantized, lift_weights
 
@@ -148,7 +148,8 @@ def compress_job(
     plan.validate(inventory)
     prediction = plan.predict(inventory)
     reference = teacher or loaded  # the model measured as "before" and distilled towards
-    calib, evald, source = _datasets(reference.path, original, data, eval_data)
+    calib, evald, source = _datasets(reference.path, original, data, eval_data, loaded)
+    shapes = resolve_input_shapes(original, loaded.input_shapes, calib or evald)
     settings = plan.resolved(inventory)
     if distill is None and plan.distill_epochs:  # the recipe's recovery step, QAT when quantized
         distill = DistillOptions(
@@ -159,14 +160,14 @@ def compress_job(
     _check_not_quantized_twice(loaded, plan, settings, distill is not None, warnings)
     training = (distill, calib, unlabeled, evald, target, (cancel, finish_training))
     model, plan, n_m_weights, report = yield from _reshaped(
-        original, plan, inventory, reference, training, steps, warnings
+        original, plan, inventory, shapes, reference, training, steps, warnings
     )
 
     cancel.raise_if_cancelled()
     yield Progress(3, _STEPS, "quantizing")
     other_work = distill is not None or any(s.prune_ratio > 0 for s in settings.values())
     model, actions, int8_form = _quantized(
-        model, plan, settings, calib, options, other_work, (steps, warnings)
+        model, plan, settings, (calib, shapes), options, other_work, (steps, warnings)
     )
 
     cancel.raise_if_cancelled()
@@ -199,14 +200,16 @@ def compress_job(
     )
 
 
-def _quantized(model, plan, settings, calib, options, other_work, notes):
+def _quantized(model, plan, settings, inputs, options, other_work, notes):
     """The quantize step: (model, what was done per layer, the INT8 form used or "").
-    `other_work`: pruning or training changed the model, so it is written even when no
-    layer could be quantized."""
-    steps, warnings = notes
+    `inputs` are the calibration data and the resolved input shapes; `other_work`: pruning
+    or training changed the model, so it is written even when no layer could be quantized."""
+    (calib, shapes), (steps, warnings) = inputs, notes
     if not any(s.bits < 32 for s in settings.values()):
         return model, (), ""
-    result = quantize_model(model, _narrowed(plan, model), calib, options=options)
+    result = quantize_model(
+        model, _narrowed(plan, model), calib, options=options, input_shapes=shapes
+    )
     warnings.extend(result.warnings)
     _check_quantized(settings, result.actions, result.warnings, other_work, warnings)
     steps.append(_summary(result.actions))
@@ -215,7 +218,7 @@ def _quantized(model, plan, settings, calib, options, other_work, notes):
     return result.model, result.actions, result.int8_form
 
 
-def _reshaped(original, plan, inventory, reference, training, steps, warnings):
+def _reshaped(original, plan, inventory, shapes, reference, training, steps, warnings):
     """Prune, distill (when asked) and fuse: the float model that quantization starts from,
     the plan (pinned to the INT8 form QAT trained for), the 2:4 weights and the training
     report."""
@@ -229,7 +232,7 @@ def _reshaped(original, plan, inventory, reference, training, steps, warnings):
     yield Progress(1, _STEPS, "pruning")
     n_m_weights: tuple[str, ...] = ()
     if any(s.prune_ratio > 0 for s in plan.resolved(inventory).values()):
-        model, n_m_weights = _prune(model, plan, steps, warnings)
+        model, n_m_weights = _prune(model, plan, shapes, steps, warnings)
 
     report = None
     if distill is not None:
@@ -248,7 +251,7 @@ def _reshaped(original, plan, inventory, reference, training, steps, warnings):
     cancel.raise_if_cancelled()
     yield Progress(2, _STEPS, "fusing")
     if plan.fuse:
-        model = _fuse(model, steps, warnings)
+        model = _fuse(model, shapes, steps, warnings)
     return model, plan, n_m_weights, report
 
 
@@ -336,7 +339,7 @@ def _plain_u8s8(action: LayerAction) -> bool:
     )
 
 
-def _datasets(path, model, data, eval_data) -> tuple[Dataset | None, Dataset | None, str]:
+def _datasets(path, model, data, eval_data, loaded) -> tuple[Dataset | None, Dataset | None, str]:
     def opened(value):
         if value is None or isinstance(value, Dataset):
             return value
@@ -348,7 +351,9 @@ def _datasets(path, model, data, eval_data) -> tuple[Dataset | None, Dataset | N
         evald = evald or demo_dataset(model, "eval")
         return calib, evald, "bundled demo: calibration split, held-out eval split"
     if evald is None and calib is None:
-        return None, random_dataset(model), RANDOM_SOURCE
+        # the one place a missing shape is asked for: before any work is done
+        shapes = resolve_input_shapes(model, loaded.input_shapes)
+        return None, random_dataset(model, shapes=shapes), RANDOM_SOURCE
     return calib, evald or calib, (calib or evald).source
 
 
@@ -464,11 +469,11 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _fuse(model: onnx.ModelProto, steps: list[str], warnings: list[str]) -> onnx.ModelProto:
+def _fuse(model: onnx.ModelProto, shapes, steps: list[str], warnings: list[str]):
     from compressor_gui.core.fuse import fuse_model
 
     try:
-        fused, report = fuse_model(model)
+        fused, report = fuse_model(model, shapes)
     except CompressorError as exc:
         warnings.append(f"fusion skipped: {exc}")
         return model
@@ -480,10 +485,10 @@ def _fuse(model: onnx.ModelProto, steps: list[str], warnings: list[str]) -> onnx
     return fused
 
 
-def _prune(model, plan, steps, warnings) -> onnx.ModelProto:
+def _prune(model, plan, shapes, steps, warnings) -> onnx.ModelProto:
     from compressor_gui.core.prune import apply_pruning
 
-    pruned, report = apply_pruning(model, plan)
+    pruned, report = apply_pruning(model, plan, shapes)
     line = (
         f"pruned: {len(report.layers)} layers, params {report.params_before} -> "
         f"{report.params_after}, MACs {report.macs_before} -> {report.macs_after}"

@@ -10,19 +10,19 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
 
-from compressor_gui.core.data import Dataset, feed_shape, input_specs
-from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.data import Dataset
+from compressor_gui.core.errors import CompressorError, error_text
+from compressor_gui.core.graph import make_session
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.latency import LatencyStats
+from compressor_gui.core.shapes import random_feed
 
-DEFAULT_THREADS = 2
 _MAX_SQNR_DB = 200.0  # identical outputs: "infinite" SQNR, capped so JSON can hold it
 
 
@@ -38,23 +38,6 @@ class EvalResult:
     sqnr_db: float | None = None
 
 
-def make_session(model: onnx.ModelProto | str | os.PathLike[str], threads: int = DEFAULT_THREADS):
-    """An onnxruntime CPU session with fixed threads (intra-op), all graph optimizations."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 4  # failures surface as exceptions with their message
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    try:
-        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise CompressorError(
-            f"onnxruntime cannot load the model: {str(exc).splitlines()[0][:300]}"
-        ) from exc
-
-
 def run_outputs(
     session, dataset: Dataset, batch_size: int = 64, cancel: CancelToken | None = None
 ) -> list[np.ndarray]:
@@ -68,7 +51,7 @@ def run_outputs(
         except Exception as exc:  # onnxruntime raises its own types for bad feeds
             raise CompressorError(
                 f"the model cannot run on {dataset.source or 'this data'}: "
-                f"{str(exc).splitlines()[0][:200]}; give data that matches its inputs (--data)"
+                f"{error_text(exc, 200)}; give data that matches its inputs (--data)"
             ) from exc
         if not collected:
             collected = [[] for _ in outputs]
@@ -193,22 +176,17 @@ def evaluate_models_job(
     return results
 
 
-def sample_feed(model: onnx.ModelProto, dataset: Dataset | None = None, seed: int = 0) -> dict:
+def sample_feed(
+    model: onnx.ModelProto,
+    dataset: Dataset | None = None,
+    seed: int = 0,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+) -> dict:
     """One single-sample feed: the dataset's first sample, else random data of the input
-    shapes (dynamic dims as 1) - enough to time a model and to check that it runs."""
+    `shapes` (default: dynamic dims 1) - enough to time a model and to check that it runs."""
     if dataset is not None:
         return next(dataset.batches(1))
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for spec in input_specs(model):
-        shape = feed_shape(spec)
-        if spec.dtype.kind == "f":
-            feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        elif spec.dtype.kind == "b":
-            feed[spec.name] = np.zeros(shape, spec.dtype)
-        else:
-            feed[spec.name] = np.ones(shape, spec.dtype)
-    return feed
+    return random_feed(model, shapes, seed=seed)
 
 
 def measure_latency(
@@ -227,10 +205,3 @@ def measure_latency(
         if len(times) >= 5 and time.perf_counter() > deadline:
             break
     return LatencyStats.from_samples(times, session.get_session_options().intra_op_num_threads)
-
-
-def file_size_bytes(path: str | os.PathLike[str]) -> int:
-    """Size on disk, with a `<name>.data` external-weights file beside it when present."""
-    path = Path(path)
-    data = path.with_name(path.name + ".data")
-    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)

@@ -43,6 +43,7 @@ from compressor_gui.core.sensitivity import (
     sensitivity_job,
     sensitivity_source_job,
 )
+from compressor_gui.core.shapes import resolve_input_shapes
 
 if TYPE_CHECKING:
     from compressor_gui.core.hardware import MachineInfo
@@ -70,12 +71,10 @@ def inventory_of(
     """The inventory of whatever was opened: the ONNX graph, else the torch weights (a
     module's parameters and buffers named by their module type, or a bare state_dict)."""
     if loaded.onnx_model is not None:
-        named = {}
-        if input_shapes:
-            weights = {t.name for t in loaded.onnx_model.graph.initializer}
-            real_inputs = [v.name for v in loaded.onnx_model.graph.input if v.name not in weights]
-            named = dict(zip(real_inputs, input_shapes, strict=False))
-        return build_inventory(loaded.onnx_model, input_shapes=named)
+        shapes = input_shapes or loaded.input_shapes
+        resolved = resolve_input_shapes(loaded.onnx_model, shapes, probe=False) if shapes else {}
+        given = dict(list(resolved.items())[: len(shapes or ())])  # the rest stay assumptions
+        return build_inventory(loaded.onnx_model, input_shapes=given)
     tensors = loaded.state_dict
     module_types = {}
     if tensors is None:
@@ -130,8 +129,10 @@ def has_own_data(model_path: str | os.PathLike[str], chosen: str | os.PathLike[s
 
 def evaluation_data(loaded: LoadedModel, chosen: str | os.PathLike[str] | None) -> Dataset:
     """What Evaluate (and Deploy's scoring) runs on: chosen data, the data beside the model,
-    the demo's held-out split, else random inputs labelled "fidelity only"."""
-    return eval_dataset(loaded.path, require_graph(loaded).onnx_model, chosen)
+    the demo's held-out split, else random inputs of the resolved input shapes (the model's
+    `--input-shape` answer) labelled "fidelity only"."""
+    model = require_graph(loaded).onnx_model
+    return eval_dataset(loaded.path, model, chosen, loaded.input_shapes)
 
 
 def evaluation_models(
