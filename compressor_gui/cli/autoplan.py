@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from compressor_gui.cli.compress import add_target_argument, target_machine
+from compressor_gui.cli.compress import add_target_argument
 from compressor_gui.cli.inspect import add_loading_arguments
 from compressor_gui.cli.sensitivity import (
     add_data_arguments,
@@ -14,11 +14,14 @@ from compressor_gui.cli.sensitivity import (
     progress_printer,
     swept_layer_cap,
 )
-from compressor_gui.core.data import demo_dataset, is_demo_model
+from compressor_gui.core.data import load_dataset
+from compressor_gui.core.distill import DistillOptions
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.jobs import run_job
 from compressor_gui.core.plan import save_recipe
-from compressor_gui.core.search import AutoPlanResult, Budget, Candidate, autoplan_job
+from compressor_gui.core.search import AutoPlanResult, Budget, Candidate
+from compressor_gui.core.workflows import autoplan_work, calibration_data
+from compressor_gui.targets import get_target
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="real",
         help="measure plans by building them (real) or by simulating their weights (faster)",
     )
+    parser.add_argument(
+        "--recover",
+        type=int,
+        metavar="N",
+        help="also build the chosen and the smaller plans with N epochs of distillation (QAT + "
+        "KD on the calibration data) and choose one of them when it meets the budget better",
+    )
+    parser.add_argument(
+        "--unlabeled-data",
+        metavar="U",
+        help="with --recover: more training samples without labels (the teacher labels them)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_target_argument(parser)
     add_loading_arguments(parser)
@@ -52,19 +67,24 @@ def run(args: argparse.Namespace) -> int:
         ratio = 1.0 / ratio if ratio > 1 else ratio
     placement = placement_from_args(args)
     loaded, dataset = open_onnx_and_data(args)
-    calibration = None
-    if is_demo_model(loaded.path) and not args.data:
-        calibration = demo_dataset(loaded.onnx_model, "calib")
-    job = autoplan_job(
+    recovery = unlabeled = None
+    if args.recover is not None:
+        recovery = DistillOptions(epochs=args.recover, qat=True)
+        if args.unlabeled_data:
+            unlabeled = load_dataset(args.unlabeled_data, loaded.onnx_model)
+    elif args.unlabeled_data:
+        raise CompressorError("--unlabeled-data trains recovery: give --recover N too")
+    job = autoplan_work(
         loaded,
         dataset,
+        calibration_data(loaded, args.data, dataset),
         Budget(size_ratio=ratio, max_drop=args.max_drop),
-        calibration=calibration or dataset,
-        verification=args.verify,
+        args.verify,
+        placement,
+        get_target(args.target).machine(),
+        recovery=recovery,
+        unlabeled=unlabeled,
         layers=swept_layer_cap(args, loaded),
-        workers=placement.workers,
-        cluster=placement.cluster,
-        machine=target_machine(args),
     )
     result = run_job(job, progress_printer(args.json))
     save_recipe(result.chosen.plan, args.output)
@@ -85,6 +105,8 @@ def _row(c: Candidate, original: int) -> dict:
         "measured_drop": c.measured_drop,
         "measured_value": c.measured_value,
         "verification": c.verification,
+        "distill_epochs": c.plan.distill_epochs,
+        "recovered_from": c.recovered_from,
     }
 
 

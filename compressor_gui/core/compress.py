@@ -29,9 +29,7 @@ from compressor_gui.core.distill import DistillOptions, DistillReport, distill_j
 from compressor_gui.core.errors import CompressionError, CompressorError
 from compressor_gui.core.evaluate import (
     EvalResult,
-    LatencyResult,
     evaluate,
-    file_size_bytes,
     make_session,
     measure_latency,
     sample_feed,
@@ -39,13 +37,16 @@ from compressor_gui.core.evaluate import (
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
-from compressor_gui.core.model import LoadedModel, ModelSource, save_onnx
+from compressor_gui.core.latency import LatencyStats
+from compressor_gui.core.model import LoadedModel, ModelSource, file_size_bytes, save_onnx
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
+from compressor_gui.core.shapes import resolve_input_shapes
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
-from compressor_gui.core.weights import lift_weights
+from compressor_gui.core.weights import already_quantized, lift_weights
 
 MIN_COSINE = 0.99  # output cosine under this is warned, whatever the labels say
+MIN_AGREEMENT = 0.99  # a distilled model without labels: top-1 agreement under this is warned
 SLOWER_MARGIN = 1.10  # warn when the compressed model's p50 is over 10% above the original's
 _STEPS = 6
 
@@ -56,7 +57,7 @@ class ModelMetrics:
 
     size_bytes: int
     eval: EvalResult | None
-    latency: LatencyResult | None
+    latency: LatencyStats | None
     # The file after zip/deflate, where zeroed weights save space; None over protobuf's 2 GB.
     deflated_size_bytes: int | None = None
 
@@ -118,14 +119,17 @@ def compress_job(
     distill: DistillOptions | None = None,
     teacher: LoadedModel | None = None,
     finish_training: CancelToken | None = None,
+    unlabeled: Dataset | str | os.PathLike[str] | None = None,
 ) -> Job[CompressResult]:
     """Apply `plan` to the loaded model and write it to `out_path` atomically. `data`
     calibrates (and evaluates, unless `eval_data` is given); the bundled demo model uses its
     own calibration and held-out splits when no data is given. `target` is the machine the
-    model is for (None: this one): its CPU family decides the INT8 form. With `distill`, the
-    pruned model is trained on `data` towards `teacher` (default: the original) before it is
-    fused and quantized; a given teacher is also what the result is measured against.
-    `finish_training` ends the training early with its best epoch and goes on to write."""
+    model is for (None: this one): its CPU family decides the INT8 form. With `distill` (or
+    the plan's `distill_epochs`), the pruned model is trained on `data` towards `teacher`
+    (default: the original) before it is fused and quantized; a given teacher is also what
+    the result is measured against, and `unlabeled` data adds samples the teacher alone
+    labels. `finish_training` ends the training early with its best epoch and goes on to
+    write."""
     cancel = cancel or CancelToken()
     here = local_machine()
     target = target or here
@@ -144,81 +148,38 @@ def compress_job(
     plan.validate(inventory)
     prediction = plan.predict(inventory)
     reference = teacher or loaded  # the model measured as "before" and distilled towards
-    calib, evald, source = _datasets(reference.path, original, data, eval_data)
-    # Weights in Constant nodes or subgraphs become initializers of the main graph, where
-    # pruning, BatchNorm folding and quantization reach them (same computation, same size).
-    model = lift_weights(original, fold_casts=False)
-
-    # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
-    # fold then scales whole output channels, which keeps every zero (and 2:4 pattern) intact.
-    cancel.raise_if_cancelled()
-    yield Progress(1, _STEPS, "pruning")
+    calib, evald, source = _datasets(reference.path, original, data, eval_data, loaded)
+    shapes = resolve_input_shapes(original, loaded.input_shapes, calib or evald)
     settings = plan.resolved(inventory)
-    n_m_weights: tuple[str, ...] = ()
-    if any(s.prune_ratio > 0 for s in settings.values()):
-        model, n_m_weights = _prune(model, plan, steps, warnings)
-
-    report = None
-    if distill is not None:
-        model, plan, report = yield from _distilled(
-            reference.onnx_model,
-            model,
-            plan,
-            calib,
-            distill,
-            target,
-            steps,
-            (cancel, finish_training),
+    if distill is None and plan.distill_epochs:  # the recipe's recovery step, QAT when quantized
+        distill = DistillOptions(
+            epochs=plan.distill_epochs, qat=any(s.bits < 32 for s in settings.values())
         )
-        warnings.extend(_distill_warnings(report, calib, evald))
-
-    cancel.raise_if_cancelled()
-    yield Progress(2, _STEPS, "fusing")
-    if plan.fuse:
-        model = _fuse(model, steps, warnings)
+    if isinstance(unlabeled, str | os.PathLike):
+        unlabeled = load_dataset(unlabeled, original)
+    _check_not_quantized_twice(loaded, plan, settings, distill is not None, warnings)
+    training = (distill, calib, unlabeled, evald, target, (cancel, finish_training))
+    model, plan, n_m_weights, report = yield from _reshaped(
+        original, plan, inventory, shapes, reference, training, steps, warnings
+    )
 
     cancel.raise_if_cancelled()
     yield Progress(3, _STEPS, "quantizing")
-    actions: tuple[LayerAction, ...] = ()
-    int8_form = ""
-    if any(s.bits < 32 for s in settings.values()):
-        result = quantize_model(model, _narrowed(plan, model), calib, options=options)
-        model, actions, int8_form = result.model, result.actions, result.int8_form
-        warnings.extend(result.warnings)
-        steps.append(_summary(actions))
-        if int8_form:
-            steps.append(f"INT8 form: {int8_form}")
+    other_work = distill is not None or any(s.prune_ratio > 0 for s in settings.values())
+    model, actions, int8_form = _quantized(
+        model, plan, settings, (calib, shapes), options, other_work, (steps, warnings)
+    )
 
     cancel.raise_if_cancelled()
     yield Progress(4, _STEPS, f"writing {out_path.name}")
     save_onnx(model, out_path)
     sparse_size = size_report(model, n_m_weights).sparse_format_size_bytes if n_m_weights else None
-    if any(a.simulated for a in actions):
-        warnings.append(
-            f"1/2-bit layers are {SIMULATED}: their weights are stored packed and unpacked to "
-            "float when the model loads; accuracy and size are real, compute is float"
-        )
 
     yield Progress(5, _STEPS, "evaluating")
     before, after = _measure(reference.onnx_model, out_path, reference, evald, latency, cancel)
-    if (
-        before.latency
-        and after.latency
-        and after.latency.p50_ms > before.latency.p50_ms * (SLOWER_MARGIN)
-    ):
-        warnings.append(
-            f"the compressed model is slower on this CPU: p50 {after.latency.p50_ms:.2f} ms vs "
-            f"{before.latency.p50_ms:.2f} ms; onnxruntime's kernels for these choices do not "
-            "pay off here (try FP16/INT4 weight-only for size, or keep depthwise/activation-"
-            "heavy layers float)"
-        )
-    warnings.extend(quality_warnings(plan, before.eval, after.eval, actions, target))
-    if target.isa_class != here.isa_class or target.arch != here.arch:
-        warnings.append(
-            f"measured on {here.cpu_model} ({here.isa_class}), made for {target.cpu_model} "
-            f"({target.isa_class}): INT8 accuracy and speed differ between CPU families; "
-            "evaluate it on the target before shipping"
-        )
+    warnings.extend(
+        _result_warnings(plan, before, after, actions, target, here, report is not None)
+    )
     yield Progress(6, _STEPS, "done")
     return CompressResult(
         input_path=loaded.path,
@@ -239,25 +200,122 @@ def compress_job(
     )
 
 
+def _quantized(model, plan, settings, inputs, options, other_work, notes):
+    """The quantize step: (model, what was done per layer, the INT8 form used or "").
+    `inputs` are the calibration data and the resolved input shapes; `other_work`: pruning
+    or training changed the model, so it is written even when no layer could be quantized."""
+    (calib, shapes), (steps, warnings) = inputs, notes
+    if not any(s.bits < 32 for s in settings.values()):
+        return model, (), ""
+    result = quantize_model(
+        model, _narrowed(plan, model), calib, options=options, input_shapes=shapes
+    )
+    warnings.extend(result.warnings)
+    _check_quantized(settings, result.actions, result.warnings, other_work, warnings)
+    steps.append(_summary(result.actions))
+    if result.int8_form:
+        steps.append(f"INT8 form: {result.int8_form}")
+    return result.model, result.actions, result.int8_form
+
+
+def _reshaped(original, plan, inventory, shapes, reference, training, steps, warnings):
+    """Prune, distill (when asked) and fuse: the float model that quantization starts from,
+    the plan (pinned to the INT8 form QAT trained for), the 2:4 weights and the training
+    report."""
+    distill, calib, unlabeled, evald, target, (cancel, finish_training) = training
+    # Weights in Constant nodes or subgraphs become initializers of the main graph, where
+    # pruning, BatchNorm folding and quantization reach them (same computation, same size).
+    model = lift_weights(original, fold_casts=False)
+    # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
+    # fold then scales whole output channels, which keeps every zero (and 2:4 pattern) intact.
+    cancel.raise_if_cancelled()
+    yield Progress(1, _STEPS, "pruning")
+    n_m_weights: tuple[str, ...] = ()
+    if any(s.prune_ratio > 0 for s in plan.resolved(inventory).values()):
+        model, n_m_weights = _prune(model, plan, shapes, steps, warnings)
+
+    report = None
+    if distill is not None:
+        model, plan, report = yield from _distilled(
+            reference,
+            model,
+            plan,
+            (calib, unlabeled),
+            distill,
+            target,
+            steps,
+            (cancel, finish_training),
+        )
+        warnings.extend(_distill_warnings(report, calib, evald))
+
+    cancel.raise_if_cancelled()
+    yield Progress(2, _STEPS, "fusing")
+    if plan.fuse:
+        model = _fuse(model, shapes, steps, warnings)
+    return model, plan, n_m_weights, report
+
+
+def _result_warnings(plan, before, after, actions, target, here, distilled) -> list[str]:
+    """What the measurements say the user should know: simulated layers, a slower model, a
+    drop over budget (for a `distilled` model judged by top-1, not cosine), a model measured
+    on another CPU family than it was made for."""
+    found = []
+    if any(a.simulated for a in actions):
+        found.append(
+            f"1/2-bit layers are {SIMULATED}: their weights are stored packed and unpacked to "
+            "float when the model loads; accuracy and size are real, compute is float"
+        )
+    if (
+        before.latency
+        and after.latency
+        and after.latency.p50_ms > before.latency.p50_ms * (SLOWER_MARGIN)
+    ):
+        found.append(
+            f"the compressed model is slower on this CPU: p50 {after.latency.p50_ms:.2f} ms vs "
+            f"{before.latency.p50_ms:.2f} ms; onnxruntime's kernels for these choices do not "
+            "pay off here (try FP16/INT4 weight-only for size, or keep depthwise/activation-"
+            "heavy layers float)"
+        )
+    found.extend(
+        quality_warnings(plan, before.eval, after.eval, actions, target, distilled=distilled)
+    )
+    if target.isa_class != here.isa_class or target.arch != here.arch:
+        found.append(
+            f"measured on {here.cpu_model} ({here.isa_class}), made for {target.cpu_model} "
+            f"({target.isa_class}): INT8 accuracy and speed differ between CPU families; "
+            "evaluate it on the target before shipping"
+        )
+    return found
+
+
 def quality_warnings(
     plan: CompressionPlan,
     before: EvalResult | None,
     after: EvalResult | None,
     actions: tuple[LayerAction, ...],
     target: MachineInfo,
+    *,
+    distilled: bool = False,
 ) -> list[str]:
     """Warnings when the measured loss is over the plan's budget (top-1 points) or the output
-    cosine under 0.99, with the likely cause and what to try."""
+    cosine under 0.99, with the likely cause and what to try. A `distilled` model was trained
+    to match the original's softened outputs, not its logits' scale: its cosine says little,
+    so it is judged by top-1 on labels, else by top-1 agreement with the original."""
     if before is None or after is None:
         return []
     found = []
-    if before.top1 is not None and after.top1 is not None:
+    labelled = before.top1 is not None and after.top1 is not None
+    if labelled:
         drop = 100 * (before.top1 - after.top1)
         if drop > plan.max_drop_pt:
             found.append(
                 f"top-1 fell {drop:.2f} pt, over the plan's budget of {plan.max_drop_pt:g} pt"
             )
-    if after.cosine is not None and after.cosine < MIN_COSINE:
+    if distilled:
+        agreement = after.agreement_top1
+        if not labelled and agreement is not None and agreement < MIN_AGREEMENT:
+            found.append(f"top-1 agreement with the original {agreement:.2%} is under 99%")
+    elif after.cosine is not None and after.cosine < MIN_COSINE:
         found.append(f"output cosine {after.cosine:.4f} is under {MIN_COSINE}")
     if not found:
         return []
@@ -281,7 +339,7 @@ def _plain_u8s8(action: LayerAction) -> bool:
     )
 
 
-def _datasets(path, model, data, eval_data) -> tuple[Dataset | None, Dataset | None, str]:
+def _datasets(path, model, data, eval_data, loaded) -> tuple[Dataset | None, Dataset | None, str]:
     def opened(value):
         if value is None or isinstance(value, Dataset):
             return value
@@ -293,8 +351,46 @@ def _datasets(path, model, data, eval_data) -> tuple[Dataset | None, Dataset | N
         evald = evald or demo_dataset(model, "eval")
         return calib, evald, "bundled demo: calibration split, held-out eval split"
     if evald is None and calib is None:
-        return None, random_dataset(model), RANDOM_SOURCE
+        # the one place a missing shape is asked for: before any work is done
+        shapes = resolve_input_shapes(model, loaded.input_shapes)
+        return None, random_dataset(model, shapes=shapes), RANDOM_SOURCE
     return calib, evald or calib, (calib or evald).source
+
+
+def _check_not_quantized_twice(loaded, plan, settings, other_work: bool, warnings) -> None:
+    """An already-quantized model asked for fewer bits: its float layers only, said first;
+    CompressionError when it has none and nothing else is asked (a 1.00x file is no result)."""
+    quantized = already_quantized(loaded.onnx_model)
+    asked = [plan.default, *plan.layers.values(), *(s for _, s in plan.patterns)]
+    if not quantized or all(s.bits == 32 for s in asked):
+        return
+    name, how = next(iter(quantized.items()))
+    floats = [n for n, s in settings.items() if s.bits < 32]
+    pruned = any(s.prune_ratio > 0 for s in settings.values())
+    if not floats and not pruned and not other_work:
+        raise CompressionError(
+            f"{loaded.path.name} is already quantized ({len(quantized)} layers, e.g. {name}: "
+            f"{how}) and has no float layer left to quantize; start from the float model"
+        )
+    warnings.insert(
+        0,
+        f"{len(quantized)} layers are already quantized and stay as they are (e.g. {name}: "
+        f"{how}); {len(floats)} float layers are quantized",
+    )
+
+
+def _check_quantized(settings, actions, reasons, other_work, warnings) -> None:
+    """Layers planned for fewer bits that stayed float are said first, with why; when none
+    could be quantized and nothing else changed, CompressionError (nothing is written)."""
+    planned = {name for name, setting in settings.items() if setting.bits < 32}
+    stayed = [a.name for a in actions if a.bits == 32 and a.name in planned]
+    if not stayed:
+        return
+    why = "; ".join(reasons) or "no quantization path took them"
+    if len(stayed) == len(planned) and not other_work:
+        raise CompressionError(f"no layer could be quantized, so nothing was written: {why}")
+    shown = ", ".join(stayed[:5]) + (f" and {len(stayed) - 5} more" if len(stayed) > 5 else "")
+    warnings.insert(0, f"{len(stayed)} of {len(planned)} layers stayed float32 ({shown}): {why}")
 
 
 def _narrowed(plan: CompressionPlan, model: onnx.ModelProto) -> CompressionPlan:
@@ -309,10 +405,12 @@ def _narrowed(plan: CompressionPlan, model: onnx.ModelProto) -> CompressionPlan:
     )
 
 
-def _distilled(teacher, model, plan, calib, options, target, steps, tokens):
+def _distilled(teacher, model, plan, data, options, target, steps, tokens):
     """The distillation step: train the pruned (still unfused, so BatchNorm trains) model
-    towards the teacher. After QAT of INT8 layers the plan's form is pinned to the one
-    trained for, so the file is quantized as it was simulated."""
+    towards the teacher (a loaded model: a torch source teaches with its own module). After
+    QAT of INT8 layers the plan's form is pinned to the one trained for, so the file is
+    quantized as it was simulated."""
+    calib, unlabeled = data
     if calib is None:
         raise CompressorError(
             "distillation needs training data: give --data D (an .npz or an image folder; "
@@ -321,7 +419,16 @@ def _distilled(teacher, model, plan, calib, options, target, steps, tokens):
     cancel, finish = tokens
     narrowed = _narrowed(plan, model)
     job = distill_job(
-        teacher, model, calib, options, narrowed, cancel, finish=finish, machine=target
+        teacher.onnx_model,
+        model,
+        calib,
+        options,
+        narrowed,
+        cancel,
+        finish=finish,
+        machine=target,
+        unlabeled=unlabeled,
+        teacher_module=teacher,
     )
     while True:
         try:
@@ -336,9 +443,11 @@ def _distilled(teacher, model, plan, calib, options, target, steps, tokens):
         words = f"agreement {report.before.val_agreement:.1%} -> {best.val_agreement:.1%}"
     steps.append(
         f"distilled: {len(report.history) - 1} epochs on {report.train_samples} samples "
-        f"({report.validation_samples} held for validation), best epoch {report.best_epoch}, "
+        + (f"({report.unlabeled_samples} of them unlabeled) " if report.unlabeled_samples else "")
+        + f"({report.validation_samples} held for validation), best epoch {report.best_epoch}, "
         f"{words}, {report.seconds:.0f} s on {report.threads} threads"
         + (f", QAT on {len(report.qat_layers)} layers" if report.qat_layers else "")
+        + f"; teacher run by {report.teacher_runtime}"
     )
     if report.int8_form and plan.int8_form == "auto":
         plan = dataclasses.replace(plan, int8_form=report.int8_form)
@@ -360,11 +469,11 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _fuse(model: onnx.ModelProto, steps: list[str], warnings: list[str]) -> onnx.ModelProto:
+def _fuse(model: onnx.ModelProto, shapes, steps: list[str], warnings: list[str]):
     from compressor_gui.core.fuse import fuse_model
 
     try:
-        fused, report = fuse_model(model)
+        fused, report = fuse_model(model, shapes)
     except CompressorError as exc:
         warnings.append(f"fusion skipped: {exc}")
         return model
@@ -376,10 +485,10 @@ def _fuse(model: onnx.ModelProto, steps: list[str], warnings: list[str]) -> onnx
     return fused
 
 
-def _prune(model, plan, steps, warnings) -> onnx.ModelProto:
+def _prune(model, plan, shapes, steps, warnings) -> onnx.ModelProto:
     from compressor_gui.core.prune import apply_pruning
 
-    pruned, report = apply_pruning(model, plan)
+    pruned, report = apply_pruning(model, plan, shapes)
     line = (
         f"pruned: {len(report.layers)} layers, params {report.params_before} -> "
         f"{report.params_after}, MACs {report.macs_before} -> {report.macs_after}"

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.graph import node_attribute
 
 
 class UnsupportedOpError(CompressorError):
@@ -77,14 +78,6 @@ def _torch_op(name: str) -> TorchBuilder:
     return build
 
 
-def node_attribute(node: onnx.NodeProto, name: str, default: Any) -> Any:
-    """An attribute's value by name, or `default` when the node does not set it."""
-    for attr in node.attribute:
-        if attr.name == name:
-            return onnx.helper.get_attribute_value(attr)
-    return default
-
-
 # --- facts of weight-bearing layers ----------------------------------------------------------
 
 # (node, rank of the weight) -> an axis of that weight
@@ -103,8 +96,9 @@ class LayerFacts:
     `weight_input`: position of the main weight (its shape and statistics describe the
     layer). `axes`: for each input position that may hold a stored weight, its
     (output-channel axis, reduction axis or None); scales run per output channel, INT4
-    blocks and 2:4 groups along the reduction axis. `min_rank`: a main weight of lower rank, or not
-    float, is not this kind of layer (a Gather from a shape constant is no embedding)."""
+    blocks and 2:4 groups along the reduction axis. `min_rank`: a main weight of lower
+    rank, or not float, is not this kind of layer (a Gather from a shape constant is no
+    embedding)."""
 
     weight_input: int
     kind: KindRule

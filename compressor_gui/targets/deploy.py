@@ -90,7 +90,7 @@ def deploy_job(
     loaded = source.open()
     if loaded.onnx_model is None:
         raise CompressorError(f"{source.path.name}: no ONNX graph to deploy; give --input-shape")
-    everything = eval_dataset(source.path, loaded.onnx_model, data)
+    everything = eval_dataset(source.path, loaded.onnx_model, data, source.input_shapes)
     calibration, held_out, split = tuning_split(loaded.onnx_model, everything)
     build = job_in_child_process(
         build_forms_job,
@@ -174,6 +174,7 @@ def _median_result(results: list[BenchResult]) -> BenchResult:
     """One result whose numbers are the medians over rounds (power rail by rail)."""
     latency = dataclasses.replace(
         results[0].latency,
+        runs=sum(r.runs for r in results),
         **{
             name: statistics.median(getattr(r.latency, name) for r in results)
             for name in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms")
@@ -188,7 +189,6 @@ def _median_result(results: list[BenchResult]) -> BenchResult:
         results[0],
         latency=latency,
         throughput_per_s=statistics.median(r.throughput_per_s for r in results),
-        runs=sum(r.runs for r in results),
         power_mw=power,
     )
 

@@ -16,7 +16,7 @@ from compressor_gui.targets.deploy import Timing
 def test_deploy_shows_the_table_and_a_click_exports_that_form(
     loaded, qtbot, tmp_path, monkeypatch
 ) -> None:
-    loaded.deploy(forms=["ort-int8"], timing=Timing(rounds=1, runs=5, warmup=1))
+    loaded.runs.deploy(forms=["ort-int8"], timing=Timing(rounds=1, runs=5, warmup=1))
     view = loaded.deploy_view
     qtbot.waitUntil(lambda: view.result is not None, timeout=120_000)
     assert loaded.views.currentWidget() is view
