@@ -108,7 +108,7 @@ MODELS = (
     RealModel(
         "ppocr-rec",
         "ch_PP-OCRv4_rec_infer.onnx",
-        "PP-OCRv4 SVTR text recognizer (Paddle, dynamic W)",
+        "PP-OCRv4 SVTR text recognizer (Paddle, dynamic H x W)",
         _lines,
         ("1x3x48x320",),
     ),
