@@ -14,10 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.core.errors import CompressorError, TargetError
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import load_onnx
 from compressor_gui.targets.base import RUNTIMES, BenchConfig, BenchResult, RuntimeOption, Target
+from compressor_gui.targets.job_reports import bench_report, sweep_report
 
 FIDELITY_SAMPLES = 32
 
@@ -46,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accept-host-key", metavar="SHA256:...", help="trust this new SSH host key fingerprint"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_report_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps([{**r.to_dict(), **fid, **ran_on} for r, fid in rows], indent=2))
         else:
             print(f"{format_sweep(rows)}\nmachine: {machine.summary}")
+        save_report(args, lambda: sweep_report(rows, machine))
         return 0
     results = [
         run_job(target.benchmark(args.model, config), _progress_printer(args.json))
@@ -85,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("\n\n".join(format_result(r) for r in results))
         print(f"machine: {machine.summary} (INT8 family {machine.isa_class})")
+    name = Path(args.model).name
+    named = {name if len(results) == 1 else f"{name} batch {r.batch_size}": r for r in results}
+    save_report(args, lambda: bench_report(named, machine))
     return 0
 
 

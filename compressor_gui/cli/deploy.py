@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 from compressor_gui.cli.inspect import add_loading_arguments, parse_shapes
+from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.core.data import eval_dataset
 from compressor_gui.core.deploy import Budget, DeployResult
 from compressor_gui.core.deploy_report import REPORT_HTML, write_deployment
+from compressor_gui.core.job_reports import deploy_report
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import ModelSource
 from compressor_gui.core.plan import load_recipe
@@ -45,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accept-host-key", metavar="SHA256:...", help="trust this new SSH host key fingerprint"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_report_argument(parser)
     add_loading_arguments(parser)
 
 
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**result.to_dict(), "output_dir": str(folder)}, indent=2))
     else:
         print(format_deploy(result, folder))
+    save_report(args, lambda: deploy_report(result))
     return 0
 
 
