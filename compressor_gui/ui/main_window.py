@@ -69,6 +69,7 @@ from compressor_gui.ui.layer_controls import LayerControls
 from compressor_gui.ui.layer_error import LayerErrorFeature
 from compressor_gui.ui.layer_table import COLUMN_NAMES, LayerFilterProxy, LayerTableModel
 from compressor_gui.ui.paths import demo_model_path
+from compressor_gui.ui.report_saver import LastReport
 from compressor_gui.ui.results_view import Comparison, ResultsView, RunRecord, change_text
 from compressor_gui.ui.session import OpenedModel, Session
 from compressor_gui.ui.settings import APP_NAME, Settings
@@ -188,6 +189,7 @@ class MainWindow(QMainWindow):
 
         # docks: jobs, results, targets (bottom)
         self.jobs = JobsPanel()
+        self.last_report = LastReport(self.jobs)
         self.results = ResultsView()
         self.jobs_dock = self._dock("Jobs", self.jobs, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.results_dock = self._dock(
@@ -245,6 +247,11 @@ class MainWindow(QMainWindow):
         )
         self.save_recipe_action = self._action("Save recipe…", self.save_recipe_dialog, Key.Save)
         self.load_recipe_action = self._action("Load recipe…", self.load_recipe_dialog)
+        self.save_report_action = self._action(
+            "Save report…",
+            lambda: self.last_report.save_dialog(self, self.settings.last_dir()),
+            tip="The last job's figures as a self-contained HTML page (and JSON beside it)",
+        )
         self.quit_action = self._action("Quit", self.close, Key.Quit)
         stack = self.session.undo_stack
         # short toolbar labels; what would be undone goes into the tooltip
@@ -311,6 +318,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addSeparator()
         file_menu.addActions([self.save_recipe_action, self.load_recipe_action])
+        file_menu.addAction(self.save_report_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = menu.addMenu("&Edit")
@@ -1008,6 +1016,7 @@ class MainWindow(QMainWindow):
         self.charts.set_colors(colors)
         self.layer_error.view.set_colors(colors)
         self.training.set_colors(colors)
+        self.deploy_view.chart.set_colors(colors)
         self.settings.set_theme(theme)
 
     def toggle_theme(self) -> None:
