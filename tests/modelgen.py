@@ -168,6 +168,23 @@ def constant_weight_conv() -> onnx.ModelProto:
     )
 
 
+def as_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same model with every initializer held in a `Constant` node instead, as Paddle
+    exports keep their weights."""
+    moved = onnx.ModelProto()
+    moved.CopyFrom(model)
+    constants = [
+        helper.make_node("Constant", [], [t.name], name=f"{t.name}_const", value=t)
+        for t in moved.graph.initializer
+    ]
+    nodes = constants + list(moved.graph.node)
+    del moved.graph.initializer[:]
+    del moved.graph.node[:]
+    moved.graph.node.extend(nodes)
+    onnx.checker.check_model(moved)
+    return moved
+
+
 def custom_op() -> onnx.ModelProto:
     """A node in a custom domain that ONNX shape inference does not know."""
     graph = helper.make_graph(

@@ -2,6 +2,8 @@
 
 `--sweep` runs every runtime x precision the target supports and prints them sorted by latency,
 each with its fidelity to onnxruntime FP32 on CPU: "which is fastest here" in one go.
+`--target A --target B ...` runs on every target at once (one worker per machine) into one
+table; a target that fails is one row with its reason, and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -15,18 +17,26 @@ from pathlib import Path
 from typing import Any
 
 from compressor_gui.cli.reporting import add_report_argument, save_report
+from compressor_gui.core.data import load_dataset
 from compressor_gui.core.errors import CompressorError, TargetError
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import load_onnx
+from compressor_gui.targets import get_target
 from compressor_gui.targets.base import RUNTIMES, BenchConfig, BenchResult, RuntimeOption, Target
-from compressor_gui.targets.job_reports import bench_report, sweep_report
+from compressor_gui.targets.fanout import Leg, bench_fanout_job, format_table
+from compressor_gui.targets.job_reports import bench_report, fanout_report, sweep_report
 
 FIDELITY_SAMPLES = 32
+RED, PLAIN = "\033[31m", "\033[0m"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="ONNX model file")
-    parser.add_argument("--target", default="local", help="'local' or a saved SSH target name")
+    parser.add_argument(
+        "--target",
+        action="append",
+        help="'local' (default) or a saved SSH target name; repeat to run on several at once",
+    )
     parser.add_argument("--runtime", choices=RUNTIMES, default="ort")
     parser.add_argument("--provider", help="ORT execution provider or OpenVINO device")
     parser.add_argument(
@@ -43,7 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
     parser.add_argument("--sweep", action="store_true", help="every runtime x precision here")
-    parser.add_argument("--data", help=".npz with key x: inputs for the --sweep fidelity check")
+    parser.add_argument(
+        "--data",
+        help=".npz with key x (and labels y): inputs for the --sweep fidelity check; with several "
+        "--target, data each target scores the model on (top-1 with labels)",
+    )
     parser.add_argument(
         "--accept-host-key", metavar="SHA256:...", help="trust this new SSH host key fingerprint"
     )
@@ -53,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     load_onnx(Path(args.model))  # a bad file gets the loader's plain-words message first
-    target = make_target(args.target, args.accept_host_key)
+    names = list(dict.fromkeys(args.target or ["local"]))
     configs = [
         BenchConfig(
             warmup=args.warmup,
@@ -68,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
         )
         for batch in _batch_sizes(args.batch_size)
     ]
+    if len(names) > 1:
+        if args.sweep:
+            raise TargetError("--sweep runs on one target: give a single --target")
+        return _fan_out(names, configs, args)
+    target = get_target(names[0], args.accept_host_key)
     if args.sweep:
         rows = sweep(target, args.model, configs[0], args.data, _progress_printer(args.json))
         machine = target.machine()
@@ -95,15 +114,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_target(name: str, accept_host_key: str | None = None) -> Target:
-    if name in ("", "local"):
-        from compressor_gui.targets.local import LocalTarget
-
-        return LocalTarget()
-    from compressor_gui.targets.ssh import SshTarget
-    from compressor_gui.targets.store import load_target
-
-    return SshTarget(load_target(name), accept_host_key=accept_host_key)
+def _fan_out(names: list[str], configs: list[BenchConfig], args: argparse.Namespace) -> int:
+    """Every target at once; one table (or JSON list) of rows, failures included."""
+    legs = [Leg(get_target(name, args.accept_host_key), c) for name in names for c in configs]
+    model = Path(args.model)
+    dataset = load_dataset(args.data, load_onnx(model)) if args.data else None
+    job = bench_fanout_job(legs, [(model.name, model)], dataset=dataset)
+    rows = run_job(job, _progress_printer(args.json))
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2))
+    else:
+        lines = format_table(rows).splitlines()
+        if sys.stdout.isatty():  # a failed target is a red row
+            marked = zip(lines[2:], rows, strict=True)
+            lines[2:] = [text if row.ok else f"{RED}{text}{PLAIN}" for text, row in marked]
+        print("\n".join(lines))
+    save_report(args, lambda: fanout_report(rows))
+    return 0 if all(row.ok for row in rows) else 1
 
 
 def sweep(

@@ -34,9 +34,10 @@ from compressor_gui.core.data import RANDOM_SOURCE, Dataset, random_dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.evaluate import make_session, sqnr_db_from_energy
 from compressor_gui.core.hardware import MachineInfo, local_machine
-from compressor_gui.core.inventory import build_inventory, node_attribute
+from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import load_model
+from compressor_gui.core.ops import node_attribute
 from compressor_gui.core.plan import QUANTIZABLE_KINDS
 
 # What "keep this layer float" means in a plan: not quantized and not pruned.

@@ -29,7 +29,6 @@ from compressor_gui.core.distill import DistillOptions, DistillReport, distill_j
 from compressor_gui.core.errors import CompressionError, CompressorError
 from compressor_gui.core.evaluate import (
     EvalResult,
-    LatencyResult,
     evaluate,
     file_size_bytes,
     make_session,
@@ -39,10 +38,12 @@ from compressor_gui.core.evaluate import (
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
+from compressor_gui.core.latency import LatencyStats
 from compressor_gui.core.model import LoadedModel, ModelSource, save_onnx
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
+from compressor_gui.core.weights import lift_weights
 
 MIN_COSINE = 0.99  # output cosine under this is warned, whatever the labels say
 SLOWER_MARGIN = 1.10  # warn when the compressed model's p50 is over 10% above the original's
@@ -55,7 +56,7 @@ class ModelMetrics:
 
     size_bytes: int
     eval: EvalResult | None
-    latency: LatencyResult | None
+    latency: LatencyStats | None
     # The file after zip/deflate, where zeroed weights save space; None over protobuf's 2 GB.
     deflated_size_bytes: int | None = None
 
@@ -144,7 +145,9 @@ def compress_job(
     prediction = plan.predict(inventory)
     reference = teacher or loaded  # the model measured as "before" and distilled towards
     calib, evald, source = _datasets(reference.path, original, data, eval_data)
-    model = original
+    # Weights in Constant nodes or subgraphs become initializers of the main graph, where
+    # pruning, BatchNorm folding and quantization reach them (same computation, same size).
+    model = lift_weights(original, fold_casts=False)
 
     # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
     # fold then scales whole output channels, which keeps every zero (and 2:4 pattern) intact.

@@ -2,7 +2,7 @@
 
 Fidelity needs no labels, so any data (or none: random inputs) says how far a compressed model
 drifted: top-1 agreement, mean cosine similarity and SQNR of the outputs. Latency is measured
-with fixed threads after a warm-up, and reported as p50/p90 of single-sample runs.
+with fixed threads after a warm-up, and reported as percentiles of single-sample runs.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import onnx
 from compressor_gui.core.data import Dataset, feed_shape, input_specs
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.jobs import CancelToken, Job, Progress
+from compressor_gui.core.latency import LatencyStats
 
 DEFAULT_THREADS = 2
 _MAX_SQNR_DB = 200.0  # identical outputs: "infinite" SQNR, capped so JSON can hold it
@@ -35,14 +36,6 @@ class EvalResult:
     agreement_top1: float | None = None  # fraction of samples with the reference's top-1
     cosine: float | None = None  # mean over samples
     sqnr_db: float | None = None
-
-
-@dataclass(frozen=True)
-class LatencyResult:
-    p50_ms: float
-    p90_ms: float
-    runs: int
-    threads: int
 
 
 def make_session(model: onnx.ModelProto | str | os.PathLike[str], threads: int = DEFAULT_THREADS):
@@ -220,8 +213,8 @@ def sample_feed(model: onnx.ModelProto, dataset: Dataset | None = None, seed: in
 
 def measure_latency(
     session, feed: dict, *, warmup: int = 5, runs: int = 30, max_seconds: float = 10.0
-) -> LatencyResult:
-    """p50/p90 wall time of `session.run` on one feed after `warmup` runs; stops early
+) -> LatencyStats:
+    """Percentiles of the wall time of `session.run` on one feed after `warmup` runs; stops early
     (at least 5 runs) when `max_seconds` is spent, so a slow model cannot stall a job."""
     for _ in range(warmup):
         session.run(None, feed)
@@ -233,13 +226,7 @@ def measure_latency(
         times.append((time.perf_counter() - start) * 1000.0)
         if len(times) >= 5 and time.perf_counter() > deadline:
             break
-    threads = session.get_session_options().intra_op_num_threads
-    return LatencyResult(
-        p50_ms=float(np.percentile(times, 50)),
-        p90_ms=float(np.percentile(times, 90)),
-        runs=len(times),
-        threads=threads,
-    )
+    return LatencyStats.from_samples(times, session.get_session_options().intra_op_num_threads)
 
 
 def file_size_bytes(path: str | os.PathLike[str]) -> int:

@@ -17,18 +17,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-# Ops whose output is a function of one constant input only: a weight seen through them is
-# still a weight (QDQ DequantizeLinear, fp16 Cast, exporter Transposes, Identity).
-_PASS_THROUGH = {
-    "DequantizeLinear",
-    "Cast",
-    "Transpose",
-    "Identity",
-    "Reshape",
-    "Squeeze",
-    "Unsqueeze",
-    "Flatten",
-}
+from compressor_gui.core.ops import layer_facts
+
 _SMALL_TENSOR_BYTES = 4096  # kept in the shape-inference skeleton (shape-like constants)
 
 
@@ -406,7 +396,7 @@ class _Collector:
         for index, node in enumerate(graph.node):
             if all(weights_of(o) for o in node.output if o):
                 continue  # part of a constant subexpression, claimed by its consumer
-            role = _LAYER_ROLES.get(node.op_type)
+            role = layer_facts(node)
             if role is not None or _is_unknown_op(node):
                 self._add_node(node, index, path, weights_of, role)
         for node in graph.node:
@@ -425,7 +415,7 @@ class _Collector:
 
     def _add_node(self, node, index, path, weights_of, role) -> None:
         traced: dict[int, tuple[str, onnx.TensorProto]] = {}
-        primary_input = role.weight_input(node) if role else None
+        primary_input = role.main_input(node) if role else None
         ordered = [i for i in node.input if i]
         if primary_input is not None and primary_input in ordered:
             ordered.remove(primary_input)
@@ -461,7 +451,7 @@ class _Collector:
                 role.kind(node, primary.shape) if role else "other",
                 [n for n, _ in owned],
                 [numpy_helper.to_array(t) for _, t in owned],
-                role.macs(node, self.shapes, primary.shape) if role else None,
+                role.macs_or_none(node, self.shapes, primary.shape) if role else None,
                 path,
                 tuple(notes),
                 primary=primary,
@@ -527,123 +517,6 @@ def _make_layer(name, op_type, kind, names, arrays, macs, path, notes, primary=N
         graph=path,
         notes=tuple(notes),
     )
-
-
-# --- per-op roles: where the weight is, what kind of layer, how many MACs ---------------------
-
-
-def node_attribute(node: onnx.NodeProto, name: str, default):
-    """An attribute's value by name, or `default` when the node does not set it."""
-    for attr in node.attribute:
-        if attr.name == name:
-            return onnx.helper.get_attribute_value(attr)
-    return default
-
-
-@dataclass(frozen=True)
-class _Role:
-    weight_index: int
-    kind_of: object  # callable(node, weight_shape) -> str
-    macs_of: object  # callable(node, shapes, weight_shape) -> int | None
-    min_rank: int = 0  # a main weight of lower rank is not this kind of layer
-
-    def accepts(self, weight: np.ndarray) -> bool:
-        return weight.ndim >= self.min_rank and (self.min_rank == 0 or weight.dtype.kind == "f")
-
-    def weight_input(self, node: onnx.NodeProto) -> str | None:
-        return node.input[self.weight_index] if len(node.input) > self.weight_index else None
-
-    def kind(self, node, weight_shape) -> str:
-        return self.kind_of(node, weight_shape)
-
-    def macs(self, node, shapes, weight_shape) -> int | None:
-        try:
-            return self.macs_of(node, shapes, weight_shape)
-        except (KeyError, IndexError, ValueError, ZeroDivisionError):
-            return None
-
-
-def _conv_kind(node, weight_shape) -> str:
-    group = node_attribute(node, "group", 1)
-    if group == 1:
-        return "conv"
-    out_channels = weight_shape[0] if weight_shape else 0
-    one_input = len(weight_shape) > 1 and weight_shape[1] == 1
-    return "depthwise" if group == out_channels and one_input else "group_conv"
-
-
-def _conv_macs(node, shapes, weight_shape) -> int:
-    out = shapes[node.output[0]]
-    # out: N, M, *spatial; W: M, C/g, *k -> each output element does C/g * prod(k) MACs.
-    return int(math.prod(out) * math.prod(weight_shape[1:]))
-
-
-def _conv_transpose_macs(node, shapes, weight_shape) -> int:
-    x = shapes[node.input[0]]
-    # W: C, M/g, *k: every input element is scattered to M/g * prod(k) outputs.
-    return int(math.prod(x) * math.prod(weight_shape[1:]))
-
-
-def _contracted_macs(node, shapes, weight_shape) -> int:
-    """MatMul/Gemm-like: every output element is a dot product over the contracted dim."""
-    out = shapes[node.output[0]]
-    a = shapes.get(node.input[0])
-    if node.op_type == "Gemm":
-        k = a[0] if node_attribute(node, "transA", 0) else a[-1] if a else None
-        if k is None:
-            b_shape = shapes.get(node.input[1]) or weight_shape
-            k = b_shape[1] if node_attribute(node, "transB", 0) else b_shape[0]
-    elif node.op_type in ("MatMulNBits",):
-        k = node_attribute(node, "K", 0)
-    elif a is not None:
-        k = a[-1]
-    else:
-        k = weight_shape[-2]
-    return int(math.prod(out) * k)
-
-
-def _rnn_macs(gates: int):
-    def macs(node, shapes, weight_shape) -> int:
-        x = shapes[node.input[0]]
-        seq, batch = (x[1], x[0]) if node_attribute(node, "layout", 0) else (x[0], x[1])
-        directions, gate_rows, input_size = weight_shape
-        hidden = gate_rows // gates
-        return int(seq * batch * directions * gates * hidden * (input_size + hidden))
-
-    return macs
-
-
-def _elementwise_macs(node, shapes, weight_shape) -> int:
-    return int(math.prod(shapes[node.output[0]]))
-
-
-def _no_macs(node, shapes, weight_shape) -> int:
-    return 0
-
-
-def _fixed(kind: str):
-    return lambda node, weight_shape: kind
-
-
-_LAYER_ROLES: dict[str, _Role] = {
-    "Conv": _Role(1, _conv_kind, _conv_macs),
-    "ConvInteger": _Role(1, _conv_kind, _conv_macs),
-    "QLinearConv": _Role(3, _conv_kind, _conv_macs),
-    "ConvTranspose": _Role(1, _fixed("conv_transpose"), _conv_transpose_macs),
-    "Gemm": _Role(1, _fixed("linear"), _contracted_macs),
-    "MatMul": _Role(1, _fixed("linear"), _contracted_macs),
-    "MatMulInteger": _Role(1, _fixed("linear"), _contracted_macs),
-    "QLinearMatMul": _Role(3, _fixed("linear"), _contracted_macs),
-    "MatMulNBits": _Role(1, _fixed("linear"), _contracted_macs),
-    "LSTM": _Role(1, _fixed("rnn"), _rnn_macs(4)),
-    "GRU": _Role(1, _fixed("rnn"), _rnn_macs(3)),
-    "RNN": _Role(1, _fixed("rnn"), _rnn_macs(1)),
-    "Gather": _Role(0, _fixed("embedding"), _no_macs, min_rank=2),
-    "BatchNormalization": _Role(1, _fixed("norm"), _elementwise_macs),
-    "LayerNormalization": _Role(1, _fixed("norm"), _elementwise_macs),
-    "InstanceNormalization": _Role(1, _fixed("norm"), _elementwise_macs),
-    "GroupNormalization": _Role(1, _fixed("norm"), _elementwise_macs),
-}
 
 
 def _is_unknown_op(node: onnx.NodeProto) -> bool:

@@ -71,6 +71,18 @@ def run_job(job: Job[T], on_progress: Callable[[Progress], None] | None = None) 
             on_progress(step)
 
 
+def as_part(job: Job[T], start: float, total: float, label: str = "") -> Job[T]:
+    """Pass on a sub-job's progress as the unit from `start` to `start + 1` of `total`
+    (messages prefixed with `label`); return its result."""
+    while True:
+        try:
+            step = next(job)
+        except StopIteration as stop:
+            return stop.value
+        message = f"{label}: {step.message}" if label else step.message
+        yield Progress(start + step.fraction, total, message, step.payload)
+
+
 class EtaEstimator:
     """Seconds left from the elapsed time and the fraction done (linear extrapolation)."""
 

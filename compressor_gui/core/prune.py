@@ -17,11 +17,11 @@ import onnx
 from onnx import numpy_helper
 
 from compressor_gui.core.errors import CompressionError, PlanError
-from compressor_gui.core.inventory import build_inventory, node_attribute
+from compressor_gui.core.inventory import build_inventory
+from compressor_gui.core.ops import layer_facts, weight_axes
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.prune_graph import ChannelGraph, check_same_interface
 
-PRUNABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 IMPORTANCES = ("l1", "l2", "bn_scale")
 
 
@@ -217,14 +217,11 @@ def verify_n_m(array: np.ndarray, n: int, m: int, axis: int = -1) -> bool:
     return bool(np.all(np.count_nonzero(groups, axis=1) <= n))
 
 
-def n_m_axis(model: onnx.ModelProto, layer: str) -> int:
-    """The input-dimension axis of a layer's weight, along which N:M groups run."""
+def n_m_axis(model: onnx.ModelProto, layer: str, ndim: int = 2) -> int:
+    """The input-dimension (reduction) axis of a layer's weight of rank `ndim` (from the op
+    table), along which N:M groups run."""
     node = _node(model, layer)
-    if node.op_type == "Gemm":
-        return 1 if node_attribute(node, "transB", 0) else 0
-    if node.op_type == "MatMul":
-        return 0
-    return 1  # Conv [out, in/group, kh, kw]
+    return weight_axes(node, 1, ndim)[1]
 
 
 def prune_n_m(
@@ -242,7 +239,7 @@ def prune_n_m(
             skipped.append(SkippedLayer(name, pattern, reason))
             continue
         weight = _get_tensor(result, weight_name)
-        axis = n_m_axis(result, name)
+        axis = n_m_axis(result, name, weight.ndim) if weight.ndim > 1 else 0
         if weight.ndim < 2 or weight.shape[axis] % m:
             skipped.append(
                 SkippedLayer(
@@ -371,7 +368,7 @@ def _layers(model: onnx.ModelProto) -> list[tuple[str, onnx.NodeProto]]:
     return [
         (node.name or f"{node.op_type}_{index}", node)
         for index, node in enumerate(model.graph.node)
-        if node.op_type in PRUNABLE_OPS and node.domain in ("", "ai.onnx")
+        if (facts := layer_facts(node)) is not None and facts.prunable
     ]
 
 

@@ -5,8 +5,9 @@ end to end along its channel axis (one space for a Conv output, several after a 
 `inner` features per channel (after Flatten). Ops are handled per type through `HANDLERS`: a
 Conv creates a space, BatchNorm and activations pass the layout on, a residual Add unites the
 spaces of its inputs (they must keep the same channels), Concat lays spaces end to end, Flatten
-multiplies `inner`. Handlers record which tensor axes follow which layout (`slices`); unknown ops
-freeze every space they touch, so their channels are never cut.
+multiplies `inner`. Which rule an op follows is a fact of the op table (`OpFacts.channels`);
+the rules themselves live here. Handlers record which tensor axes follow which layout
+(`slices`); unknown ops freeze every space they touch, so their channels are never cut.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from onnx import numpy_helper
 
 from compressor_gui.core.data import feed_shape, input_specs
 from compressor_gui.core.errors import CompressionError
-from compressor_gui.core.inventory import node_attribute
+from compressor_gui.core.ops import facts_for, node_attribute
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ class ChannelGraph:
                 self.layouts[value.name] = Layout((space,))
         for position, node in enumerate(self.graph.node):
             self.position = position
-            handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+            facts = facts_for(node)
+            handler = HANDLERS.get(facts.channels) if facts and facts.channels else None
             if any(a.type in _GRAPH_ATTRS for a in node.attribute):
                 handler = _with_subgraphs
             (handler or _unknown)(self, node)
@@ -571,65 +573,22 @@ def _shape(g: ChannelGraph, node: onnx.NodeProto) -> None:
     """Shape reads the tensor's size at run time, so it follows any cut by itself."""
 
 
-_PASSTHROUGH_OPS = (
-    "Relu",
-    "LeakyRelu",
-    "Sigmoid",
-    "Tanh",
-    "Clip",
-    "HardSigmoid",
-    "HardSwish",
-    "Elu",
-    "Selu",
-    "Softplus",
-    "Softsign",
-    "Gelu",
-    "Erf",
-    "Mish",
-    "Identity",
-    "Dropout",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "LpPool",
-    "Abs",
-    "Neg",
-    "Exp",
-    "Log",
-    "Sqrt",
-    "Reciprocal",
-    "Floor",
-    "Ceil",
-    "Round",
-    "Sign",
-    "Cast",
-    "ThresholdedRelu",
-    "Celu",
-)
-
+# Channel rules by name; `ops.OPS` says which rule each op type follows.
 HANDLERS: dict[str, Callable[[ChannelGraph, onnx.NodeProto], None]] = {
-    **{op: _passthrough for op in _PASSTHROUGH_OPS},
-    "Conv": _conv,
-    "ConvTranspose": _conv_transpose,
-    "Gemm": _gemm,
-    "MatMul": _matmul,
-    "BatchNormalization": _batch_norm,
-    "InstanceNormalization": _batch_norm,
-    "Add": _elementwise,
-    "Sub": _elementwise,
-    "Mul": _elementwise,
-    "Div": _elementwise,
-    "Max": _elementwise,
-    "Min": _elementwise,
-    "Sum": _elementwise,
-    "PRelu": _prelu,
-    "Concat": _concat,
-    "Flatten": _flatten,
-    "Reshape": _reshape,
-    "Shape": _shape,
-    "Resize": _resize,
-    "Pad": _pad,
+    "passthrough": _passthrough,
+    "conv": _conv,
+    "conv_transpose": _conv_transpose,
+    "gemm": _gemm,
+    "matmul": _matmul,
+    "norm": _batch_norm,
+    "elementwise": _elementwise,
+    "prelu": _prelu,
+    "concat": _concat,
+    "flatten": _flatten,
+    "reshape": _reshape,
+    "shape": _shape,
+    "resize": _resize,
+    "pad": _pad,
 }
 
 

@@ -20,9 +20,9 @@ from torch import nn
 from compressor_gui.core.distill import QatLayer
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.int8_forms import FORMS, Int8Form, rule_form
+from compressor_gui.core.ops import weight_axes
 from compressor_gui.core.plan import INT4_BLOCK_SIZE, CompressionPlan, LayerSetting
-from compressor_gui.core.quant_ops import CODECS, int4_blocks, linear_codes, rule_for
-from compressor_gui.core.quantize import BLOCK_AXES
+from compressor_gui.core.quant_ops import CODECS, dequantized, int4_blocks, linear_codes, rule_for
 from compressor_gui.core.torch_graph import GraphModule, tensor_key
 
 ACTIVATION_MOMENTUM = 0.1  # weight of each batch's min/max in the tracked range
@@ -112,8 +112,7 @@ def _encoder(
     bits, per_channel = setting.bits, setting.per_channel
     if bits == 16:
         return (lambda w: w.astype(np.float16).astype(w.dtype)), "FP16"
-    axis = rule_for(node).channel_axis(node, len(shape))
-    block_axis = BLOCK_AXES.get(node.op_type, lambda node, ndim: None)(node, len(shape))
+    axis, block_axis = weight_axes(node, rule_for(node).weight_input, len(shape))
     if bits == 4 and block_axis is not None and shape[block_axis] >= INT4_BLOCK_SIZE:
 
         def blocked(w: np.ndarray) -> np.ndarray:
@@ -125,10 +124,7 @@ def _encoder(
     codec = linear_codes(7) if bits == 8 and form.reduce_range else CODECS[bits]
 
     def per_row(w: np.ndarray) -> np.ndarray:
-        codes, scale = codec(w.astype(np.float32), axis, per_channel)
-        broadcast = [1] * w.ndim
-        broadcast[axis] = -1
-        return codes * scale.reshape(broadcast)
+        return dequantized(*codec(w.astype(np.float32), axis, per_channel), axis)
 
     names = {8: f"INT8 ({form.name})", 4: "INT4", 2: "ternary", 1: "binary"}
     return per_row, f"{names[bits]} weights, {'per channel' if per_channel else 'per tensor'}"

@@ -1,61 +1,27 @@
-"""Per-op quantization rules and per-bit-width weight codecs, as small registries.
+"""Per-bit-width weight codecs, and which weight-bearing ops can take them.
 
-`OP_RULES` says, for each weight-bearing op type, where its weight is, which axis holds its
-output channels, and which onnxruntime paths have a kernel for it (static QDQ INT8, dynamic
-INT8, MatMulNBits INT4). `CODECS` turns a float weight into integer codes and per-channel
-scales for each bit width; `codes * scale` is exactly what a DequantizeLinear node produces.
+Which op keeps its weight where, along which axis its output channels run, and which
+onnxruntime paths have a kernel for it (static QDQ INT8, dynamic INT8, MatMulNBits INT4) are
+facts of the op table (`ops.OPS`); `rule_for` reads them for a node. `CODECS` turns a float
+weight into integer codes and per-channel scales for each bit width; `dequantized(codes,
+scale, axis)` is exactly what a DequantizeLinear node produces, so whoever simulates a bit
+width (sensitivity sweeps, quantization-aware training) sees the weights the writer stores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import onnx
 
-from compressor_gui.core.inventory import node_attribute
+from compressor_gui.core.ops import LayerFacts, layer_facts
 
 
-@dataclass(frozen=True)
-class OpRule:
-    """How one op type is quantized: weight input index, output-channel axis of that weight
-    (a function of the node and the weight's rank), and the runtime kernels that exist."""
-
-    weight_input: int
-    channel_axis: Callable[[onnx.NodeProto, int], int]
-    static_int8: bool = False  # onnxruntime quantize_static (QDQ) has a kernel
-    dynamic_int8: bool = False  # onnxruntime quantize_dynamic has a kernel (fast for MatMul)
-    nbits: bool = False  # onnxruntime MatMulNBits (INT4 weight-only with a real kernel)
-
-
-def _axis(index: int) -> Callable[[onnx.NodeProto, int], int]:
-    return lambda node, ndim: index if index >= 0 else ndim + index
-
-
-def _gemm_axis(node: onnx.NodeProto, ndim: int) -> int:
-    return 0 if node_attribute(node, "transB", 0) else 1
-
-
-OP_RULES: dict[str, OpRule] = {
-    "Conv": OpRule(1, _axis(0), static_int8=True),
-    "ConvTranspose": OpRule(1, _axis(1), static_int8=True),
-    "Gemm": OpRule(1, _gemm_axis, static_int8=True),
-    "MatMul": OpRule(1, _axis(-1), static_int8=True, dynamic_int8=True, nbits=True),
-    "LSTM": OpRule(1, _axis(1), dynamic_int8=True),
-    "GRU": OpRule(1, _axis(1)),
-    "RNN": OpRule(1, _axis(1)),
-    "Gather": OpRule(0, _axis(0)),
-}
-
-# Extra weights of recurrent ops (R: the recurrence) are quantized like the main one.
-EXTRA_WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {"LSTM": (2,), "GRU": (2,), "RNN": (2,)}
-
-
-def rule_for(node: onnx.NodeProto) -> OpRule | None:
-    if node.domain not in ("", "ai.onnx"):
-        return None
-    return OP_RULES.get(node.op_type)
+def rule_for(node: onnx.NodeProto) -> LayerFacts | None:
+    """The table's facts of a node whose weights can be stored as integer codes, else None."""
+    layer = layer_facts(node)
+    return layer if layer is not None and layer.codes else None
 
 
 # --- codecs: float weight -> (integer codes, scale per output channel) -----------------------
@@ -122,6 +88,13 @@ def int4_blocks(weight: np.ndarray, axis: int, block: int) -> tuple[np.ndarray, 
         np.moveaxis(codes, -1, axis).astype(np.int8),
         np.ascontiguousarray(np.moveaxis(scale, -1, axis)),
     )
+
+
+def dequantized(codes: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:
+    """The float weight a DequantizeLinear makes of `codes` with one scale per index of `axis`."""
+    broadcast = [1] * codes.ndim
+    broadcast[axis] = -1
+    return codes * scale.reshape(broadcast)
 
 
 CODECS: dict[int, Callable[[np.ndarray, int, bool], tuple[np.ndarray, np.ndarray]]] = {

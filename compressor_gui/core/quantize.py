@@ -30,14 +30,9 @@ from compressor_gui.core.errors import CompressionError, CompressorError
 from compressor_gui.core.evaluate import fidelity, make_session, run_outputs, sample_feed
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import _constant_value, build_inventory
+from compressor_gui.core.ops import weight_axes
 from compressor_gui.core.plan import INT4_BLOCK_SIZE, CompressionPlan, LayerSetting
-from compressor_gui.core.quant_ops import (
-    CODECS,
-    EXTRA_WEIGHT_INPUTS,
-    OpRule,
-    int4_blocks,
-    rule_for,
-)
+from compressor_gui.core.quant_ops import CODECS, int4_blocks, rule_for
 
 SIMULATED = "simulated: no runtime kernel"
 CALIBRATION_SAMPLES = 256
@@ -116,7 +111,7 @@ def quantize_model(
     routes = _route(layers, dataset is not None, work)
     if dataset is None:
         lacking = [n for n in routes.get("weight_only", []) if layers[n].setting.bits == 8]
-        lacking = [n for n in lacking if (rule_for(layers[n].node) or _NO_RULE).static_int8]
+        lacking = [n for n in lacking if _can(layers[n].node, "static_int8")]
         if lacking:
             warnings.append(
                 f"no calibration data: {len(lacking)} layer(s) stored INT8 weight-only (float "
@@ -162,7 +157,10 @@ def quantize_model(
 # --- routing -----------------------------------------------------------------------------
 
 
-_NO_RULE = OpRule(0, lambda node, ndim: 0)
+def _can(node: onnx.NodeProto, path: str) -> bool:
+    """Whether the op table gives this node's op a kernel for `path` (e.g. "static_int8")."""
+    rule = rule_for(node)
+    return rule is not None and getattr(rule, path)
 
 
 @dataclass(frozen=True)
@@ -459,9 +457,8 @@ def _weight_only(model, names, ctx: _Context):
         bits = layer.setting.bits
         stored = 0
         for weight in layer.weights:
-            axis = _direct_axis(node, weight)
             stored += _encode_stored(
-                model.graph, weight, bits, layer.setting.per_channel, axis, int4_storage
+                model.graph, weight, bits, layer.setting.per_channel, node, int4_storage
             )
         if not stored and layer.shares:
             method = f"weights quantized with the layer that owns them ({layer.shares})"
@@ -479,17 +476,6 @@ def _weight_only(model, names, ctx: _Context):
             method = f"INT{bits} weight-only ({store} + DequantizeLinear, float compute)"
         done[name] = LayerAction(name, layer.op_type, bits, method, simulated=bits in (2, 1))
     return model, done
-
-
-def _direct_axis(node: onnx.NodeProto, weight: str) -> int | None:
-    """The output-channel axis when the node consumes the stored tensor as is; None when the
-    tensor reaches it through reshapes (then axis 0 of the stored tensor is used)."""
-    rule = rule_for(node)
-    positions = (rule.weight_input, *EXTRA_WEIGHT_INPUTS.get(node.op_type, ()))
-    for position in positions:
-        if len(node.input) > position and node.input[position] == weight:
-            return position
-    return None
 
 
 def _fp16(model, names, ctx: _Context):
@@ -530,11 +516,13 @@ def _encode_stored(
     weight: str,
     bits: int,
     per_channel: bool,
-    position: int | None,
+    node: onnx.NodeProto,
     int4_storage: bool,
 ) -> int:
     """Replace one stored float tensor by codes + scale + DequantizeLinear producing the same
-    name in the same graph. Returns 1 if done, 0 if the tensor is not a float of 2+ dims."""
+    name in the same graph. Scales run along the output channels when `node` consumes the
+    tensor as is at a weight input the op table knows, else along axis 0 (a tensor reaching
+    it through reshapes). Returns 1 if done, 0 if the tensor is not a float of 2+ dims."""
     found = _find_stored(root, weight)
     if found is None:
         return 0
@@ -542,14 +530,7 @@ def _encode_stored(
     array = numpy_helper.to_array(tensor)
     if array.dtype.kind != "f" or array.ndim < 2:
         return 0
-    axis, block_axis = 0, None
-    if position is not None:
-        consumer = next(n for n in _all_nodes(graph) if weight in n.input)
-        rule = rule_for(consumer)
-        axis = rule.channel_axis(consumer, array.ndim) if rule else 0
-        block_axis = BLOCK_AXES.get(consumer.op_type, lambda node, ndim: None)(
-            consumer, ndim=array.ndim
-        )
+    axis, block_axis = _stored_axes(node, weight, array.ndim)
     blocked = (
         bits == 4
         and int4_storage
@@ -599,6 +580,15 @@ def _encode_stored(
     for offset, new in enumerate(new_nodes):
         graph.node.insert(offset, new)
     return 1
+
+
+def _stored_axes(node: onnx.NodeProto, weight: str, ndim: int) -> tuple[int, int | None]:
+    """(scale axis, INT4 block axis or None) of a stored weight as `node` consumes it."""
+    for position, name in enumerate(node.input):
+        axes = weight_axes(node, position, ndim) if name == weight else None
+        if axes is not None:
+            return axes
+    return 0, None
 
 
 def _packed_decoder(
@@ -667,15 +657,6 @@ def _int4_tensor(name: str, codes: np.ndarray) -> onnx.TensorProto:
         flat = np.append(flat, np.uint8(0))
     packed = flat[0::2] | (flat[1::2] << 4)
     return helper.make_tensor(name, TensorProto.INT4, codes.shape, packed.tobytes(), raw=True)
-
-
-# The input (reduction) axis of each op's weight: INT4 blocks run along it (opset 21).
-BLOCK_AXES = {
-    "Conv": lambda node, ndim: 1,
-    "ConvTranspose": lambda node, ndim: 0,
-    "MatMul": lambda node, ndim: ndim - 2,
-    "Gemm": lambda node, ndim: 1 if any(a.name == "transB" and a.i for a in node.attribute) else 0,
-}
 
 
 def _find_stored(graph: onnx.GraphProto, name: str):

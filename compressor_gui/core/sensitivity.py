@@ -15,14 +15,8 @@ hash + layer + option.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -30,19 +24,19 @@ from onnx import numpy_helper
 
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.evaluate import sqnr_db
 from compressor_gui.core.executors import ClusterConfig, Placement, run_all
-from compressor_gui.core.hardware import MachineInfo, local_machine, machine_key
+from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
-from compressor_gui.core.model import ModelSource, atomic_write_text
+from compressor_gui.core.model import ModelSource
+from compressor_gui.core.ops import layer_facts, weight_axes
 from compressor_gui.core.plan import LayerSetting, Misfit, skipped_summary
+from compressor_gui.core.quant_ops import CODECS, dequantized
+from compressor_gui.core.sweep_cache import SweepCache, point_key
+from compressor_gui.core.weights import already_quantized, graphs, lift_weights
 
-# Bump when the simulation changes, so cached points made by an older one are not reused.
-SIM_VERSION = "sim-2"
-SWEPT_KINDS = ("conv", "depthwise", "group_conv", "conv_transpose", "linear")
-_MAX_SQNR_DB = 200.0  # an unchanged tensor has infinite SQNR; JSON cannot hold inf
 _BATCH = 256  # samples per run: one run per point for typical sweeps
-_CACHE_SAVE_INTERVAL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -162,8 +156,9 @@ class SensitivityTable:
 
 def swept_layers(model: onnx.ModelProto, names: Sequence[str] | None = None) -> list[SweptLayer]:
     """Layers whose main weight is a float initializer of the main graph with known axes.
-    Others (weights in Constant nodes or subgraphs, already quantized, RNNs) are skipped;
-    CompressorError only when layers were named and none of them can be swept."""
+    Weights in Constant nodes, subgraphs or behind a Cast are reached through `lift_weights`
+    (sweep the lifted model); others (already quantized, RNNs) are skipped. CompressorError
+    only when layers were named and none of them can be swept."""
     return sweepable(model, names)[0]
 
 
@@ -172,8 +167,10 @@ def sweepable(
 ) -> tuple[list[SweptLayer], list[Misfit]]:
     """The layers a sweep can measure (of `names`, or of the whole model) and why the named
     others cannot be (for one "skipped" line)."""
+    quantized = already_quantized(model)
+    model = lift_weights(model)
     inventory = build_inventory(model)
-    nodes = {node.name: node for node in model.graph.node}
+    nodes = {node.name: node for graph in graphs(model.graph) for node in graph.node}
     initializers = {t.name: t for t in model.graph.initializer}
     wanted = set(names) if names is not None else None
     found: list[SweptLayer] = []
@@ -182,6 +179,8 @@ def sweepable(
         if wanted is not None and layer.name not in wanted:
             continue
         swept, reason = _swept_layer(layer, nodes, initializers)
+        if layer.name in quantized:
+            reason = f"cannot be swept ({quantized[layer.name]})"
         if swept is not None:
             found.append(swept)
         elif wanted is not None:
@@ -195,38 +194,21 @@ def sweepable(
 
 def _swept_layer(layer, nodes, initializers) -> tuple[SweptLayer | None, str]:
     """The layer as a sweep sees it, or why it cannot be swept."""
-    if layer.kind not in SWEPT_KINDS:
-        return None, "cannot be swept (no Conv/Gemm/MatMul weight)"
-    if layer.graph or not layer.weight_names:
-        return None, "cannot be swept (weight inside a subgraph)"
-    weight_name = layer.weight_names[0]
-    tensor = initializers.get(weight_name)
     node = nodes.get(layer.name)
-    if tensor is None or node is None:
-        return None, "cannot be swept (weight not an initializer)"
+    facts = layer_facts(node) if node is not None else None
+    if facts is None or not facts.prunable:
+        return None, "cannot be swept (no Conv/Gemm/MatMul weight)"
+    weight_name = layer.weight_names[0] if layer.weight_names else ""
+    tensor = initializers.get(weight_name)
+    if tensor is None:
+        return None, "cannot be swept (weight computed, not stored)"
     if tensor.data_type != onnx.TensorProto.FLOAT:
         return None, "cannot be swept (weight not float32)"
-    axes = _weight_axes(node, weight_name, len(tensor.dims))
-    if axes is None:
+    position = list(node.input).index(weight_name) if weight_name in node.input else -1
+    axes = weight_axes(node, position, len(tensor.dims)) if len(tensor.dims) > 1 else None
+    if axes is None or axes[1] is None:
         return None, "cannot be swept (weight used in an unknown way)"
     return SweptLayer(layer.name, layer.op_type, weight_name, tuple(tensor.dims), *axes), ""
-
-
-def _weight_axes(node: onnx.NodeProto, weight_name: str, ndim: int) -> tuple[int, int] | None:
-    """(output-channel axis, input axis) of the weight as this node uses it."""
-    if ndim < 2 or weight_name not in node.input:
-        return None
-    position = list(node.input).index(weight_name)
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    if node.op_type == "Conv" and position == 1:
-        return 0, 1
-    if node.op_type == "ConvTranspose" and position == 1:
-        return 1, 0
-    if node.op_type == "Gemm" and position == 1:
-        return (0, 1) if attrs.get("transB", 0) else (1, 0)
-    if node.op_type == "MatMul":
-        return (ndim - 1, ndim - 2) if position == 1 else (ndim - 2, ndim - 1)
-    return None
 
 
 def _to_rows(weight: np.ndarray, out_axis: int, in_axis: int) -> tuple[np.ndarray, list[int]]:
@@ -245,21 +227,22 @@ def _from_rows(rows: np.ndarray, perm: list[int], shape: tuple[int, ...]) -> np.
 def simulate(weight: np.ndarray, layer: SweptLayer, setting: LayerSetting) -> np.ndarray:
     """The weight after `setting` (prune first, then quantize), in float32.
 
-    It mirrors what the real quantizer and pruner store: symmetric per-output-channel INT-b
-    (scale = max|w| / (2^(b-1) - 1), round to nearest); 2 bits as ternary {-a, 0, a} with
-    threshold 0.7 mean|w| (TWN) and 1 bit as sign(w) * mean|w| (XNOR-Net), both per channel;
+    Bit widths go through the quantizer's own codecs (`quant_ops.CODECS`, per output
+    channel), so the weights are those the writer stores; pruning mirrors the pruner:
     magnitude unstructured pruning over the whole tensor; 2:4 keeps the 2 largest of each 4
     consecutive input weights; channel pruning zeroes the lowest-L1 output channels. A channel
     pruned for real also loses its bias and BatchNorm shift, which stay here as a constant, so
     the simulated channel drop is close to, not exactly, the real one. Per-channel symmetric
     scales commute with a following BatchNorm, so folding BN later changes nothing here.
     """
-    rows, perm = _to_rows(weight, layer.out_axis, layer.in_axis)
+    changed = weight.astype(np.float32)
     if setting.prune_ratio > 0:
+        rows, perm = _to_rows(weight, layer.out_axis, layer.in_axis)
         rows = _prune(rows, setting.prune_ratio, setting.prune_pattern)
+        changed = _from_rows(rows, perm, weight.shape)
     if setting.bits < 32:
-        rows = _quantize(rows, setting.bits)
-    return _from_rows(rows, perm, weight.shape)
+        changed = dequantized(*CODECS[setting.bits](changed, layer.out_axis, True), layer.out_axis)
+    return changed
 
 
 def _prune(rows: np.ndarray, ratio: float, pattern: str) -> np.ndarray:
@@ -281,35 +264,6 @@ def _prune(rows: np.ndarray, ratio: float, pattern: str) -> np.ndarray:
     if count:
         flat[np.argpartition(np.abs(flat), count - 1)[:count]] = 0.0
     return rows
-
-
-def _quantize(rows: np.ndarray, bits: int) -> np.ndarray:
-    magnitude = np.abs(rows)
-    if bits == 1:
-        return np.where(rows >= 0, 1.0, -1.0).astype(np.float32) * magnitude.mean(
-            axis=1, keepdims=True
-        )
-    if bits == 2:
-        keep = magnitude > 0.7 * magnitude.mean(axis=1, keepdims=True)
-        alpha = (magnitude * keep).sum(axis=1, keepdims=True) / np.maximum(
-            keep.sum(axis=1, keepdims=True), 1
-        )
-        return (np.sign(rows) * keep * alpha).astype(np.float32)
-    qmax = 2 ** (bits - 1) - 1
-    scale = magnitude.max(axis=1, keepdims=True) / qmax
-    safe = np.where(scale > 0, scale, 1.0)
-    return (np.clip(np.round(rows / safe), -qmax, qmax) * safe).astype(np.float32)
-
-
-def sqnr_db(reference: np.ndarray, changed: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio in dB, capped (an unchanged tensor is 'infinite')."""
-    signal = float(np.sum(np.square(reference, dtype=np.float64)))
-    noise = float(np.sum(np.square(reference - changed, dtype=np.float64)))
-    if noise <= signal * 10 ** (-_MAX_SQNR_DB / 10):
-        return _MAX_SQNR_DB
-    if signal == 0.0:
-        return 0.0
-    return 10.0 * math.log10(signal / noise)
 
 
 def fast_point(
@@ -356,6 +310,7 @@ class OverrideSession:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        model = lift_weights(model)
         serialized = override_model(model, [layer.weight_name for layer in layers])
         try:
             self.session = ort.InferenceSession(
@@ -424,69 +379,6 @@ def measure(
     return value, 100.0 * (reference.baseline - value), out_db
 
 
-# --- cache ---------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """Where sweeps are cached: $COMPRESSOR_GUI_CACHE_DIR, else the user cache folder."""
-    override = os.environ.get("COMPRESSOR_GUI_CACHE_DIR")
-    if override:
-        return Path(override) / "sensitivity"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("compressor-gui")) / "sensitivity"
-
-
-def model_sha256(model: onnx.ModelProto) -> str:
-    return hashlib.sha256(model.SerializeToString()).hexdigest()
-
-
-def data_sha256(dataset: Dataset) -> str:
-    digest = hashlib.sha256()
-    arrays = sorted(dataset.inputs.items())
-    if dataset.labels is not None:
-        arrays.append(("__labels__", dataset.labels))
-    for name, array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def _point_key(layer: str, option: str) -> str:
-    return f"{SIM_VERSION}|{option}|{layer}"
-
-
-def _cache_file(folder: Path, model_hash: str, data_hash: str, machine: str) -> Path:
-    """One file per model, data and measuring machine family + runtime version: INT8 points
-    made on one CPU family are never reused on another."""
-    family = hashlib.sha256(machine.encode()).hexdigest()[:12]
-    return folder / f"{model_hash[:24]}-{data_hash[:24]}-{family}.json"
-
-
-def _read_cache(path: Path, model_hash: str, data_hash: str, machine: str) -> dict[str, dict]:
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    expected = (model_hash, data_hash, machine)
-    if (stored.get("model_sha256"), stored.get("data_sha256"), stored.get("machine")) != expected:
-        return {}
-    return dict(stored.get("points", {}))
-
-
-def _write_cache(
-    path: Path, model_hash: str, data_hash: str, machine: str, points: dict[str, dict]
-) -> None:
-    payload = {
-        "model_sha256": model_hash,
-        "data_sha256": data_hash,
-        "machine": machine,
-        "points": points,
-    }
-    atomic_write_text(path, json.dumps(payload))
-
-
 # --- the job -------------------------------------------------------------------------------
 
 
@@ -518,6 +410,7 @@ def sensitivity_job(
     on this machine when `machine` (the target; None: this one) is of this machine's CPU
     family; otherwise they are simulated and the table says so."""
     cancel = cancel or CancelToken()
+    model = lift_weights(model)
     batches = list(dataset.batches(_BATCH))
     labels = dataset.labels
     targets, skipped = sweepable(model, layers)
@@ -529,7 +422,7 @@ def sensitivity_job(
     total = len(fast)
     here = local_machine()
     int8_mode = _int8_mode(options, here, machine or here)
-    cache = _Cache(model, dataset, here, use_cache)
+    cache = SweepCache(model, dataset, here, use_cache)
     metric = "top1" if labels is not None else "agreement"
     settings = {option.name: option.setting for option in options}
     notes = [int8_mode.note] if int8_mode.note else []
@@ -558,7 +451,7 @@ def sensitivity_job(
 
     points = dict(fast)
     for (layer, option), point in fast.items():
-        hit = cache.points.get(_point_key(layer, option))
+        hit = cache.points.get(point_key(layer, option))
         wanted_how = int8_mode.how if option in int8_mode.options else "simulated"
         if hit is not None and hit.get("metric") == metric and _how(hit, wanted_how):
             points[(layer, option)] = replace(point, **hit)
@@ -578,7 +471,7 @@ def sensitivity_job(
     def record(layer: str, option: str, value, drop, out_db, how="simulated") -> Progress:
         found = {"metric": metric, "value": value, "drop": drop, "output_sqnr_db": out_db}
         points[(layer, option)] = point = replace(points[(layer, option)], **found, how=how)
-        cache.points[_point_key(layer, option)] = {**found, "how": how}
+        cache.points[point_key(layer, option)] = {**found, "how": how}
         cache.save_now_and_then()
         done = sum(p.measured for p in points.values())
         return Progress(done, total, f"{layer} {option}: drop {drop:.2f} pts", point)
@@ -661,37 +554,6 @@ def _runtime_int8(model, dataset, batches, reference, todo, here, cache, notes, 
             yield layer, option, (value, drop, out_db, how)
     finally:
         prepared.close()
-
-
-class _Cache:
-    """The sweep's on-disk points for one model, data and measuring machine."""
-
-    def __init__(self, model, dataset, here: MachineInfo, enabled: bool) -> None:
-        self.model_hash, self.data_hash = model_sha256(model), data_sha256(dataset)
-        self.machine = machine_key(here)
-        self.path = _cache_file(cache_dir(), self.model_hash, self.data_hash, self.machine)
-        self.enabled = enabled
-        self.points = (
-            _read_cache(self.path, self.model_hash, self.data_hash, self.machine) if enabled else {}
-        )
-        self._saved = time.monotonic()
-
-    @property
-    def int8_form(self) -> str:
-        return self.points.get("__int8_form__", {}).get("name", "")
-
-    @int8_form.setter
-    def int8_form(self, name: str) -> None:
-        self.points["__int8_form__"] = {"name": name}
-
-    def save(self) -> None:
-        if self.enabled:
-            _write_cache(self.path, self.model_hash, self.data_hash, self.machine, self.points)
-            self._saved = time.monotonic()
-
-    def save_now_and_then(self) -> None:
-        if time.monotonic() - self._saved > _CACHE_SAVE_INTERVAL_S:
-            self.save()
 
 
 def _measure_all(model, targets, batches, reference, settings, todo, placement, cancel):

@@ -193,13 +193,17 @@ def _ordered(graph: onnx.GraphProto, ready: set[str]) -> list[onnx.NodeProto]:
     return ordered
 
 
+# The op types the table can run in torch.
+TRAINABLE_OPS = tuple(sorted(op for op, facts in OPS.items() if facts.torch is not None))
+
+
 def _build(node: onnx.NodeProto, view: NodeView) -> nn.Module:
     facts = facts_for(node)
     if facts is None or facts.torch is None:
         where = f" of domain {node.domain}" if node.domain not in ("", "ai.onnx") else ""
         raise UnsupportedOpError(
             f"node {node.name or '(unnamed)'} ({node.op_type}{where}): no torch conversion for "
-            f"this op, so it cannot be trained; supported: {', '.join(sorted(OPS))}"
+            f"this op, so it cannot be trained; supported: {', '.join(TRAINABLE_OPS)}"
         )
     if any(
         a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute

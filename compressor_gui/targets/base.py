@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from compressor_gui.core.errors import TargetError
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.jobs import CancelToken, Job
+from compressor_gui.core.latency import LatencyStats
 
 if TYPE_CHECKING:  # the benchmark child process imports this module: keep it light
     import onnx
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the benchmark child process imports this module: keep it li
     from compressor_gui.core.data import Dataset
 
 RUNTIMES = ("ort", "openvino", "trtexec")
+LabeledModels = Sequence[tuple[str, "onnx.ModelProto | Path"]]  # (label, model or its file)
 
 
 @dataclass(frozen=True)
@@ -47,39 +48,6 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
-class LatencyStats:
-    """Summary of per-run latencies in milliseconds."""
-
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    min_ms: float
-    max_ms: float
-
-    @classmethod
-    def from_samples(cls, samples_ms: Sequence[float]) -> LatencyStats:
-        if not samples_ms:
-            raise TargetError("the benchmark produced no timed runs")
-        ordered = sorted(samples_ms)
-        return cls(
-            p50_ms=percentile(ordered, 50),
-            p90_ms=percentile(ordered, 90),
-            p99_ms=percentile(ordered, 99),
-            mean_ms=sum(ordered) / len(ordered),
-            min_ms=ordered[0],
-            max_ms=ordered[-1],
-        )
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile of already sorted values (numpy's default method)."""
-    position = (len(ordered) - 1) * q / 100.0
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-@dataclass(frozen=True)
 class BenchResult:
     """One benchmark run on any target; fields a target cannot measure stay None or empty."""
 
@@ -89,9 +57,7 @@ class BenchResult:
     precision: str
     model_path: str
     batch_size: int
-    threads: int
-    runs: int
-    latency: LatencyStats
+    latency: LatencyStats  # with the runs it timed and the threads it ran with
     throughput_per_s: float
     session_create_ms: float | None = None
     peak_memory_bytes: int | None = None
@@ -104,19 +70,20 @@ class BenchResult:
     raw_log: str = ""
     notes: tuple[str, ...] = ()
 
+    @property
+    def runs(self) -> int:
+        return self.latency.runs
+
+    @property
+    def threads(self) -> int:
+        return self.latency.threads
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["power_mw"] = dict(self.power_mw)
         data["temperatures_c"] = dict(self.temperatures_c)
         data["notes"] = list(self.notes)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BenchResult:
-        values = dict(data)
-        values["latency"] = LatencyStats(**values["latency"])
-        values["notes"] = tuple(values.get("notes", ()))
-        return cls(**values)
+        return {**data, "runs": self.runs, "threads": self.threads}
 
 
 @dataclass(frozen=True)
@@ -146,6 +113,12 @@ class Target(ABC):
 
     name: str
 
+    @property
+    def place(self) -> str:
+        """The machine the target runs on; runs in one place share its cores, so a fan-out
+        never overlaps them."""
+        return self.name
+
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """What the machine is: OS/arch, runtimes and versions, accelerators, and under
@@ -165,12 +138,22 @@ class Target(ABC):
     ) -> Job[BenchResult]:
         """Run the model and return a BenchResult; honour `cancel` while waiting."""
 
-    @abstractmethod
     def model_outputs(
         self,
-        models: Sequence[tuple[str, onnx.ModelProto | Path]],
+        models: LabeledModels,
         dataset: Dataset,
         config: BenchConfig | None = None,
         cancel: CancelToken | None = None,
     ) -> Job[ModelOutputs]:
-        """Every output of each (label, model) over every sample, computed on this target."""
+        """Every output of each (label, model) over every sample, computed on this target
+        (onnxruntime on its CPU unless `config` says another runtime or device)."""
+        config = config or BenchConfig()
+        if config.runtime == "trtexec":
+            raise TargetError("trtexec returns no outputs: evaluate with ort on this target")
+        return (yield from self._outputs(models, dataset, config, cancel or CancelToken()))
+
+    @abstractmethod
+    def _outputs(
+        self, models: LabeledModels, dataset: Dataset, config: BenchConfig, cancel: CancelToken
+    ) -> Job[ModelOutputs]:
+        """`model_outputs` with its defaults filled in."""

@@ -178,6 +178,7 @@ def _median_result(results: list[BenchResult]) -> BenchResult:
     """One result whose numbers are the medians over rounds (power rail by rail)."""
     latency = dataclasses.replace(
         results[0].latency,
+        runs=sum(r.runs for r in results),
         **{
             name: statistics.median(getattr(r.latency, name) for r in results)
             for name in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms")
@@ -192,7 +193,6 @@ def _median_result(results: list[BenchResult]) -> BenchResult:
         results[0],
         latency=latency,
         throughput_per_s=statistics.median(r.throughput_per_s for r in results),
-        runs=sum(r.runs for r in results),
         power_mw=power,
     )
 

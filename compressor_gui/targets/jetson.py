@@ -1,5 +1,6 @@
 """NVIDIA Jetson specifics: parse trtexec (TensorRT 8 and 10), tegrastats (Nano to Orin, JetPack
-4 to 7) and the L4T release, and build the remote trtexec command for an SSH target.
+4 to 7) and the L4T release; find the tools on a box, build the trtexec and tegrastats command
+lines. What runs there, not how it gets there: the SSH transport never appears here.
 
 Formats follow NVIDIA's sampleReporting.cpp and the real board output in our test fixtures.
 """
@@ -8,19 +9,25 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from compressor_gui.core.errors import TargetError
-from compressor_gui.targets.base import BenchConfig, BenchResult, LatencyStats
-
-if TYPE_CHECKING:
-    from compressor_gui.targets.ssh_transport import WrappedOutput
+from compressor_gui.core.latency import LatencyStats
+from compressor_gui.targets.base import BenchConfig, BenchResult
 
 TIMES_MARK = "@@TRTEXEC_TIMES"
 TRTEXEC_FALLBACK = "/usr/src/tensorrt/bin/trtexec"
+TEGRASTATS_INTERVAL_MS = 200
+# A shell line printing `tegrastats=PATH` and `trtexec=PATH` for the tools a box has.
+TOOLS_PROBE = (
+    'T=$(command -v tegrastats); [ -n "$T" ] && echo "tegrastats=$T"; '
+    "T=$(command -v trtexec || ls /usr/src/tensorrt/bin/trtexec 2>/dev/null); "
+    '[ -n "$T" ] && echo "trtexec=$T"; true'
+)
 
 _FRAME_RE = re.compile(
     r"^&&&& (RUNNING|PASSED|FAILED) TensorRT\.trtexec \[TensorRT v(\d+)\](?: \[b\d+\])? # (.*)$"
@@ -66,6 +73,16 @@ def parse_device_model(raw: bytes | str) -> str:
     """/proc/device-tree/model is NUL-terminated; return the clean board name."""
     text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
     return text.replace("\0", "").strip()
+
+
+def found_tools(probe_output: str) -> dict[str, str]:
+    """{"tegrastats": path, "trtexec": path} for the tools TOOLS_PROBE found."""
+    tools = {}
+    for line in probe_output.splitlines():
+        name, sep, path = line.partition("=")
+        if sep and name in ("tegrastats", "trtexec") and path.strip():
+            tools[name] = path.strip()
+    return tools
 
 
 # ---------------------------------------------------------------- trtexec
@@ -194,17 +211,18 @@ def _dynamic_input_shapes(model_path: Path, batch: int) -> list[str]:
 
 
 def result_from_trtexec(
-    target: str, model_path: Path, config: BenchConfig, output: WrappedOutput
+    target: str, model_path: Path, config: BenchConfig, lines: list[str], exit_code: int
 ) -> BenchResult:
-    """A BenchResult from a remote trtexec run, or a TargetError quoting its error lines."""
-    log_lines, times_text = output.lines, ""
+    """A BenchResult from what a trtexec_command run printed, or a TargetError quoting its
+    error lines."""
+    log_lines, times_text = lines, ""
     if TIMES_MARK in log_lines:
         cut = log_lines.index(TIMES_MARK)
         log_lines, times_text = log_lines[:cut], "\n".join(log_lines[cut + 1 :])
     log = "\n".join(log_lines)
     report = parse_trtexec(log)
-    if output.exit_code != 0 or not report.passed:
-        raise TargetError(trtexec_failure_message(report, output.exit_code))
+    if exit_code != 0 or not report.passed:
+        raise TargetError(trtexec_failure_message(report, exit_code))
     samples: list[float] = []
     notes = [
         f"TensorRT {report.version}: latency is host latency (H2D + compute + D2H)",
@@ -215,14 +233,16 @@ def result_from_trtexec(
             samples = parse_export_times(times_text)
         except (ValueError, KeyError):
             notes.append("the --exportTimes file was unreadable: stats from the summary")
-    latency = LatencyStats.from_samples(samples) if samples else _latency_from_summary(report)
+    if samples:
+        latency = LatencyStats.from_samples(samples, config.threads)
+    else:
+        latency = _latency_from_summary(report, config)
     if config.precision == "int8":
         notes.append("INT8 without calibration: speed only, unless the model has Q/DQ nodes")
     gpu = report.stats.get("GPU Compute Time", {})
     if "median" in gpu:
         notes.append(f"GPU compute time median {gpu['median']:g} ms")
     create_s = report.engine_build_s if report.engine_build_s is not None else report.engine_load_s
-    runs = len(samples) if samples else config.runs
     throughput = (report.throughput_qps or 1000.0 / latency.mean_ms) * config.batch_size
     return BenchResult(
         target=target,
@@ -231,8 +251,6 @@ def result_from_trtexec(
         precision=config.precision,
         model_path=str(model_path),
         batch_size=config.batch_size,
-        threads=config.threads,
-        runs=runs,
         latency=latency,
         throughput_per_s=throughput,
         session_create_ms=None if create_s is None else create_s * 1000.0,
@@ -242,7 +260,7 @@ def result_from_trtexec(
     )
 
 
-def _latency_from_summary(report: TrtexecReport) -> LatencyStats:
+def _latency_from_summary(report: TrtexecReport, config: BenchConfig) -> LatencyStats:
     values = report.stats.get("Latency")
     if not values or "median" not in values:
         raise TargetError("trtexec printed no latency summary (was the run cut short?)")
@@ -254,6 +272,8 @@ def _latency_from_summary(report: TrtexecReport) -> LatencyStats:
         mean_ms=values["mean"],
         min_ms=values["min"],
         max_ms=values["max"],
+        runs=config.runs,
+        threads=config.threads,
     )
 
 
@@ -279,6 +299,30 @@ def trtexec_failure_message(report: TrtexecReport, exit_code: int) -> str:
 
 
 # ---------------------------------------------------------------- tegrastats
+
+
+def tegrastats_command(path: str) -> str:
+    """The shell line that samples the board beside a run."""
+    return f"{shlex.quote(path)} --interval {TEGRASTATS_INTERVAL_MS}"
+
+
+def with_tegrastats(result: BenchResult, lines: list[str]) -> BenchResult:
+    """`result` with the board's power, temperatures and loads while it ran (if sampled)."""
+    summary = summarize_tegrastats(lines)
+    if summary is None:
+        return result
+    return replace(
+        result,
+        power_mw=summary.power_mw,
+        temperatures_c=summary.temperatures_c,
+        gpu_load_percent=summary.gpu_load_percent,
+        cpu_load_percent=summary.cpu_load_percent,
+        ram_used_bytes=summary.ram_used_bytes,
+        notes=(
+            *result.notes,
+            f"tegrastats: {summary.samples} samples at {TEGRASTATS_INTERVAL_MS} ms",
+        ),
+    )
 
 
 @dataclass(frozen=True)

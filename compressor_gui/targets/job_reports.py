@@ -25,6 +25,8 @@ from compressor_gui.core.search import AutoPlanResult
 from compressor_gui.core.sensitivity import SensitivityTable
 from compressor_gui.targets.base import BenchResult
 from compressor_gui.targets.evaluate import TargetEvaluation
+from compressor_gui.targets.fanout import COLUMNS as FANOUT_COLUMNS
+from compressor_gui.targets.fanout import FanoutRow
 
 BENCH_COLUMNS = (
     "model",
@@ -137,6 +139,29 @@ def sweep_report(
     )
 
 
+def fanout_report(rows: Sequence[FanoutRow]) -> Report:
+    """One benchmark on several targets at once: a row per target and model, failures with
+    their reason."""
+    timed = [row for row in rows if row.result is not None]
+    labels = [f"{row.target}: {row.model}" for row in timed]
+    failed = len(rows) - len(timed)
+    fastest = min(timed, key=lambda row: row.result.latency.p50_ms, default=None)
+    headline = f"{len(timed)} of {len(rows)} runs timed"
+    if fastest is not None:
+        headline += (
+            f"; fastest: {fastest.target} ({fastest.model}), p50 "
+            f"{fastest.result.latency.p50_ms:.3f} ms"
+        )
+    return Report(
+        kind="bench",
+        title=f"Benchmark on {len({row.target for row in rows})} targets",
+        headline=headline + (f"; {failed} failed" if failed else ""),
+        tables=(Table("Every target", FANOUT_COLUMNS, tuple(row.cells() for row in rows)),),
+        plots=(_latency_bars(labels, [row.result for row in timed]),),
+        data={"rows": [row.to_dict() for row in rows]},
+    )
+
+
 def _latency_bars(labels, results: Sequence[BenchResult], highlight: int | None = None) -> Bars:
     return Bars(
         "latency p50 (bar) and p90 (tick), ms",
@@ -187,6 +212,8 @@ def report_for(result: Any) -> Report | None:
     are not a measurement (a global prune's ratios, an opened model)."""
     if isinstance(result, tuple) and result and isinstance(result[0], DeployResult):
         result = result[0]  # the Deploy tab's (result, sample)
+    if isinstance(result, list) and result and all(isinstance(r, FanoutRow) for r in result):
+        return fanout_report(result)
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], MachineInfo):
         return bench_report(result[0], result[1]) if result[0] else None
     builders = {

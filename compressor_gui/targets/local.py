@@ -15,29 +15,26 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compressor_gui.core.errors import JobCancelled, TargetError
 from compressor_gui.core.hardware import MachineInfo, local_machine
-from compressor_gui.core.jobs import CancelToken, Job, Progress, process_death_message
+from compressor_gui.core.jobs import CancelToken, Job, Progress, as_part, process_death_message
 from compressor_gui.targets.base import (
     BenchConfig,
     BenchResult,
-    LatencyStats,
+    LabeledModels,
     ModelOutputs,
     RuntimeOption,
     Target,
 )
+from compressor_gui.targets.runner import outputs_request, result_from_reply
 
 if TYPE_CHECKING:  # the benchmark child process imports this module: keep it light
-    import onnx
-
     from compressor_gui.core.data import Dataset
 
 POLL_S = 0.05
-EVAL_BATCH = 64  # samples per run, as core/evaluate.py's run_outputs feeds them
 # Providers that need a remote service or a device we never pick on our own.
 SKIPPED_PROVIDERS = {"AzureExecutionProvider"}
 
@@ -115,23 +112,17 @@ class LocalTarget(Target):
                     outputs = saved["output_0"]
         return result_from_reply(self.name, model_path, config, reply), outputs
 
-    def model_outputs(
-        self,
-        models: Sequence[tuple[str, onnx.ModelProto | Path]],
-        dataset: Dataset,
-        config: BenchConfig | None = None,
-        cancel: CancelToken | None = None,
+    def _outputs(
+        self, models: LabeledModels, dataset: Dataset, config: BenchConfig, cancel: CancelToken
     ) -> Job[ModelOutputs]:
         """onnxruntime on the CPU in this process (the runtime compress and sensitivity
-        measure with); another runtime or provider in `config` (OpenVINO, a GPU) runs in the
-        benchmark's child process, fed exactly as a remote runner feeds."""
+        measure with); another runtime or provider (OpenVINO, a GPU) runs in the benchmark's
+        child process, fed exactly as a remote runner feeds."""
         import onnxruntime as ort
 
         from compressor_gui.core.evaluate import make_session, run_outputs
 
-        if config is not None and (
-            config.runtime != "ort" or config.provider not in (None, "CPUExecutionProvider")
-        ):
+        if config.runtime != "ort" or config.provider not in (None, "CPUExecutionProvider"):
             return (yield from self._child_outputs(models, dataset, config, cancel))
         collected = []
         for index, (label, model) in enumerate(models):
@@ -141,11 +132,7 @@ class LocalTarget(Target):
         return ModelOutputs(tuple(collected), self.machine(), runtime)
 
     def _child_outputs(
-        self,
-        models: Sequence[tuple[str, onnx.ModelProto | Path]],
-        dataset: Dataset,
-        config: BenchConfig,
-        cancel: CancelToken | None,
+        self, models: LabeledModels, dataset: Dataset, config: BenchConfig, cancel: CancelToken
     ) -> Job[ModelOutputs]:
         import numpy as np
 
@@ -154,56 +141,19 @@ class LocalTarget(Target):
 
         collected, reply = [], {}
         with tempfile.TemporaryDirectory(prefix="compressor-gui-outputs-") as scratch:
-            data = save_npz(Path(scratch) / "data.npz", dataset.inputs)
+            data = str(save_npz(Path(scratch) / "data.npz", dataset.inputs))
             for index, (label, model) in enumerate(models):
                 if not isinstance(model, Path | str):
                     model = save_onnx(model, Path(scratch) / f"model{index}.onnx")
                 outputs_path = Path(scratch) / f"outputs{index}.npz"
-                request = {
-                    **config.to_dict(),
-                    "model": str(Path(model).resolve()),
-                    "fidelity_data": str(data),
-                    "outputs_path": str(outputs_path),
-                    "outputs_only": True,
-                    "forms": dict(dataset.forms),
-                    "feed_step": dataset.feed_step(EVAL_BATCH),
-                }
+                model_file = str(Path(model).resolve())
+                request = outputs_request(config, model_file, data, str(outputs_path), dataset)
                 run = run_in_child(request, config.timeout_s, cancel)
-                while True:
-                    try:
-                        step = next(run)
-                    except StopIteration as done:
-                        reply = done.value
-                        break
-                    yield Progress(index + step.fraction, len(models), f"{label}: {step.message}")
+                reply = yield from as_part(run, index, len(models), label)
                 with np.load(outputs_path) as saved:
                     collected.append([saved[f"output_{i}"] for i in range(len(saved.files))])
         runtime = f"{reply.get('runtime_version', config.runtime)} {reply.get('device', '')}"
         return ModelOutputs(tuple(collected), self.machine(), runtime.strip())
-
-
-def result_from_reply(
-    target: str, model_path: Path | str, config: BenchConfig, reply: dict[str, Any]
-) -> BenchResult:
-    """Turn the runner's result message into a BenchResult."""
-    latency = LatencyStats.from_samples(reply["latencies_ms"])
-    total_s = sum(reply["latencies_ms"]) / 1000.0
-    return BenchResult(
-        target=target,
-        runtime=config.runtime,
-        device=reply["device"],
-        precision=config.precision,
-        model_path=str(model_path),
-        batch_size=config.batch_size,
-        threads=config.threads,
-        runs=len(reply["latencies_ms"]),
-        latency=latency,
-        throughput_per_s=len(reply["latencies_ms"]) * config.batch_size / total_s,
-        session_create_ms=reply.get("session_create_ms"),
-        peak_memory_bytes=reply.get("peak_memory_bytes"),
-        runtime_version=reply.get("runtime_version", ""),
-        notes=tuple(reply.get("notes", ())),
-    )
 
 
 def run_in_child(

@@ -1,12 +1,17 @@
-"""SSH plumbing under every remote run: short commands, hash-checked uploads, runs under a
-wrapper that cleans up after itself, and a guarded workdir that outlives single runs.
+"""SSH plumbing under every remote run, knowing nothing of what runs: an authenticated client
+(host keys checked), short commands, hash-checked uploads, runs under a wrapper that cleans up
+after itself (with an optional sampler beside the run), and a guarded workdir that outlives
+single runs.
 
+Host keys are checked against the system known_hosts and our own; an unknown key is refused
+with its fingerprint (`UnknownHostKeyError`) unless the caller passes that fingerprint back.
 Each run lives in `<remote_tmp>/compressor-gui-bench.XXXXXX`, driven by a wrapper shell script
 that removes the folder when it ends, is killed, or sees its SSH stdin close (link dropped).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -22,17 +27,22 @@ import paramiko
 
 from compressor_gui.core.errors import JobCancelled, TargetError
 from compressor_gui.core.jobs import CancelToken, Job, Progress
+from compressor_gui.core.model import atomic_path
+from compressor_gui.targets.store import TargetSpec, get_password, known_hosts_file
 
+CONNECT_TIMEOUT_S = 10.0
+KEEPALIVE_S = 5
 COMMAND_TIMEOUT_S = 30.0
 CHUNK_BYTES = 256 * 1024
 WORKDIR_PREFIX = "compressor-gui-bench."
 STALE_UNSTARTED_MINUTES = 30
-TEGRASTATS_MARK = "@@TEGRASTATS"
+SAMPLER_MARK = "@@SAMPLER"
 EXIT_MARK = "@@EXIT "
 
-# Runs one benchmark command in $WD; prints its output, then the tegrastats log and the exit
-# code. The EXIT trap removes $WD however the script ends; a reader on stdin notices a dropped
-# link (EOF) and terminates the script, which kills the command and the sampler.
+# Runs one command in $WD; prints its output, then the log of the sampler ($SAMPLER, a shell
+# command run beside it, e.g. tegrastats) and the exit code. The EXIT trap removes $WD however
+# the script ends; a reader on stdin notices a dropped link (EOF) and terminates the script,
+# which kills the command and the sampler.
 WRAPPER = r"""WD="$1"; LIMIT="$2"; shift 2
 cd "$WD" || exit 97
 echo $$ > "$WD/pid"
@@ -42,11 +52,11 @@ trap cleanup EXIT
 trap 'exit 143' TERM HUP INT
 exec 3<&0
 (cat <&3 >/dev/null; kill $$) & WATCH=$!
-if [ -n "$TEGRASTATS" ]; then "$TEGRASTATS" --interval 200 > "$WD/tegrastats.log" 2>&1 & TS=$!; fi
+if [ -n "$SAMPLER" ]; then sh -c "exec $SAMPLER" > "$WD/sampler.log" 2>&1 & TS=$!; fi
 timeout -k 5 "$LIMIT" "$@" <&3 & JOB=$!
 wait $JOB; RC=$?
 [ -n "$TS" ] && kill $TS 2>/dev/null && wait $TS 2>/dev/null
-echo "@@TEGRASTATS"; cat "$WD/tegrastats.log" 2>/dev/null
+echo "@@SAMPLER"; cat "$WD/sampler.log" 2>/dev/null
 echo "@@EXIT $RC"
 """
 
@@ -63,10 +73,112 @@ cat > /dev/null
 
 
 class WrappedOutput:
-    """What the wrapper script printed: the command's lines, tegrastats lines, exit code."""
+    """What the wrapper script printed: the command's lines, the sampler's lines, exit code."""
 
-    def __init__(self, lines: list[str], tegrastats_lines: list[str], exit_code: int) -> None:
-        self.lines, self.tegrastats_lines, self.exit_code = lines, tegrastats_lines, exit_code
+    def __init__(self, lines: list[str], sampler_lines: list[str], exit_code: int) -> None:
+        self.lines, self.sampler_lines, self.exit_code = lines, sampler_lines, exit_code
+
+
+class UnknownHostKeyError(TargetError):
+    """The server's host key is in no known_hosts; the user must confirm its fingerprint."""
+
+    def __init__(self, host: str, key_type: str, fingerprint: str) -> None:
+        self.host, self.key_type, self.fingerprint = host, key_type, fingerprint
+        super().__init__(
+            f"{host} presented an unknown {key_type} host key {fingerprint}. Check it on the "
+            f"machine (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub) and, if it matches, "
+            f"accept it (CLI: --accept-host-key {fingerprint})"
+        )
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style SHA256 fingerprint, as `ssh-keygen -l` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class _AskPolicy(paramiko.MissingHostKeyPolicy):
+    """Accept a new host key only when the user already confirmed this exact fingerprint."""
+
+    def __init__(self, accepted: str | None) -> None:
+        self.accepted = accepted
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        found = fingerprint(key)
+        if self.accepted != found:
+            raise UnknownHostKeyError(hostname, key.get_name(), found)
+        path = known_hosts_file()
+        keys = paramiko.HostKeys()
+        if path.exists():
+            keys.load(str(path))
+        keys.add(hostname, key.get_name(), key)
+        with atomic_path(path) as tmp:
+            keys.save(str(tmp))
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+@contextlib.contextmanager
+def open_client(
+    spec: TargetSpec,
+    accept_host_key: str | None = None,
+    password: str | None = None,
+    timeout_s: float = CONNECT_TIMEOUT_S,
+) -> Iterator[paramiko.SSHClient]:
+    """An authenticated client (run folders of dropped links removed first); every failure
+    becomes a TargetError saying what to do."""
+    client = paramiko.SSHClient()
+    client.load_system_host_keys()
+    if known_hosts_file().exists():
+        client.load_host_keys(str(known_hosts_file()))
+    client.set_missing_host_key_policy(_AskPolicy(accept_host_key))
+    if password is None and spec.password_in_keyring:
+        password = get_password(spec)
+    try:
+        client.connect(
+            spec.host,
+            port=spec.port,
+            username=spec.user,
+            key_filename=spec.key_file,
+            allow_agent=spec.use_agent,
+            look_for_keys=False,
+            password=password,
+            timeout=timeout_s,
+            banner_timeout=timeout_s,
+            auth_timeout=timeout_s,
+            channel_timeout=timeout_s,
+        )
+    except TargetError:  # an unknown host key, from _AskPolicy
+        client.close()
+        raise
+    except (OSError, paramiko.SSHException, EOFError) as exc:
+        client.close()
+        raise _connect_error(spec, exc) from exc
+    transport = client.get_transport()
+    if transport is not None:
+        transport.set_keepalive(KEEPALIVE_S)
+    try:
+        remove_stale_workdirs(client, spec.remote_tmp)
+        yield client
+    finally:
+        client.close()
+
+
+def _connect_error(spec: TargetSpec, exc: Exception) -> TargetError:
+    """What a failed connect means for the user, and what to do about it."""
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return TargetError(
+            f"the host key of {exc.hostname} has CHANGED: it is now {fingerprint(exc.key)}, "
+            f"known_hosts says {fingerprint(exc.expected_key)}. This can be an attack; if "
+            f"the machine was reinstalled, remove its old line from {known_hosts_file()} "
+            "or ~/.ssh/known_hosts"
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        how = f"key {spec.key_file}" if spec.key_file else "the SSH agent / password"
+        return TargetError(
+            f"{spec.address} refused to log in with {how} ({exc}): check the user name "
+            "and that the public key is in the remote ~/.ssh/authorized_keys"
+        )
+    return TargetError(f"cannot reach {spec.address}: {exc or type(exc).__name__}")
 
 
 def run_command(
@@ -118,12 +230,13 @@ def run_wrapped(
     command: list[str],
     timeout_s: float,
     cancel: CancelToken | None,
-    tegrastats: str | None,
+    sampler: str | None = None,
 ) -> Job[WrappedOutput]:
-    """Run `command` in `workdir` under WRAPPER, streaming progress; never waits past timeout."""
+    """Run `command` in `workdir` under WRAPPER, streaming progress; never waits past timeout.
+    `sampler`: a shell command run beside it until it ends, its lines returned apart."""
     with client.open_sftp() as sftp, sftp.open(posixpath.join(workdir, "wrapper.sh"), "w") as f:
         f.write(WRAPPER.encode())
-    env = f"TEGRASTATS={shlex.quote(tegrastats)} " if tegrastats else ""
+    env = f"SAMPLER={shlex.quote(sampler)} " if sampler else ""
     line = " ".join(
         [env + "sh", shlex.quote(posixpath.join(workdir, "wrapper.sh")), shlex.quote(workdir)]
         + [str(int(timeout_s)), *map(shlex.quote, command)]
@@ -137,9 +250,9 @@ def run_wrapped(
     deadline = time.monotonic() + timeout_s + 15
     buffer = b""
     lines: list[str] = []
-    tegra: list[str] = []
+    sampled: list[str] = []
     exit_code: int | None = None
-    in_tegra = False
+    in_sampler = False
     try:
         while True:
             if cancel is not None and cancel.cancelled:
@@ -159,12 +272,12 @@ def run_wrapped(
             *complete, buffer = buffer.split(b"\n")
             for raw in complete:
                 text = raw.decode(errors="replace").rstrip("\r")
-                if text == TEGRASTATS_MARK:
-                    in_tegra = True
+                if text == SAMPLER_MARK:
+                    in_sampler = True
                 elif text.startswith(EXIT_MARK):
                     exit_code = int(text[len(EXIT_MARK) :])
-                elif in_tegra:
-                    tegra.append(text)
+                elif in_sampler:
+                    sampled.append(text)
                 else:
                     lines.append(text)
                     step = _progress_of(text)
@@ -179,7 +292,7 @@ def run_wrapped(
         )
     if exit_code in (124, 137):  # exit codes of `timeout`
         raise TargetError(f"the remote run hit its time limit of {timeout_s:.0f} s: stopped")
-    return WrappedOutput(lines, tegra, exit_code)
+    return WrappedOutput(lines, sampled, exit_code)
 
 
 def put_bytes(client: paramiko.SSHClient, remote: str, data: bytes) -> None:
@@ -255,8 +368,3 @@ def best_effort_remove(client: paramiko.SSHClient, workdir: str) -> None:
     """Remove the run folder if the link still works; otherwise the next connect will."""
     with contextlib.suppress(TargetError):
         run_command(client, f"rm -rf {shlex.quote(workdir)}", timeout_s=5)
-
-
-def tail(lines: list[str], count: int = 5) -> str:
-    """The last lines a failed run printed, for its error message."""
-    return " | ".join(line for line in lines[-count:] if line.strip()) or "no output"

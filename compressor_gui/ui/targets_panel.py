@@ -4,7 +4,8 @@ shown with its machine (CPU, INT8 family, cores, memory, runtimes).
 The list is filled by a worker (importing onnxruntime and probing providers takes a while)
 so the window appears at once; the toolbar combo and this panel share one model of choices.
 SSH targets are added with a form; "Test connection" runs in a worker, and an unknown host
-key is shown to the user (its fingerprint) before it is trusted.
+key is shown to the user (its fingerprint) before it is trusted. Below, the targets to
+benchmark on at once and their comparison table (fanout_view.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -37,6 +39,7 @@ from superqt.utils import create_worker
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.targets.base import BenchConfig, RuntimeOption, Target
+from compressor_gui.targets.fanout import Leg
 from compressor_gui.targets.ssh import SshTarget, UnknownHostKeyError
 from compressor_gui.targets.store import (
     TargetSpec,
@@ -45,6 +48,7 @@ from compressor_gui.targets.store import (
     save_target,
     set_password,
 )
+from compressor_gui.ui.fanout_view import FanoutView
 from compressor_gui.ui.jobs_panel import error_text
 
 # what a saved SSH target offers before "Test connection" has asked it for more
@@ -139,10 +143,18 @@ class TargetsPanel(QWidget):
         local.addWidget(QLabel("This machine"))
         local.addWidget(self.local_machine_label)
         local.addWidget(self.details, 1)
-        box = QHBoxLayout(self)
+        machines = QWidget()
+        row = QHBoxLayout(machines)
+        row.addLayout(local, 1)
+        row.addWidget(self._build_ssh_form(), 2)
+        self.fanout = FanoutView()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(machines, "Machines")
+        self.tabs.addTab(self.fanout, "Benchmark on several")
+        self.fanout.started.connect(lambda: self.tabs.setCurrentWidget(self.fanout))
+        box = QVBoxLayout(self)
         box.setContentsMargins(4, 4, 4, 4)
-        box.addLayout(local, 1)
-        box.addWidget(self._build_ssh_form(), 2)
+        box.addWidget(self.tabs)
         self._preferred = preferred_key
         self._tester = None
         self._load_saved()
@@ -222,6 +234,8 @@ class TargetsPanel(QWidget):
         keys = [c.key for c in self.choices]
         self.combo.setCurrentIndex(keys.index(keep) if keep in keys else 0)
         self.combo.setEnabled(bool(self.choices))
+        legs = [(c.key, c.label, Leg(c.target, c.config())) for c in self.choices]
+        self.fanout.set_choices(legs)
 
     def _probed(self, result: tuple[dict, list[TargetChoice]]) -> None:
         describe, self._local = result

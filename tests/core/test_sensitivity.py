@@ -12,7 +12,6 @@ from compressor_gui.core.errors import CompressorError, JobCancelled
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.jobs import CancelToken, run_job
 from compressor_gui.core.plan import LayerSetting
-from compressor_gui.core.quant_ops import CODECS
 from tests import modelgen
 
 
@@ -41,14 +40,23 @@ def _linear_data(model, count=32, labels=False):
 
 
 @pytest.mark.parametrize("bits", [8, 4, 2, 1])
-def test_simulated_quantization_matches_the_real_quantizer_codec(bits):
+def test_simulated_weights_are_the_weights_the_quantized_model_runs_with(bits):
+    import onnxruntime as ort
+
+    from compressor_gui.core.plan import CompressionPlan
+    from compressor_gui.core.quantize import quantize_model
+
     model = modelgen.conv(4, 8)
-    layer = _layer(model, "conv")
     weight = onnx.numpy_helper.to_array(model.graph.initializer[0])
-    codes, scale = CODECS[bits](weight, 0, True)
-    real = codes.astype(np.float32) * scale.reshape(-1, 1, 1, 1)
-    simulated = sens.simulate(weight, layer, LayerSetting(bits=bits))
-    np.testing.assert_allclose(simulated, real, rtol=1e-5, atol=1e-6)
+    simulated = sens.simulate(weight, _layer(model, "conv"), LayerSetting(bits=bits))
+    written = quantize_model(model, CompressionPlan(layers={"conv": LayerSetting(bits=bits)}))
+    probe = written.model
+    probe.graph.output.append(onnx.helper.make_tensor_value_info("W", 1, None))
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 4, 32, 32), np.float32)
+    ran_with = session.run(["W"], {"x": x})[0]
+    assert not np.array_equal(ran_with, weight)
+    np.testing.assert_allclose(simulated, ran_with, rtol=1e-6, atol=1e-7)
 
 
 def test_two_of_four_keeps_two_of_every_four_inputs():

@@ -206,8 +206,9 @@ def test_single_ops_match_onnxruntime(node, initializers):
     assert _max_difference(model, x) < TOLERANCE
 
 
-def test_every_table_entry_has_a_torch_builder():
+def test_every_torch_builder_the_table_names_exists():
     from compressor_gui.core import torch_ops
 
-    missing = [op for op, facts in OPS.items() if not hasattr(torch_ops, facts.torch.__name__)]
-    assert missing == []
+    builders = {op: facts.torch for op, facts in OPS.items() if facts.torch is not None}
+    missing = [op for op, build in builders.items() if not hasattr(torch_ops, build.__name__)]
+    assert len(builders) >= 45 and missing == []

@@ -1,0 +1,164 @@
+"""Weights wherever real exports keep them, brought to one place before a pass works on them.
+
+The inventory finds a layer's weight in an initializer, a `Constant` node (Paddle exports), an
+`If`/`Loop` subgraph, or behind a `Cast` from float16. Passes that replace a weight per run
+(sensitivity sweeps, automatic plans) need it as a float32 initializer of the main graph, which
+a feed can override. `lift_weights` makes that copy without changing what the model computes:
+Constant values become initializers, subgraph weights move to the main graph (subgraphs read
+names of the enclosing graph), and a Cast of a stored float tensor to float32 is folded into
+the float32 tensor it yields. A weight behind a DequantizeLinear is already quantized and
+stays where it is (`already_quantized` says so per layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from compressor_gui.core.ops import layer_facts, node_attribute
+
+_STANDARD = ("", "ai.onnx")
+
+
+def lift_weights(model: onnx.ModelProto, *, fold_casts: bool = True) -> onnx.ModelProto:
+    """A copy whose layers' stored inputs (weights, biases, norm parameters) are initializers
+    of the main graph (see module). `fold_casts=False` leaves float16 weights behind their
+    Cast, for a file that must not grow."""
+    lifted = onnx.ModelProto()
+    lifted.CopyFrom(model)
+    main = lifted.graph
+    taken = {t.name for t in main.initializer} | {v.name for v in main.input}
+    for graph in list(graphs(main)):
+        for node in list(graph.node):
+            facts = layer_facts(node)
+            if facts is None:
+                continue
+            for name in node.input:
+                if name:
+                    _lift(main, graph, name, taken, fold_casts)
+    return lifted
+
+
+def already_quantized(model: onnx.ModelProto) -> dict[str, str]:
+    """Layers (by node name) that compute on quantized weights already, and how: a QOperator
+    or integer op (QLinearConv, ConvInteger, MatMulNBits...) or a weight coming from a
+    DequantizeLinear (QDQ)."""
+    found: dict[str, str] = {}
+    for graph in graphs(model.graph):
+        producers = {o: n for n in graph.node for o in n.output}
+        for node in graph.node:
+            facts = layer_facts(node)
+            if facts is None:
+                continue
+            if facts.quantized:
+                found[node.name] = f"already quantized ({node.op_type})"
+                continue
+            weight = facts.main_input(node)
+            producer = producers.get(weight or "")
+            if producer is not None and producer.op_type == "DequantizeLinear":
+                found[node.name] = "already quantized (its weight comes from a DequantizeLinear)"
+    return found
+
+
+def _lift(
+    main: onnx.GraphProto, graph: onnx.GraphProto, name: str, taken: set[str], fold_casts: bool
+) -> None:
+    """Make the stored value `name` (read in `graph`) an initializer of `main`."""
+    # Subgraphs may read names of the main graph, and ONNX names never shadow outer ones.
+    if graph is main and any(t.name == name for t in main.initializer):
+        return
+    for index, tensor in enumerate(graph.initializer):
+        if tensor.name == name and graph is not main and name not in taken:
+            main.initializer.append(tensor)
+            del graph.initializer[index]
+            taken.add(name)
+            return
+    producer = next((n for n in graph.node if name in n.output), None)
+    if producer is None or producer.domain not in _STANDARD or name in taken:
+        return
+    if producer.op_type == "Cast" and not fold_casts:
+        return
+    lifted = _stored_tensor(graph, producer, name)
+    if lifted is None:
+        return
+    graph.node.remove(producer)
+    main.initializer.append(lifted)
+    taken.add(name)
+    if producer.op_type == "Cast":
+        _drop_unused(graph, producer.input[0])
+
+
+def _stored_tensor(
+    graph: onnx.GraphProto, producer: onnx.NodeProto, name: str
+) -> onnx.TensorProto | None:
+    """The tensor (named `name`) a Constant node holds, or a Cast to float32 of a stored
+    float tensor yields; None for anything computed."""
+    if producer.op_type == "Constant":
+        return _named(_constant_tensor(producer), name)
+    if producer.op_type != "Cast" or node_attribute(producer, "to", 0) != onnx.TensorProto.FLOAT:
+        return None
+    source = producer.input[0]
+    tensor = next((t for t in graph.initializer if t.name == source), None)
+    if tensor is None:
+        constant = next((n for n in graph.node if source in n.output), None)
+        tensor = _constant_tensor(constant) if constant is not None else None
+    array = numpy_helper.to_array(tensor) if tensor is not None and tensor.dims else None
+    if array is None or array.dtype.kind != "f":
+        return None
+    return numpy_helper.from_array(array.astype(np.float32), name)
+
+
+def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The tensor attribute of a Constant node of the standard domain (not a list or scalar)."""
+    if node.op_type != "Constant" or node.domain not in _STANDARD:
+        return None
+    return next((a.t for a in node.attribute if a.name == "value"), None)
+
+
+def _named(tensor: onnx.TensorProto | None, name: str) -> onnx.TensorProto | None:
+    if tensor is None or not tensor.dims:
+        return None
+    copy = onnx.TensorProto()
+    copy.CopyFrom(tensor)
+    copy.name = name
+    return copy
+
+
+def _drop_unused(graph: onnx.GraphProto, name: str) -> None:
+    """Remove the initializer or Constant node `name` when nothing in `graph` reads it."""
+    if any(name in node.input for node in _nodes(graph)) or any(
+        o.name == name for o in graph.output
+    ):
+        return
+    for tensor in graph.initializer:
+        if tensor.name == name:
+            graph.initializer.remove(tensor)
+            return
+    for node in graph.node:
+        if node.op_type == "Constant" and name in node.output:
+            graph.node.remove(node)
+            return
+
+
+def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            yield from attr.graphs
+
+
+def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """The graph and every subgraph inside it, outermost first."""
+    yield graph
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            yield from graphs(sub)
+
+
+def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    for inner in graphs(graph):
+        yield from inner.node
