@@ -249,7 +249,7 @@ _PAGE = """<!DOCTYPE html>
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 13px; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }}
-table.data td {{ max-width: 28em; word-break: break-all; }}
+table.data td {{ max-width: 28em; overflow-wrap: anywhere; }}
 tr.chosen {{ background: #fbe3c8; font-weight: bold; }}
 .headline {{ font-size: 16px; padding: 0.6em; background: #eef4fb; }}
 .footer {{ color: #777; font-size: 11px; margin-top: 2em; }}
