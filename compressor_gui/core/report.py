@@ -147,9 +147,16 @@ def table_html(table: Table) -> str:
     body = []
     for index, row in enumerate(table.rows):
         style = ' class="chosen"' if index in table.highlight else ""
-        body.append(f"<tr{style}>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>")
+        body.append(f"<tr{style}>" + "".join(_cell(c) for c in row) + "</tr>")
     title = f"<h2>{_e(table.title)}</h2>" if table.title else ""
     return f"{title}<table class='data'><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _cell(text: str) -> str:
+    """A cell; one holding a long unbroken word (a hash, a path) may break inside it, the
+    others only between words, so numbers stay whole."""
+    long = any(len(word) > 24 for word in str(text).split())
+    return f"<td class='long'>{_e(text)}</td>" if long else f"<td>{_e(text)}</td>"
 
 
 def _e(text: object) -> str:
@@ -249,7 +256,7 @@ _PAGE = """<!DOCTYPE html>
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 13px; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }}
-table.data td {{ max-width: 28em; overflow-wrap: anywhere; }}
+table.data td.long {{ overflow-wrap: anywhere; min-width: 14em; }}
 tr.chosen {{ background: #fbe3c8; font-weight: bold; }}
 .headline {{ font-size: 16px; padding: 0.6em; background: #eef4fb; }}
 .footer {{ color: #777; font-size: 11px; margin-top: 2em; }}
