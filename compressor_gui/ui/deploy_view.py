@@ -101,7 +101,7 @@ class DeployView(QWidget):
             f"<b>Recommended: {result.recommendation.reason}</b><br>"
             f"{result.target}: {result.machine.summary}<br>latency: {result.measurement}<br>"
             + "<br>".join(result.notes)
-            + "<br>Click a row to export that form."
+            + "<br>Click a row to export that form, a point to find its row, a header to sort."
         )
         self.table.setSortingEnabled(False)  # rows stay where they are put while filling
         self.table.setRowCount(len(result.rows))
@@ -177,9 +177,8 @@ def _cells(row: CandidateRow, reference_ms: float | None) -> tuple[tuple[str, fl
         (human_bytes(row.size_bytes), float(row.size_bytes)),
     )
     label = row.label + (f" - {row.error[:80]}" if row.error else "")
-    words = ((label, row.label), (row.runtime, row.runtime), (row.precision, row.precision))
+    words = ((label, row.label), *((word, word) for word in (row.runtime, row.precision, row.plan)))
     return (
         *words,
-        (row.plan, row.plan),
         *((text, float("inf") if value is None else float(value)) for text, value in numbers),
     )
