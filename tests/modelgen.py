@@ -185,6 +185,60 @@ def as_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     return moved
 
 
+def conv_in_if_branch(channels=4, size=8, outer_constants=False) -> onnx.ModelProto:
+    """A Conv inside both branches of an `If` whose weights are initializers of the branch
+    subgraphs, as exporters of data-dependent control flow write them (or, with
+    `outer_constants`, Constant nodes of the main graph that the branches read)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, size, size])
+
+    def branch(name: str, seed: int) -> onnx.GraphProto:
+        conv = helper.make_node(
+            "Conv", ["x", f"{name}_w"], [f"{name}_y"], name=f"{name}_conv", pads=[1] * 4
+        )
+        out = helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None)
+        weights[name] = _weight(f"{name}_w", (channels, channels, 3, 3), seed)
+        inner = [] if outer_constants else [weights[name]]
+        return helper.make_graph([conv], name, [], [out], inner)
+
+    weights: dict[str, onnx.TensorProto] = {}
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["mean"], name="mean", keepdims=0),
+        helper.make_node("Greater", ["mean", "zero"], ["positive"], name="positive"),
+        helper.make_node(
+            "If",
+            ["positive"],
+            ["y"],
+            name="branch",
+            then_branch=branch("then", 1),
+            else_branch=branch("else", 2),
+        ),
+    ]
+    if outer_constants:
+        nodes[:0] = [
+            helper.make_node("Constant", [], [w.name], name=f"{w.name}_const", value=w)
+            for w in weights.values()
+        ]
+    zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
+    return _model(nodes, [x], [y], [zero])
+
+
+def float16_weight_conv() -> onnx.ModelProto:
+    """A Conv whose weight is stored float16 and reaches it through a Cast to float32."""
+    weight = numpy_helper.from_array(
+        _rng(3).standard_normal((8, 4, 3, 3)).astype(np.float16), "W16"
+    )
+    return _model(
+        [
+            helper.make_node("Cast", ["W16"], ["W"], name="w_cast", to=TensorProto.FLOAT),
+            helper.make_node("Conv", ["x", "W"], ["y"], name="conv", pads=[1, 1, 1, 1]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])],
+        [weight],
+    )
+
+
 def custom_op() -> onnx.ModelProto:
     """A node in a custom domain that ONNX shape inference does not know."""
     graph = helper.make_graph(

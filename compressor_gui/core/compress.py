@@ -43,7 +43,7 @@ from compressor_gui.core.model import LoadedModel, ModelSource, save_onnx
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
-from compressor_gui.core.weights import lift_weights
+from compressor_gui.core.weights import already_quantized, lift_weights
 
 MIN_COSINE = 0.99  # output cosine under this is warned, whatever the labels say
 SLOWER_MARGIN = 1.10  # warn when the compressed model's p50 is over 10% above the original's
@@ -148,12 +148,13 @@ def compress_job(
     # Weights in Constant nodes or subgraphs become initializers of the main graph, where
     # pruning, BatchNorm folding and quantization reach them (same computation, same size).
     model = lift_weights(original, fold_casts=False)
+    settings = plan.resolved(inventory)
+    _check_not_quantized_twice(loaded, plan, settings, distill is not None, warnings)
 
     # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
     # fold then scales whole output channels, which keeps every zero (and 2:4 pattern) intact.
     cancel.raise_if_cancelled()
     yield Progress(1, _STEPS, "pruning")
-    settings = plan.resolved(inventory)
     n_m_weights: tuple[str, ...] = ()
     if any(s.prune_ratio > 0 for s in settings.values()):
         model, n_m_weights = _prune(model, plan, steps, warnings)
@@ -185,6 +186,8 @@ def compress_job(
         result = quantize_model(model, _narrowed(plan, model), calib, options=options)
         model, actions, int8_form = result.model, result.actions, result.int8_form
         warnings.extend(result.warnings)
+        pruned = any(s.prune_ratio > 0 for s in settings.values())
+        _check_quantized(settings, actions, result.warnings, pruned or distill, warnings)
         steps.append(_summary(actions))
         if int8_form:
             steps.append(f"INT8 form: {int8_form}")
@@ -295,6 +298,42 @@ def _datasets(path, model, data, eval_data) -> tuple[Dataset | None, Dataset | N
     if evald is None and calib is None:
         return None, random_dataset(model), RANDOM_SOURCE
     return calib, evald or calib, (calib or evald).source
+
+
+def _check_not_quantized_twice(loaded, plan, settings, other_work: bool, warnings) -> None:
+    """An already-quantized model asked for fewer bits: its float layers only, said first;
+    CompressionError when it has none and nothing else is asked (a 1.00x file is no result)."""
+    quantized = already_quantized(loaded.onnx_model)
+    asked = [plan.default, *plan.layers.values(), *(s for _, s in plan.patterns)]
+    if not quantized or all(s.bits == 32 for s in asked):
+        return
+    name, how = next(iter(quantized.items()))
+    floats = [n for n, s in settings.items() if s.bits < 32]
+    pruned = any(s.prune_ratio > 0 for s in settings.values())
+    if not floats and not pruned and not other_work:
+        raise CompressionError(
+            f"{loaded.path.name} is already quantized ({len(quantized)} layers, e.g. {name}: "
+            f"{how}) and has no float layer left to quantize; start from the float model"
+        )
+    warnings.insert(
+        0,
+        f"{len(quantized)} layers are already quantized and stay as they are (e.g. {name}: "
+        f"{how}); {len(floats)} float layers are quantized",
+    )
+
+
+def _check_quantized(settings, actions, reasons, other_work, warnings) -> None:
+    """Layers planned for fewer bits that stayed float are said first, with why; when none
+    could be quantized and nothing else changed, CompressionError (nothing is written)."""
+    planned = {name for name, setting in settings.items() if setting.bits < 32}
+    stayed = [a.name for a in actions if a.bits == 32 and a.name in planned]
+    if not stayed:
+        return
+    why = "; ".join(reasons) or "no quantization path took them"
+    if len(stayed) == len(planned) and not other_work:
+        raise CompressionError(f"no layer could be quantized, so nothing was written: {why}")
+    shown = ", ".join(stayed[:5]) + (f" and {len(stayed) - 5} more" if len(stayed) > 5 else "")
+    warnings.insert(0, f"{len(stayed)} of {len(planned)} layers stayed float32 ({shown}): {why}")
 
 
 def _narrowed(plan: CompressionPlan, model: onnx.ModelProto) -> CompressionPlan:

@@ -103,8 +103,9 @@ class LayerFacts:
     `weight_input`: position of the main weight (its shape and statistics describe the
     layer). `axes`: for each input position that may hold a stored weight, its
     (output-channel axis, reduction axis or None); scales run per output channel, INT4
-    blocks and 2:4 groups along the reduction axis. `min_rank`: a main weight of lower rank, or not
-    float, is not this kind of layer (a Gather from a shape constant is no embedding)."""
+    blocks and 2:4 groups along the reduction axis. `min_rank`: a main weight of lower
+    rank, or not float, is not this kind of layer (a Gather from a shape constant is no
+    embedding)."""
 
     weight_input: int
     kind: KindRule

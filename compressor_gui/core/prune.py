@@ -21,6 +21,7 @@ from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.ops import layer_facts, weight_axes
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.prune_graph import ChannelGraph, check_same_interface
+from compressor_gui.core.weights import graphs, lift_weights
 
 IMPORTANCES = ("l1", "l2", "bn_scale")
 
@@ -355,9 +356,9 @@ def channel_groups(model: onnx.ModelProto) -> list[tuple[tuple[str, ...], int, s
 
 
 def _named_copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy in which every node has a name (`Op_index`, as the inventory names them)."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
+    """A copy in which every node has a name (`Op_index`, as the inventory names them) and
+    weights in Constant nodes or subgraphs are initializers of the main graph."""
+    copy = lift_weights(model, fold_casts=False)
     for index, node in enumerate(copy.graph.node):
         if not node.name:
             node.name = f"{node.op_type}_{index}"
@@ -365,9 +366,12 @@ def _named_copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _layers(model: onnx.ModelProto) -> list[tuple[str, onnx.NodeProto]]:
+    """Every prunable layer, subgraphs included (their weights are pruned in place; channel
+    pruning leaves them whole)."""
     return [
         (node.name or f"{node.op_type}_{index}", node)
-        for index, node in enumerate(model.graph.node)
+        for graph in graphs(model.graph)
+        for index, node in enumerate(graph.node)
         if (facts := layer_facts(node)) is not None and facts.prunable
     ]
 
@@ -380,6 +384,8 @@ def _node(model: onnx.ModelProto, name: str) -> onnx.NodeProto:
 
 
 def _why_not_layer(model: onnx.ModelProto, name: str) -> str:
+    if all(node.name != name for node in model.graph.node):
+        return "it is inside a subgraph (If/Loop/Scan), whose channels are not cut"
     reason = _weight_name(model, name)[1]
     return reason or f"{_node(model, name).op_type} {name!r} output channels are not a group"
 
@@ -398,9 +404,12 @@ def _weight_name(model: onnx.ModelProto, name: str) -> tuple[str, str | None]:
     """The stored weight a layer's values can be edited in, or why there is none."""
     node = _node(model, name)
     weight_name = node.input[1] if len(node.input) > 1 else ""
-    tensor = _constants(model).get(weight_name)
+    constants = _constants(model)
+    producer = next((n for n in model.graph.node if weight_name in n.output), None)
+    if producer is not None and producer.op_type == "Cast" and producer.input[0] in constants:
+        weight_name = producer.input[0]  # a float16 weight: zeros survive the Cast to float32
+    tensor = constants.get(weight_name)
     if tensor is None:
-        producer = next((n for n in model.graph.node if weight_name in n.output), None)
         if producer is not None and producer.op_type == "DequantizeLinear":
             return weight_name, "its weight is already quantized (DequantizeLinear)"
         return weight_name, "its weight is computed, not stored"

@@ -15,6 +15,7 @@ the model is undone and its layers stay float, with a warning saying why.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import tempfile
 from collections.abc import Callable, Iterator
@@ -38,6 +39,8 @@ SIMULATED = "simulated: no runtime kernel"
 CALIBRATION_SAMPLES = 256
 FORM_CHECK_SAMPLES = 64  # calibration samples each INT8 form candidate is scored on
 INT4_OPSET = 21
+PER_CHANNEL_OPSET = 13  # DequantizeLinear takes an `axis` (per-channel scales) from opset 13
+_AXIS_ROUTES = ("static_int8", "dynamic_int8", "weight_only", "int4_dq")
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,11 @@ def quantize_model(
                 "compute, smaller file, no speed-up); give data for static INT8"
             )
     feed = _usable_feed(work, dataset, warnings)
+    if any(routes.get(m) for m in _AXIS_ROUTES) and _opset(work) < PER_CHANNEL_OPSET:
+        work, options = _per_channel_opset(work, feed, options, layers, warnings)
     if routes.get("int4_dq") and _opset(work) < INT4_OPSET:
-        work = _upgrade_opset(work, feed, warnings)
+        words = "INT4 weights are stored as int8 codes"
+        work = _upgrade_opset(work, feed, INT4_OPSET, warnings, words)
     node_names = frozenset(_node_names(work.graph))
     context = _Context(
         plan, dataset, options, warnings, layers, node_names, node_names & frozenset(settings), []
@@ -903,18 +909,39 @@ def _opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
-def _upgrade_opset(model: onnx.ModelProto, feed, warnings: list[str]) -> onnx.ModelProto:
-    """INT4 DequantizeLinear needs opset 21; without it, 4-bit codes are stored as int8."""
+def _upgrade_opset(
+    model: onnx.ModelProto, feed, opset: int, warnings: list[str], otherwise: str
+) -> onnx.ModelProto:
+    """The model converted to `opset` by onnx's version converter, checked to run; when that
+    fails, the model as it was and a warning ending in `otherwise` (what happens instead)."""
     try:
-        upgraded = onnx.version_converter.convert_version(model, INT4_OPSET)
+        upgraded = onnx.version_converter.convert_version(model, opset)
         _check_runs(upgraded, feed)
         return upgraded
     except Exception as exc:
         warnings.append(
-            f"opset {_opset(model)} could not be raised to {INT4_OPSET} "
-            f"({str(exc).splitlines()[0][:160]}): INT4 weights are stored as int8 codes"
+            f"opset {_opset(model)} could not be raised to {opset} "
+            f"({str(exc).splitlines()[0][:160]}): {otherwise}"
         )
         return model
+
+
+def _per_channel_opset(model, feed, options: Int8Options, layers: dict, warnings: list[str]):
+    """Per-channel DequantizeLinear needs opset 13: an older model is converted first, or,
+    when it cannot be, quantized with one scale per tensor."""
+    before = _opset(model)
+    upgraded = _upgrade_opset(
+        model, feed, PER_CHANNEL_OPSET, warnings, "quantized with one scale per tensor"
+    )
+    if upgraded is not model:
+        warnings.append(
+            f"opset {before} raised to {PER_CHANNEL_OPSET} with onnx's version converter "
+            "(per-channel DequantizeLinear needs it)"
+        )
+        return upgraded, options
+    for layer in layers.values():
+        layer.setting = dataclasses.replace(layer.setting, per_channel=False)
+    return model, dataclasses.replace(options, per_channel=False)
 
 
 def _fixed_input_shapes(model: onnx.ModelProto) -> onnx.ModelProto:

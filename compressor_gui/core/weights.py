@@ -30,65 +30,63 @@ def lift_weights(model: onnx.ModelProto, *, fold_casts: bool = True) -> onnx.Mod
     lifted = onnx.ModelProto()
     lifted.CopyFrom(model)
     main = lifted.graph
-    taken = {t.name for t in main.initializer} | {v.name for v in main.input}
+    # Where each name is defined; subgraphs read names of enclosing graphs, and ONNX names
+    # never shadow outer ones, so one map serves every scope.
+    defined: dict[str, onnx.GraphProto] = {}
+    for graph in graphs(main):
+        defined.update((t.name, graph) for t in graph.initializer)
+        defined.update((o, graph) for node in graph.node for o in node.output if o)
     for graph in list(graphs(main)):
         for node in list(graph.node):
-            facts = layer_facts(node)
-            if facts is None:
-                continue
-            for name in node.input:
-                if name:
-                    _lift(main, graph, name, taken, fold_casts)
+            if layer_facts(node) is not None:
+                for name in node.input:
+                    owner = defined.get(name)
+                    if owner is not None and _lift(main, owner, name, fold_casts):
+                        defined[name] = main
     return lifted
 
 
 def already_quantized(model: onnx.ModelProto) -> dict[str, str]:
-    """Layers (by node name) that compute on quantized weights already, and how: a QOperator
-    or integer op (QLinearConv, ConvInteger, MatMulNBits...) or a weight coming from a
-    DequantizeLinear (QDQ)."""
+    """Layers (by node name, `OpType_index` when unnamed, as the inventory names them) that
+    compute on quantized weights already, and how: a QOperator or integer op (QLinearConv,
+    ConvInteger, MatMulNBits...) or a weight coming from a DequantizeLinear (QDQ)."""
     found: dict[str, str] = {}
     for graph in graphs(model.graph):
         producers = {o: n for n in graph.node for o in n.output}
-        for node in graph.node:
+        for index, node in enumerate(graph.node):
             facts = layer_facts(node)
-            if facts is None:
-                continue
-            if facts.quantized:
-                found[node.name] = f"already quantized ({node.op_type})"
-                continue
-            weight = facts.main_input(node)
-            producer = producers.get(weight or "")
-            if producer is not None and producer.op_type == "DequantizeLinear":
-                found[node.name] = "already quantized (its weight comes from a DequantizeLinear)"
+            name = node.name or f"{node.op_type}_{index}"
+            producer = producers.get(facts.main_input(node) or "") if facts else None
+            if facts is not None and facts.quantized:
+                found[name] = f"already quantized ({node.op_type})"
+            elif producer is not None and producer.op_type == "DequantizeLinear":
+                found[name] = "already quantized (its weight comes from a DequantizeLinear)"
     return found
 
 
-def _lift(
-    main: onnx.GraphProto, graph: onnx.GraphProto, name: str, taken: set[str], fold_casts: bool
-) -> None:
-    """Make the stored value `name` (read in `graph`) an initializer of `main`."""
-    # Subgraphs may read names of the main graph, and ONNX names never shadow outer ones.
+def _lift(main: onnx.GraphProto, graph: onnx.GraphProto, name: str, fold_casts: bool) -> bool:
+    """Make the stored value `name`, defined in `graph`, an initializer of `main`; False when
+    it already is one, or is computed."""
     if graph is main and any(t.name == name for t in main.initializer):
-        return
+        return False
     for index, tensor in enumerate(graph.initializer):
-        if tensor.name == name and graph is not main and name not in taken:
+        if tensor.name == name:
             main.initializer.append(tensor)
             del graph.initializer[index]
-            taken.add(name)
-            return
+            return True
     producer = next((n for n in graph.node if name in n.output), None)
-    if producer is None or producer.domain not in _STANDARD or name in taken:
-        return
+    if producer is None or producer.domain not in _STANDARD:
+        return False
     if producer.op_type == "Cast" and not fold_casts:
-        return
+        return False
     lifted = _stored_tensor(graph, producer, name)
     if lifted is None:
-        return
+        return False
     graph.node.remove(producer)
     main.initializer.append(lifted)
-    taken.add(name)
     if producer.op_type == "Cast":
         _drop_unused(graph, producer.input[0])
+    return True
 
 
 def _stored_tensor(
