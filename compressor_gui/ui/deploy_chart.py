@@ -56,10 +56,15 @@ class FormsPlot(pg.PlotWidget):
         self.scatter = pg.ScatterPlotItem(spots=spots, hoverable=True, tip=_tip(result))
         self.scatter.sigClicked.connect(self._clicked)
         self.addItem(self.scatter)
-        for row in measured:
-            text = pg.TextItem(row.label, color=self.colors.foreground, anchor=(-0.05, 1.0))
-            text.setPos(*_point(row, labelled))
+        points = [_point(row, labelled) for row in measured]
+        xs, ys = [x for x, _ in points], [y for _, y in points]
+        span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+        for x, y, names in _label_groups(measured, points, span_x / 4, span_y / 25):
+            text = pg.TextItem("\n".join(names), color=self.colors.foreground, anchor=(-0.05, 1))
+            text.setPos(x, y)
             self.addItem(text)
+        self.setXRange(min(xs) - span_x * 0.05, max(xs) + span_x * 0.35, padding=0)  # labels
+        self.setYRange(min(ys) - span_y * 0.1, max(ys) + span_y * 0.3, padding=0)
 
     def _clicked(self, _item, points, _event=None) -> None:
         if len(points):
@@ -73,6 +78,19 @@ def _point(row: CandidateRow, labelled: bool) -> tuple[float, float] | None:
     if row.p50_ms is None or quality is None:
         return None
     return row.p50_ms, quality
+
+
+def _label_groups(rows, points, dx: float, dy: float) -> list[tuple[float, float, list[str]]]:
+    """Forms drawn on (nearly) the same spot share one label, one name per line."""
+    groups: list[tuple[float, float, list[str]]] = []
+    for row, (x, y) in zip(rows, points, strict=True):
+        for gx, gy, names in groups:
+            if abs(gx - x) <= dx and abs(gy - y) <= dy:
+                names.append(row.label)
+                break
+        else:
+            groups.append((x, y, [row.label]))
+    return groups
 
 
 def _tip(result: DeployResult):
