@@ -30,13 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from compressor_gui.core.fuse import fuse_model  # noqa: E402
+from compressor_gui.core.graph import run_model  # noqa: E402
 from compressor_gui.core.prune import (  # noqa: E402
     global_unstructured_ratios,
     prune_channels,
     prune_n_m,
     prune_unstructured,
 )
-from compressor_gui.core.prune_graph import random_feed, run_model  # noqa: E402
+from compressor_gui.core.shapes import random_feed  # noqa: E402
 from compressor_gui.core.sizes import size_report  # noqa: E402
 from tests.torchmodels import resnet18_style  # noqa: E402
 

@@ -283,3 +283,51 @@ def expand_to_input_shape(channels=16, size=8) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])],
         [_weight("W", (channels, 3, 3, 3)), _weight("B", (channels,), seed=1)],
     )
+
+
+def dynamic_detector(channels=8) -> onnx.ModelProto:
+    """A YOLOv8-style neck on images of dynamic batch, height and width: three stride-2 convs,
+    the deepest upsampled x2 and concatenated with the one before it, a 1x1 head. At H = W = 1
+    the upsampled map is 2x2 but the lateral one 1x1, so the Concat fails: dynamic dims taken
+    as 1 do not run, a real image size (a multiple of 8) does."""
+    c1, c2, c3 = channels, 2 * channels, 2 * channels
+
+    def conv(name, source, c_in, c_out, seed):
+        return [
+            helper.make_node(
+                "Conv",
+                [source, f"{name}.w", f"{name}.b"],
+                [f"{name}.c"],
+                name=name,
+                strides=[2, 2],
+                pads=[1, 1, 1, 1],
+                kernel_shape=[3, 3],
+            ),
+            helper.make_node("Relu", [f"{name}.c"], [name], name=f"{name}.relu"),
+        ], [_weight(f"{name}.w", (c_out, c_in, 3, 3), seed), _weight(f"{name}.b", (c_out,), seed)]
+
+    nodes, weights = [], []
+    for name, source, c_in, c_out, seed in (
+        ("stem", "images", 3, c1, 1),
+        ("down1", "stem", c1, c2, 2),
+        ("down2", "down1", c2, c3, 3),
+    ):
+        more_nodes, more_weights = conv(name, source, c_in, c_out, seed)
+        nodes += more_nodes
+        weights += more_weights
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    head_w = _weight("head.w", (6, c2 + c3, 1, 1), 4)
+    nodes += [
+        helper.make_node("Resize", ["down2", "", "scales"], ["up"], name="up", mode="nearest"),
+        helper.make_node("Concat", ["up", "down1"], ["cat"], name="cat", axis=1),
+        helper.make_node("Conv", ["cat", "head.w"], ["head"], name="head", kernel_shape=[1, 1]),
+        helper.make_node("Reshape", ["head", "boxes_shape"], ["output0"], name="boxes"),
+    ]
+    shape = numpy_helper.from_array(np.array([0, 6, -1], np.int64), "boxes_shape")
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 6, "anchors"])],
+        [*weights, scales, head_w, shape],
+        name="detector",
+    )

@@ -17,7 +17,6 @@ KNOWN = {
     frozenset(
         {"compressor_gui.core.distill", "compressor_gui.core.qat", "compressor_gui.core.trainer"}
     ),
-    frozenset({"compressor_gui.ui.session", "compressor_gui.ui.undo"}),
     frozenset({"compressor_gui.ui.layer_error", "compressor_gui.ui.main_window"}),
 }
 

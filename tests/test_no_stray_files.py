@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-from compressor_gui.core.quantize import contained
+from compressor_gui.core.graph import contained
 from tests import modelgen
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from compressor_gui.cli.compress import add_target_argument, target_machine
+from compressor_gui.cli.compress import add_target_argument
 from compressor_gui.cli.inspect import add_loading_arguments
 from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.cli.sensitivity import (
@@ -14,12 +14,13 @@ from compressor_gui.cli.sensitivity import (
     placement_from_args,
     progress_printer,
 )
-from compressor_gui.core.data import demo_dataset, is_demo_model
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.job_reports import autoplan_report
 from compressor_gui.core.jobs import run_job
 from compressor_gui.core.plan import save_recipe
-from compressor_gui.core.search import AutoPlanResult, Budget, Candidate, autoplan_job
+from compressor_gui.core.search import AutoPlanResult, Budget, Candidate
+from compressor_gui.core.workflows import autoplan_work, calibration_data
+from compressor_gui.targets import get_target
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,18 +55,14 @@ def run(args: argparse.Namespace) -> int:
         ratio = 1.0 / ratio if ratio > 1 else ratio
     placement = placement_from_args(args)
     loaded, dataset = open_onnx_and_data(args)
-    calibration = None
-    if is_demo_model(loaded.path) and not args.data:
-        calibration = demo_dataset(loaded.onnx_model, "calib")
-    job = autoplan_job(
+    job = autoplan_work(
         loaded,
         dataset,
+        calibration_data(loaded, args.data, dataset),
         Budget(size_ratio=ratio, max_drop=args.max_drop),
-        calibration=calibration or dataset,
-        verification=args.verify,
-        workers=placement.workers,
-        cluster=placement.cluster,
-        machine=target_machine(args),
+        args.verify,
+        placement,
+        get_target(args.target).machine(),
     )
     result = run_job(job, progress_printer(args.json))
     save_recipe(result.chosen.plan, args.output)

@@ -16,11 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from compressor_gui.cli.inspect import parse_shapes
 from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.core.data import load_dataset
 from compressor_gui.core.errors import CompressorError, TargetError
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import load_onnx
+from compressor_gui.core.shapes import random_feed, resolve_input_shapes
 from compressor_gui.targets import get_target
 from compressor_gui.targets.base import RUNTIMES, BenchConfig, BenchResult, RuntimeOption, Target
 from compressor_gui.targets.fanout import Leg, bench_fanout_job, format_table
@@ -62,11 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accept-host-key", metavar="SHA256:...", help="trust this new SSH host key fingerprint"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--input-shape",
+        action="append",
+        metavar="DIMS",
+        help="input shape like 1x3x640x640 (repeat per input, in order) for dynamic dims; "
+        "the batch dim follows --batch-size",
+    )
     add_report_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    load_onnx(Path(args.model))  # a bad file gets the loader's plain-words message first
+    model = load_onnx(Path(args.model))  # a bad file gets the loader's plain-words message
+    shapes = resolve_input_shapes(model, parse_shapes(args.input_shape))
     names = list(dict.fromkeys(args.target or ["local"]))
     configs = [
         BenchConfig(
@@ -79,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             provider=args.provider,
             precision=args.precision or ("default" if args.runtime == "openvino" else "fp32"),
             timeout_s=args.timeout,
+            input_shapes={name: list(shape) for name, shape in shapes.items()},
         )
         for batch in _batch_sizes(args.batch_size)
     ]
@@ -147,7 +158,7 @@ def sweep(
     with tempfile.TemporaryDirectory(prefix="compressor-gui-sweep-") as scratch:
         data = data_path
         if can_compare and data is None:
-            data = _random_data(model, Path(scratch) / "x.npz")
+            data = _random_data(model, base.input_shapes, Path(scratch) / "x.npz")
         reference = None
         for option in options:
             config = replace(
@@ -202,19 +213,16 @@ def _accuracy(data_path: str | None, outputs) -> dict[str, float]:
         return {"accuracy": float(np.mean(outputs.argmax(axis=1) == data["y"]))}
 
 
-def _random_data(model: str, path: Path) -> str:
-    """Random inputs in the model's first input shape (dynamic dims: 1), saved as npz key x."""
-    import numpy as np
+def _random_data(model: str, shapes: dict | None, path: Path) -> str:
+    """FIDELITY_SAMPLES made-up inputs of the resolved shapes, samples on axis 0, saved as
+    one npz array per input."""
     import onnx
 
-    graph = onnx.load(model, load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
-    first = next(i for i in graph.input if i.name not in initializers)
-    dims = [d.dim_value if d.dim_value > 0 else 1 for d in first.type.tensor_type.shape.dim]
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(first.type.tensor_type.elem_type)
-    rng = np.random.default_rng(0)
-    samples = rng.standard_normal([FIDELITY_SAMPLES, *dims[1:]])
-    np.savez(path, x=samples.astype(dtype))
+    from compressor_gui.core.data import save_npz
+
+    graph_model = onnx.load(model, load_external_data=False)
+    batched = {name: (FIDELITY_SAMPLES, *shape[1:]) for name, shape in (shapes or {}).items()}
+    save_npz(path, random_feed(graph_model, batched or None))
     return str(path)
 
 

@@ -13,11 +13,18 @@ from compressor_gui.cli.inspect import add_loading_arguments, open_model
 from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.cli.sensitivity import progress_printer
 from compressor_gui.core.compare import KEEP_FLOAT, CompareResult, LayerError, compare_job
-from compressor_gui.core.data import Dataset, demo_dataset, is_demo_model, load_dataset
+from compressor_gui.core.data import (
+    Dataset,
+    demo_dataset,
+    is_demo_model,
+    load_dataset,
+    random_dataset,
+)
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.job_reports import compare_report
 from compressor_gui.core.jobs import run_job
 from compressor_gui.core.plan import CompressionPlan, load_recipe, save_recipe
+from compressor_gui.core.shapes import resolve_input_shapes
 
 MIN_TABLE_ROWS = 15
 
@@ -70,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset(args: argparse.Namespace) -> Dataset | None:
-    """The user's data, the demo's held-out split, or None (random inputs)."""
+def _dataset(args: argparse.Namespace) -> Dataset:
+    """The user's data, the demo's held-out split, or random inputs of the resolved shapes."""
     loaded = open_model(argparse.Namespace(**{**vars(args), "model": args.original}))
     if loaded.onnx_model is None:
         raise CompressorError(f"{loaded.path.name} has no ONNX graph ({'; '.join(loaded.notes)})")
@@ -82,7 +89,8 @@ def _dataset(args: argparse.Namespace) -> Dataset | None:
     elif is_demo_model(loaded.path):
         dataset = demo_dataset(loaded.onnx_model, "eval")
     else:
-        return None
+        shapes = resolve_input_shapes(loaded.onnx_model, loaded.input_shapes)
+        return random_dataset(loaded.onnx_model, shapes=shapes)
     return dataset.subset(args.samples)
 
 

@@ -7,12 +7,12 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from compressor_gui.cli.inspect import add_loading_arguments, open_model
 from compressor_gui.cli.reporting import add_report_argument, save_report
-from compressor_gui.core.compress import CompressResult, compress_job
+from compressor_gui.core.compress import CompressResult
 from compressor_gui.core.errors import PlanError
-from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.int8_forms import form_from_flags
 from compressor_gui.core.job_reports import compress_report
 from compressor_gui.core.jobs import Progress, run_job
@@ -23,7 +23,8 @@ from compressor_gui.core.plan import (
     LayerSetting,
     load_recipe,
 )
-from compressor_gui.core.quantize import SIMULATED
+from compressor_gui.core.summaries import compress_summary
+from compressor_gui.core.workflows import CompressRequest, compress_work
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,13 +193,6 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def target_machine(args: argparse.Namespace) -> MachineInfo:
-    """The target's CPU and runtimes (read over SSH for a saved target)."""
-    from compressor_gui.targets import get_target
-
-    return get_target(args.target).machine()
-
-
 def with_global_pruning(plan: CompressionPlan, model, args: argparse.Namespace) -> CompressionPlan:
     """Replace the uniform prune ratio by per-layer ratios from one global threshold: layers
     with many small weights give more, so small sensitive layers are not wiped out."""
@@ -226,25 +220,33 @@ def run(args: argparse.Namespace) -> int:
 
 def run_compress(args, loaded, plan: CompressionPlan, distill, teacher=None) -> CompressResult:
     """The compress job as the flags both `compress` and `distill` share describe it."""
-    job = compress_job(
-        loaded,
+    from compressor_gui.targets import get_target
+
+    request = CompressRequest(
         plan,
-        args.output,
-        args.data,
-        eval_data=args.eval_data,
+        Path(args.output),
+        data=Path(args.data) if args.data else None,
+        eval_data=Path(args.eval_data) if args.eval_data else None,
         latency=not args.no_latency,
-        target=target_machine(args),
         distill=distill,
-        teacher=teacher,
     )
+    job = compress_work(loaded, request, get_target(args.target), teacher=teacher)
     return run_job(job, progress_printer(args.json))
 
 
 def print_result(result: CompressResult, as_json: bool, heading: str = "") -> None:
+    """The result as JSON, or as the window's Results show it: the table, notes, layers."""
     if as_json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
-    else:
-        print(f"{heading}\n{format_result(result)}" if heading else format_result(result))
+        return
+    summary = compress_summary(result)
+    lines = [heading] if heading else []
+    lines.append(f"{result.input_path.name} -> {result.output_path}")
+    lines.append(summary.table_text())
+    lines += [note for note in summary.notes if not note.startswith("warning: ")]
+    lines += [f"  {layer}" for layer in summary.layers]
+    lines += [note for note in summary.notes if note.startswith("warning: ")]
+    print("\n".join(lines))
 
 
 def progress_printer(quiet: bool):
@@ -256,122 +258,3 @@ def progress_printer(quiet: bool):
             print(f"[{step.done:.0f}/{step.total:.0f}] {step.message}", file=sys.stderr)
 
     return report
-
-
-def format_result(result: CompressResult) -> str:
-    """A before/after table, what was done per layer, and the warnings."""
-    before, after = result.before, result.after
-    rows = [
-        ("size", _mb(before.size_bytes), _mb(after.size_bytes), _ratio(before, after)),
-    ]
-    if before.deflated_size_bytes and after.deflated_size_bytes:
-        rows.append(
-            (
-                "size deflated (zip)",
-                _mb(before.deflated_size_bytes),
-                _mb(after.deflated_size_bytes),
-                f"{after.deflated_size_bytes / before.size_bytes:.2f}x",
-            )
-        )
-    if result.sparse_format_size_bytes is not None:
-        rows.append(
-            (
-                "size in 2:4 sparse format",
-                "",
-                _mb(result.sparse_format_size_bytes),
-                f"{result.sparse_format_size_bytes / before.size_bytes:.2f}x",
-            )
-        )
-    if result.simulated:
-        rows.append(("size if packed (predicted)", "", _mb(result.predicted_size_bytes), ""))
-    if result.predicted_sparse_size_bytes < result.predicted_size_bytes:
-        rows.append(
-            ("size if sparse-stored (predicted)", "", _mb(result.predicted_sparse_size_bytes), "")
-        )
-    b_eval, a_eval = before.eval, after.eval
-    if b_eval and b_eval.top1 is not None:
-        rows.append(("top-1", _pct(b_eval.top1), _pct(a_eval.top1), _points(b_eval, a_eval)))
-    if b_eval and b_eval.top5 is not None:
-        rows.append(("top-5", _pct(b_eval.top5), _pct(a_eval.top5), ""))
-    if a_eval and a_eval.cosine is not None:
-        if a_eval.agreement_top1 is not None:
-            rows.append(("top-1 agreement", "", _pct(a_eval.agreement_top1), ""))
-        rows.append(("output cosine", "", f"{a_eval.cosine:.4f}", ""))
-        rows.append(("output SQNR", "", f"{a_eval.sqnr_db:.1f} dB", ""))
-    if before.latency and after.latency:
-        speed = before.latency.p50_ms / after.latency.p50_ms
-        rows.append(
-            (
-                f"latency p50 ({after.latency.threads} threads)",
-                f"{before.latency.p50_ms:.2f} ms",
-                f"{after.latency.p50_ms:.2f} ms",
-                f"{speed:.2f}x faster" if speed >= 1 else f"{1 / speed:.2f}x slower",
-            )
-        )
-        rows.append(
-            ("latency p90", f"{before.latency.p90_ms:.2f} ms", f"{after.latency.p90_ms:.2f} ms", "")
-        )
-    widths = [max(len(r[i]) for r in [("", "before", "after", "change"), *rows]) for i in range(4)]
-    lines = [f"{result.input_path.name} -> {result.output_path}"]
-    for row in [("", "before", "after", "change"), *rows]:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-    lines.append(f"data: {result.data_source}")
-    if result.measured_on:
-        lines.append(f"measured on: {result.measured_on.summary}")
-    if result.target and result.target != result.measured_on:
-        lines.append(f"made for: {result.target.summary}")
-    lines.extend(f"step: {step}" for step in result.steps)
-    if result.distill is not None:
-        lines.extend(distill_lines(result.distill))
-    for action in result.actions:
-        label = f"  [{SIMULATED}]" if action.simulated else ""
-        lines.append(f"  {action.name}: {action.method}{label}")
-    lines.extend(f"warning: {w}" for w in result.warnings)
-    return "\n".join(lines)
-
-
-def distill_lines(report) -> list[str]:
-    """The training curve as a table (validation = a part of the training data)."""
-    rows = [("epoch", "train loss", "val loss", "val top-1", "agreement", "")]
-    for stats in report.history:
-        rows.append(
-            (
-                str(stats.epoch),
-                "-" if stats.train_loss is None else f"{stats.train_loss:.4f}",
-                f"{stats.val_loss:.4f}",
-                _pct(stats.val_top1),
-                _pct(stats.val_agreement),
-                "best" if stats.epoch == report.best_epoch else "",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [
-        f"distillation ({report.validation_samples} training samples held out for validation"
-        + (
-            f"; the teacher scores {_pct(report.teacher_val_top1)} there"
-            if report.teacher_val_top1 is not None
-            else ""
-        )
-        + "):"
-    ]
-    lines += [
-        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    ]
-    lines += [f"  QAT: {q.name}: {q.simulated}" for q in report.qat_layers]
-    return lines
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1e6:.3f} MB"
-
-
-def _ratio(before, after) -> str:
-    return f"{after.size_bytes / before.size_bytes:.2f}x"
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
-def _points(before, after) -> str:
-    return f"{100 * (after.top1 - before.top1):+.2f} pt"

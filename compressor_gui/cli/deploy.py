@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         )
         result = run_job(job, None if args.json else _show_progress)
         loaded = source.open()
-        sample = eval_dataset(source.path, loaded.onnx_model, args.data)
+        sample = eval_dataset(source.path, loaded.onnx_model, args.data, source.input_shapes)
         folder = write_deployment(result, args.output, sample)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from compressor_gui.cli.inspect import add_loading_arguments, open_model
 from compressor_gui.cli.reporting import add_report_argument, save_report
-from compressor_gui.core.data import eval_dataset
 from compressor_gui.core.errors import ModelLoadError
-from compressor_gui.core.evaluate import comparison_rows
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import load_onnx
+from compressor_gui.core.summaries import evaluation_summary
+from compressor_gui.core.workflows import evaluation_data, evaluation_models
 from compressor_gui.targets import get_target
 from compressor_gui.targets.base import BenchConfig
 from compressor_gui.targets.evaluate import TargetEvaluation, evaluate_on_target
@@ -47,12 +47,10 @@ def run(args: argparse.Namespace) -> int:
     loaded = open_model(args)
     if loaded.onnx_model is None:
         raise ModelLoadError(f"{loaded.path.name}: no ONNX graph to run; give --input-shape")
-    original = loaded.path if loaded.format == "onnx" else loaded.onnx_model
-    models = [("original", original)]
     if args.compressed:
         load_onnx(Path(args.compressed))  # a bad file gets the loader's plain-words message
-        models.append(("compressed", Path(args.compressed)))
-    dataset = eval_dataset(loaded.path, loaded.onnx_model, args.data)
+    models = evaluation_models(loaded, args.compressed)
+    dataset = evaluation_data(loaded, args.data)
     target = get_target(args.target, args.accept_host_key)
     config = BenchConfig(provider=args.provider, timeout_s=args.timeout)
     job = evaluate_on_target(target, models, dataset, config)
@@ -67,25 +65,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_evaluation(evaluation: TargetEvaluation, names: list[str | None]) -> str:
-    """The comparison table, then where it ran and on which data."""
-    results = list(evaluation.results.values())
-    compared = len(results) > 1
-    rows = [
-        ("", "original", "compressed", "change"),
-        *comparison_rows(results[0], results[1] if compared else None),
-    ]
-    rows = [row if compared else row[:2] for row in rows]  # one model: nothing to compare
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    """The comparison table, then where it ran and on which data (the window's rows)."""
+    summary = evaluation_summary(evaluation, Path(names[0] or "").name)
+    compared = len(evaluation.results) > 1
     title = " vs ".join(Path(name).name for name in names if name)
-    lines = [f"{title} on {evaluation.target}"]
-    lines += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    lines.append(f"data: {evaluation.data_source}")
-    machine = evaluation.machine
-    lines.append(f"ran on: {machine.summary} · INT8 family {machine.isa_class}")
-    lines.append(f"runtime: {evaluation.runtime}")
-    return "\n".join(lines)
+    headers = ("original", "compressed") if compared else ("original",)
+    notes = [n for n in summary.notes if not n.startswith("no compressed model")]
+    return "\n".join([f"{title} on {evaluation.target}", summary.table_text(headers), *notes])
 
 
 def _show_progress(step: Progress) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from compressor_gui.core.inventory import (
-    LayerInfo,
-    ModelInventory,
-    build_inventory,
-    build_tensor_inventory,
-)
+from compressor_gui.core.inventory import LayerInfo, ModelInventory
+from compressor_gui.core.jobs import run_job
 from compressor_gui.core.model import LoadedModel, load_model
+from compressor_gui.core.shapes import parse_shape
+from compressor_gui.core.workflows import open_model_job
 from compressor_gui.formatting import human_bytes, human_count
 
 
@@ -33,19 +31,14 @@ def add_loading_arguments(parser: argparse.ArgumentParser) -> None:
         "--input-shape",
         action="append",
         metavar="DIMS",
-        help="input shape like 1x3x224x224 (repeat per input); fixes dynamic dims",
+        help="input shape like 1x3x224x224 (repeat per input, in order): the size every run "
+        "of the model uses where it declares dynamic dims",
     )
 
 
 def parse_shapes(specs: list[str] | None) -> list[tuple[int, ...]] | None:
-    from compressor_gui.core.errors import ModelLoadError
-
-    if not specs:
-        return None
-    try:
-        return [tuple(int(d) for d in spec.lower().split("x")) for spec in specs]
-    except ValueError as exc:
-        raise ModelLoadError(f"--input-shape wants dims like 1x3x224x224, not {specs}") from exc
+    """`--input-shape` values (one per input, in order) as shapes; None when none given."""
+    return [parse_shape(spec) for spec in specs] if specs else None
 
 
 def open_model(args: argparse.Namespace) -> LoadedModel:
@@ -54,34 +47,10 @@ def open_model(args: argparse.Namespace) -> LoadedModel:
     )
 
 
-def inventory_of(loaded: LoadedModel, input_shapes=None) -> ModelInventory:
-    """The inventory of whatever was opened: the ONNX graph, else the torch weights."""
-    if loaded.onnx_model is not None:
-        named = {}
-        if input_shapes:
-            real_inputs = [
-                v.name
-                for v in loaded.onnx_model.graph.input
-                if v.name not in {t.name for t in loaded.onnx_model.graph.initializer}
-            ]
-            named = dict(zip(real_inputs, input_shapes, strict=False))
-        return build_inventory(loaded.onnx_model, input_shapes=named)
-    tensors = loaded.state_dict
-    module_types = {}
-    if tensors is None:
-        module = loaded.torch_module
-        tensors = {**dict(module.named_parameters()), **dict(module.named_buffers())}
-        module_types = {
-            name: getattr(sub, "original_name", type(sub).__name__)
-            for name, sub in module.named_modules()
-        }
-    arrays = {name: t.detach().cpu().numpy() for name, t in tensors.items()}
-    return build_tensor_inventory(arrays, module_types)
-
-
 def run(args: argparse.Namespace) -> int:
-    loaded = open_model(args)
-    inventory = inventory_of(loaded, parse_shapes(args.input_shape))
+    job = open_model_job(args.model, args.trust_pickle, parse_shapes(args.input_shape))
+    opened = run_job(job)
+    loaded, inventory = opened.loaded, opened.inventory
     if args.json:
         payload = {
             "model": str(loaded.path),

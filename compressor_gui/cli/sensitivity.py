@@ -8,7 +8,7 @@ import sys
 
 from compressor_gui.cli.inspect import add_loading_arguments, open_model
 from compressor_gui.cli.reporting import add_report_argument, save_report
-from compressor_gui.core.data import Dataset, demo_dataset, is_demo_model, load_dataset
+from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.executors import ClusterConfig, Placement
 from compressor_gui.core.job_reports import sensitivity_report
@@ -18,8 +18,8 @@ from compressor_gui.core.sensitivity import (
     OPTIONS,
     SensitivityTable,
     options_named,
-    sensitivity_job,
 )
+from compressor_gui.core.workflows import SweepRequest, sensitivity_work, sweep_data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,17 +77,7 @@ def placement_from_args(args: argparse.Namespace) -> Placement:
 def open_onnx_and_data(args: argparse.Namespace) -> tuple[LoadedModel, Dataset]:
     """The model (which must have an ONNX graph) and the first --samples of its data."""
     loaded = open_model(args)
-    if loaded.onnx_model is None:
-        raise CompressorError(f"{loaded.path.name} has no ONNX graph ({'; '.join(loaded.notes)})")
-    if args.data:
-        dataset = load_dataset(args.data, loaded.onnx_model)
-    elif is_demo_model(loaded.path):
-        dataset = demo_dataset(loaded.onnx_model, "eval")
-    else:
-        raise CompressorError("give --data (an .npz with x[, y] or an image folder)")
-    if args.samples < 1:
-        raise CompressorError(f"--samples must be at least 1, not {args.samples}")
-    return loaded, dataset.subset(args.samples)
+    return loaded, sweep_data(loaded, args.data, args.samples)
 
 
 def progress_printer(quiet: bool):
@@ -108,14 +98,8 @@ def run(args: argparse.Namespace) -> int:
     loaded, dataset = open_onnx_and_data(args)
     options = options_named(n.strip() for n in args.options.split(",") if n.strip())
     placement = placement_from_args(args)
-    job = sensitivity_job(
-        loaded.onnx_model,
-        dataset,
-        options=options,
-        workers=placement.workers,
-        cluster=placement.cluster,
-        use_cache=not args.no_cache,
-    )
+    request = SweepRequest(None, tuple(options), placement, use_cache=not args.no_cache)
+    job = sensitivity_work(loaded, dataset, request)
     table = run_job(job, progress_printer(args.json))
     if sys.stderr.isatty() and not args.json:
         print(file=sys.stderr)

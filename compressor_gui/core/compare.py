@@ -31,13 +31,13 @@ import onnx
 from onnx import numpy_helper
 
 from compressor_gui.core.data import RANDOM_SOURCE, Dataset, random_dataset
-from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.errors import CompressorError, error_text
 from compressor_gui.core.evaluate import make_session, sqnr_db_from_energy
+from compressor_gui.core.graph import node_attribute, real_inputs
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import load_model
-from compressor_gui.core.ops import node_attribute
 from compressor_gui.core.plan import QUANTIZABLE_KINDS
 
 # What "keep this layer float" means in a plan: not quantized and not pruned.
@@ -488,7 +488,7 @@ class _QdqSimulation:
                 str(augmented), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # the float simulation is extra: its failure is a note
-            notes.append(f"QDQ-in-float column unavailable: {str(exc).splitlines()[0][:160]}")
+            notes.append(f"QDQ-in-float column unavailable: {error_text(exc, 160)}")
             self.close()
 
     def add_batch(self, feed: dict, reference: dict[str, np.ndarray], sums: _Sums) -> None:
@@ -523,16 +523,11 @@ def _onnx_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
 
 def _check_same_interface(reference, changed, ref_name: str, new_name: str) -> None:
     """Both models must take and give the same named tensors, or nothing can be compared."""
-    initializers = {t.name for t in reference.graph.initializer}
     for what, ref_values, new_values in (
         (
             "inputs",
-            [v.name for v in reference.graph.input if v.name not in initializers],
-            [
-                v.name
-                for v in changed.graph.input
-                if v.name not in {t.name for t in changed.graph.initializer}
-            ],
+            [v.name for v in real_inputs(reference.graph)],
+            [v.name for v in real_inputs(changed.graph)],
         ),
         (
             "outputs",

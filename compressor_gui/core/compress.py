@@ -30,7 +30,6 @@ from compressor_gui.core.errors import CompressionError, CompressorError
 from compressor_gui.core.evaluate import (
     EvalResult,
     evaluate,
-    file_size_bytes,
     make_session,
     measure_latency,
     sample_feed,
@@ -39,9 +38,10 @@ from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.latency import LatencyStats
-from compressor_gui.core.model import LoadedModel, ModelSource, save_onnx
+from compressor_gui.core.model import LoadedModel, ModelSource, file_size_bytes, save_onnx
 from compressor_gui.core.plan import CompressionPlan
 from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
+from compressor_gui.core.shapes import resolve_input_shapes
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
 from compressor_gui.core.weights import already_quantized, lift_weights
 
@@ -144,84 +144,30 @@ def compress_job(
     plan.validate(inventory)
     prediction = plan.predict(inventory)
     reference = teacher or loaded  # the model measured as "before" and distilled towards
-    calib, evald, source = _datasets(reference.path, original, data, eval_data)
-    # Weights in Constant nodes or subgraphs become initializers of the main graph, where
-    # pruning, BatchNorm folding and quantization reach them (same computation, same size).
-    model = lift_weights(original, fold_casts=False)
+    calib, evald, source = _datasets(reference.path, original, data, eval_data, loaded)
+    shapes = resolve_input_shapes(original, loaded.input_shapes, calib or evald)
     settings = plan.resolved(inventory)
     _check_not_quantized_twice(loaded, plan, settings, distill is not None, warnings)
-
-    # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
-    # fold then scales whole output channels, which keeps every zero (and 2:4 pattern) intact.
-    cancel.raise_if_cancelled()
-    yield Progress(1, _STEPS, "pruning")
-    n_m_weights: tuple[str, ...] = ()
-    if any(s.prune_ratio > 0 for s in settings.values()):
-        model, n_m_weights = _prune(model, plan, steps, warnings)
-
-    report = None
-    if distill is not None:
-        model, plan, report = yield from _distilled(
-            reference.onnx_model,
-            model,
-            plan,
-            calib,
-            distill,
-            target,
-            steps,
-            (cancel, finish_training),
-        )
-        warnings.extend(_distill_warnings(report, calib, evald))
-
-    cancel.raise_if_cancelled()
-    yield Progress(2, _STEPS, "fusing")
-    if plan.fuse:
-        model = _fuse(model, steps, warnings)
+    training = (distill, calib, evald, target, (cancel, finish_training))
+    model, plan, n_m_weights, report = yield from _reshaped(
+        original, plan, inventory, shapes, reference, training, steps, warnings
+    )
 
     cancel.raise_if_cancelled()
     yield Progress(3, _STEPS, "quantizing")
-    actions: tuple[LayerAction, ...] = ()
-    int8_form = ""
-    if any(s.bits < 32 for s in settings.values()):
-        result = quantize_model(model, _narrowed(plan, model), calib, options=options)
-        model, actions, int8_form = result.model, result.actions, result.int8_form
-        warnings.extend(result.warnings)
-        pruned = any(s.prune_ratio > 0 for s in settings.values())
-        _check_quantized(settings, actions, result.warnings, pruned or distill, warnings)
-        steps.append(_summary(actions))
-        if int8_form:
-            steps.append(f"INT8 form: {int8_form}")
+    other_work = distill is not None or any(s.prune_ratio > 0 for s in settings.values())
+    model, actions, int8_form = _quantized(
+        model, plan, settings, (calib, shapes), options, other_work, (steps, warnings)
+    )
 
     cancel.raise_if_cancelled()
     yield Progress(4, _STEPS, f"writing {out_path.name}")
     save_onnx(model, out_path)
     sparse_size = size_report(model, n_m_weights).sparse_format_size_bytes if n_m_weights else None
-    if any(a.simulated for a in actions):
-        warnings.append(
-            f"1/2-bit layers are {SIMULATED}: their weights are stored packed and unpacked to "
-            "float when the model loads; accuracy and size are real, compute is float"
-        )
 
     yield Progress(5, _STEPS, "evaluating")
     before, after = _measure(reference.onnx_model, out_path, reference, evald, latency, cancel)
-    if (
-        before.latency
-        and after.latency
-        and after.latency.p50_ms > before.latency.p50_ms * (SLOWER_MARGIN)
-    ):
-        warnings.append(
-            f"the compressed model is slower on this CPU: p50 {after.latency.p50_ms:.2f} ms vs "
-            f"{before.latency.p50_ms:.2f} ms; onnxruntime's kernels for these choices do not "
-            "pay off here (try FP16/INT4 weight-only for size, or keep depthwise/activation-"
-            "heavy layers float)"
-        )
-    warnings.extend(quality_warnings(plan, before.eval, after.eval, actions, target))
-    if target.isa_class != here.isa_class or target.arch != here.arch:
-        warnings.append(
-            f"measured on {here.cpu_model} ({here.isa_class}), made for {target.cpu_model} "
-            f"({target.isa_class}): INT8 accuracy and speed differ between CPU families; "
-            "evaluate it on the target before shipping"
-        )
+    warnings.extend(_result_warnings(plan, before, after, actions, target, here))
     yield Progress(6, _STEPS, "done")
     return CompressResult(
         input_path=loaded.path,
@@ -240,6 +186,91 @@ def compress_job(
         target=target,
         distill=report,
     )
+
+
+def _quantized(model, plan, settings, inputs, options, other_work, notes):
+    """The quantize step: (model, what was done per layer, the INT8 form used or "").
+    `inputs` are the calibration data and the resolved input shapes; `other_work`: pruning
+    or training changed the model, so it is written even when no layer could be quantized."""
+    (calib, shapes), (steps, warnings) = inputs, notes
+    if not any(s.bits < 32 for s in settings.values()):
+        return model, (), ""
+    result = quantize_model(
+        model, _narrowed(plan, model), calib, options=options, input_shapes=shapes
+    )
+    warnings.extend(result.warnings)
+    _check_quantized(settings, result.actions, result.warnings, other_work, warnings)
+    steps.append(_summary(result.actions))
+    if result.int8_form:
+        steps.append(f"INT8 form: {result.int8_form}")
+    return result.model, result.actions, result.int8_form
+
+
+def _reshaped(original, plan, inventory, shapes, reference, training, steps, warnings):
+    """Prune, distill (when asked) and fuse: the float model that quantization starts from,
+    the plan (pinned to the INT8 form QAT trained for), the 2:4 weights and the training
+    report."""
+    distill, calib, evald, target, (cancel, finish_training) = training
+    # Weights in Constant nodes or subgraphs become initializers of the main graph, where
+    # pruning, BatchNorm folding and quantization reach them (same computation, same size).
+    model = lift_weights(original, fold_casts=False)
+    # Prune before fusing: BatchNorm scales are still there for `bn_scale` importance, and the
+    # fold then scales whole output channels, which keeps every zero (and 2:4 pattern) intact.
+    cancel.raise_if_cancelled()
+    yield Progress(1, _STEPS, "pruning")
+    n_m_weights: tuple[str, ...] = ()
+    if any(s.prune_ratio > 0 for s in plan.resolved(inventory).values()):
+        model, n_m_weights = _prune(model, plan, shapes, steps, warnings)
+
+    report = None
+    if distill is not None:
+        model, plan, report = yield from _distilled(
+            reference.onnx_model,
+            model,
+            plan,
+            calib,
+            distill,
+            target,
+            steps,
+            (cancel, finish_training),
+        )
+        warnings.extend(_distill_warnings(report, calib, evald))
+
+    cancel.raise_if_cancelled()
+    yield Progress(2, _STEPS, "fusing")
+    if plan.fuse:
+        model = _fuse(model, shapes, steps, warnings)
+    return model, plan, n_m_weights, report
+
+
+def _result_warnings(plan, before, after, actions, target, here) -> list[str]:
+    """What the measurements say the user should know: simulated layers, a slower model, a
+    drop over budget, a model measured on another CPU family than it was made for."""
+    found = []
+    if any(a.simulated for a in actions):
+        found.append(
+            f"1/2-bit layers are {SIMULATED}: their weights are stored packed and unpacked to "
+            "float when the model loads; accuracy and size are real, compute is float"
+        )
+    if (
+        before.latency
+        and after.latency
+        and after.latency.p50_ms > before.latency.p50_ms * (SLOWER_MARGIN)
+    ):
+        found.append(
+            f"the compressed model is slower on this CPU: p50 {after.latency.p50_ms:.2f} ms vs "
+            f"{before.latency.p50_ms:.2f} ms; onnxruntime's kernels for these choices do not "
+            "pay off here (try FP16/INT4 weight-only for size, or keep depthwise/activation-"
+            "heavy layers float)"
+        )
+    found.extend(quality_warnings(plan, before.eval, after.eval, actions, target))
+    if target.isa_class != here.isa_class or target.arch != here.arch:
+        found.append(
+            f"measured on {here.cpu_model} ({here.isa_class}), made for {target.cpu_model} "
+            f"({target.isa_class}): INT8 accuracy and speed differ between CPU families; "
+            "evaluate it on the target before shipping"
+        )
+    return found
 
 
 def quality_warnings(
@@ -284,7 +315,7 @@ def _plain_u8s8(action: LayerAction) -> bool:
     )
 
 
-def _datasets(path, model, data, eval_data) -> tuple[Dataset | None, Dataset | None, str]:
+def _datasets(path, model, data, eval_data, loaded) -> tuple[Dataset | None, Dataset | None, str]:
     def opened(value):
         if value is None or isinstance(value, Dataset):
             return value
@@ -296,7 +327,9 @@ def _datasets(path, model, data, eval_data) -> tuple[Dataset | None, Dataset | N
         evald = evald or demo_dataset(model, "eval")
         return calib, evald, "bundled demo: calibration split, held-out eval split"
     if evald is None and calib is None:
-        return None, random_dataset(model), RANDOM_SOURCE
+        # the one place a missing shape is asked for: before any work is done
+        shapes = resolve_input_shapes(model, loaded.input_shapes)
+        return None, random_dataset(model, shapes=shapes), RANDOM_SOURCE
     return calib, evald or calib, (calib or evald).source
 
 
@@ -399,11 +432,11 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _fuse(model: onnx.ModelProto, steps: list[str], warnings: list[str]) -> onnx.ModelProto:
+def _fuse(model: onnx.ModelProto, shapes, steps: list[str], warnings: list[str]):
     from compressor_gui.core.fuse import fuse_model
 
     try:
-        fused, report = fuse_model(model)
+        fused, report = fuse_model(model, shapes)
     except CompressorError as exc:
         warnings.append(f"fusion skipped: {exc}")
         return model
@@ -415,10 +448,10 @@ def _fuse(model: onnx.ModelProto, steps: list[str], warnings: list[str]) -> onnx
     return fused
 
 
-def _prune(model, plan, steps, warnings) -> onnx.ModelProto:
+def _prune(model, plan, shapes, steps, warnings) -> onnx.ModelProto:
     from compressor_gui.core.prune import apply_pruning
 
-    pruned, report = apply_pruning(model, plan)
+    pruned, report = apply_pruning(model, plan, shapes)
     line = (
         f"pruned: {len(report.layers)} layers, params {report.params_before} -> "
         f"{report.params_after}, MACs {report.macs_before} -> {report.macs_after}"

@@ -10,9 +10,8 @@ fed one at a time, e.g. a recurrent state or a scalar sample rate).
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,18 @@ import numpy as np
 import onnx
 
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.shapes import (
+    InputSpec,
+    input_specs,
+    random_feed,
+    resolve_input_shapes,
+    shape_text,
+)
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 DEMO_MODEL = RESOURCES / "demo.onnx"
 SPEC_FILE = "preprocess.json"
-MAX_FEED_BYTES = 1 << 30  # made-up inputs (no data given) larger than this are refused
-# element types numpy can hold and onnxruntime can be fed (not strings, not 4/8-bit floats)
-_NUMERIC_TYPES = frozenset(range(1, 17)) - {onnx.TensorProto.STRING}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff")
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """A model input as data must match it: fixed dims are ints, dynamic ones None."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: np.dtype
 
 
 @dataclass(frozen=True)
@@ -89,54 +83,7 @@ class Dataset:
         )
 
 
-def input_specs(model: onnx.ModelProto) -> tuple[InputSpec, ...]:
-    """The model's real inputs (initializers listed as inputs are not data)."""
-    initializers = {t.name for t in model.graph.initializer}
-    specs = []
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        tensor_type = value.type.tensor_type
-        shape = tuple(
-            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-            for d in tensor_type.shape.dim
-        )
-        if not value.type.HasField("tensor_type") or tensor_type.elem_type not in _NUMERIC_TYPES:
-            raise CompressorError(
-                f"the model's input {value.name!r} is {_type_text(value.type)}: only numeric "
-                "tensors can be fed"
-            )
-        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
-        specs.append(InputSpec(value.name, shape, dtype))
-    return tuple(specs)
-
-
 MIN_TUNING_SAMPLES = 32  # fewer samples than this in each half: no held-out part
-
-
-def _type_text(value_type: onnx.TypeProto) -> str:
-    kind = value_type.WhichOneof("value")
-    if kind != "tensor_type":
-        return kind.replace("_type", "") if kind else "of no type"
-    elem = value_type.tensor_type.elem_type
-    names = onnx.TensorProto.DataType
-    return f"a {names.Name(elem).lower()} tensor" if elem in names.values() else "of no type"
-
-
-def feed_shape(spec: InputSpec, batch: int | None = None) -> tuple[int, ...]:
-    """The shape of one made-up feed for `spec` (dynamic dims 1, `batch` in front), refused
-    in words when the declared dims are too large to hold in memory."""
-    shape = tuple(1 if d is None else d for d in spec.shape)
-    if batch is not None:
-        shape = (batch, *shape)
-    size_bytes = math.prod(shape) * spec.dtype.itemsize
-    if size_bytes > MAX_FEED_BYTES:
-        raise CompressorError(
-            f"the model's input {spec.name!r} declares shape {_shape_text(spec.shape)}: one "
-            f"made-up input would take {size_bytes / 2**30:.3g} GiB; give data or the input "
-            "shape it really takes (--input-shape)"
-        )
-    return shape
 
 
 def is_demo_model(path: str | os.PathLike[str]) -> bool:
@@ -274,15 +221,17 @@ def eval_dataset(
     model_path: str | os.PathLike[str],
     model: onnx.ModelProto,
     data: str | os.PathLike[str] | None = None,
+    input_shapes: Sequence[Sequence[int]] = (),
 ) -> Dataset:
     """What Evaluate runs on: the given data, else `<stem>_eval.npz` beside the model, the
-    demo's held-out split, or random inputs (labelled as good for fidelity only)."""
+    demo's held-out split, or random inputs of the resolved input shapes (labelled as good
+    for fidelity only)."""
     data_file = data or eval_data_beside(model_path)
     if data_file is not None:
         return load_dataset(data_file, model)
     if is_demo_model(model_path):
         return demo_dataset(model, "eval")
-    return random_dataset(model)
+    return random_dataset(model, shapes=resolve_input_shapes(model, input_shapes))
 
 
 def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
@@ -297,17 +246,15 @@ def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     return path
 
 
-def random_dataset(model: onnx.ModelProto, count: int = 32, seed: int = 0) -> Dataset:
-    """Standard-normal samples (integer inputs: ones) of the input shapes, dynamic dims 1:
-    with no data, fidelity against the original can still be measured."""
-    rng = np.random.default_rng(seed)
-    inputs: dict[str, np.ndarray] = {}
-    for spec in input_specs(model):
-        shape = feed_shape(spec, count)
-        if spec.dtype.kind == "f":
-            inputs[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        else:
-            inputs[spec.name] = np.ones(shape, spec.dtype)
+def random_dataset(
+    model: onnx.ModelProto,
+    count: int = 32,
+    seed: int = 0,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+) -> Dataset:
+    """`count` made-up samples of the input `shapes` (default: dynamic dims 1, see
+    `shapes.random_feed`): with no data, fidelity against the original can still be measured."""
+    inputs = random_feed(model, shapes, count=count, seed=seed)
     forms = dict.fromkeys(inputs, "sample")
     return Dataset(inputs, forms, source=RANDOM_SOURCE)
 
@@ -324,13 +271,13 @@ def _check_input(spec: InputSpec, array: Any, label: str) -> tuple[np.ndarray, s
     else:
         raise CompressorError(
             f"data {label}: {spec.name!r} has shape {array.shape}, but the model input is "
-            f"{_shape_text(spec.shape)}; give samples on axis 0 (rank {rank} or {rank + 1})"
+            f"{shape_text(spec.shape)}; give samples on axis 0 (rank {rank} or {rank + 1})"
         )
     for got, want in zip(per_sample, expected, strict=True):
         if want is not None and got != want:
             raise CompressorError(
                 f"data {label}: {spec.name!r} has shape {array.shape}, but the model input is "
-                f"{_shape_text(spec.shape)}"
+                f"{shape_text(spec.shape)}"
             )
     if form == "batch" and spec.shape[0] is not None and spec.shape[0] != 1:
         raise CompressorError(
@@ -344,10 +291,6 @@ def _check_input(spec: InputSpec, array: Any, label: str) -> tuple[np.ndarray, s
             f"data {label}: {spec.name!r} is {array.dtype}, but the model wants {spec.dtype}"
         )
     return np.ascontiguousarray(array, dtype=spec.dtype), form
-
-
-def _shape_text(shape: tuple[int | None, ...]) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 # --- image folders -----------------------------------------------------------------------

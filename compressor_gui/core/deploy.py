@@ -22,7 +22,7 @@ from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError, JobCancelled
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.jobs import CancelToken, Job, Progress
-from compressor_gui.core.model import ModelSource, model_files, save_onnx
+from compressor_gui.core.model import ModelSource, file_size_bytes, model_files, save_onnx
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
 
 MIN_COSINE = 0.99  # without labels, a form must keep this output cosine to the original
@@ -218,7 +218,7 @@ def build_forms_job(
         except CompressorError as exc:
             built.append(BuiltForm(spec, None, error=str(exc)))
             continue
-        size = sum(f.stat().st_size for f in model_files(path))
+        size = file_size_bytes(path)
         built.append(BuiltForm(spec, path, size, file_digests(path), note))
     yield Progress(len(specs), len(specs), "built")
     return tuple(built)

@@ -1,5 +1,9 @@
 """One error family whose messages a user can act on; the UI shows them, the CLI exits 2."""
 
+import re
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
 
 class CompressorError(Exception):
     """A failure explained in words the user can act on (shown verbatim, no traceback)."""
@@ -23,3 +27,11 @@ class TargetError(CompressorError):
 
 class JobCancelled(CompressorError):
     """The user cancelled a running job."""
+
+
+def error_text(exc: BaseException, limit: int = 300) -> str:
+    """The first line of another library's error, without the terminal colour codes
+    onnxruntime puts in its messages, at most `limit` characters (the exception's type when
+    it says nothing): how such an error is quoted inside one of ours."""
+    text = _ANSI_ESCAPE.sub("", str(exc)).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -10,19 +10,19 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
 
-from compressor_gui.core.data import Dataset, feed_shape, input_specs
-from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.data import Dataset
+from compressor_gui.core.errors import CompressorError, error_text
+from compressor_gui.core.graph import make_session
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.latency import LatencyStats
+from compressor_gui.core.shapes import random_feed
 
-DEFAULT_THREADS = 2
 _MAX_SQNR_DB = 200.0  # identical outputs: "infinite" SQNR, capped so JSON can hold it
 
 
@@ -38,23 +38,6 @@ class EvalResult:
     sqnr_db: float | None = None
 
 
-def make_session(model: onnx.ModelProto | str | os.PathLike[str], threads: int = DEFAULT_THREADS):
-    """An onnxruntime CPU session with fixed threads (intra-op), all graph optimizations."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 4  # failures surface as exceptions with their message
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    try:
-        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise CompressorError(
-            f"onnxruntime cannot load the model: {str(exc).splitlines()[0][:300]}"
-        ) from exc
-
-
 def run_outputs(
     session, dataset: Dataset, batch_size: int = 64, cancel: CancelToken | None = None
 ) -> list[np.ndarray]:
@@ -68,7 +51,7 @@ def run_outputs(
         except Exception as exc:  # onnxruntime raises its own types for bad feeds
             raise CompressorError(
                 f"the model cannot run on {dataset.source or 'this data'}: "
-                f"{str(exc).splitlines()[0][:200]}; give data that matches its inputs (--data)"
+                f"{error_text(exc, 200)}; give data that matches its inputs (--data)"
             ) from exc
         if not collected:
             collected = [[] for _ in outputs]
@@ -193,22 +176,17 @@ def evaluate_models_job(
     return results
 
 
-def sample_feed(model: onnx.ModelProto, dataset: Dataset | None = None, seed: int = 0) -> dict:
+def sample_feed(
+    model: onnx.ModelProto,
+    dataset: Dataset | None = None,
+    seed: int = 0,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+) -> dict:
     """One single-sample feed: the dataset's first sample, else random data of the input
-    shapes (dynamic dims as 1) - enough to time a model and to check that it runs."""
+    `shapes` (default: dynamic dims 1) - enough to time a model and to check that it runs."""
     if dataset is not None:
         return next(dataset.batches(1))
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for spec in input_specs(model):
-        shape = feed_shape(spec)
-        if spec.dtype.kind == "f":
-            feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        elif spec.dtype.kind == "b":
-            feed[spec.name] = np.zeros(shape, spec.dtype)
-        else:
-            feed[spec.name] = np.ones(shape, spec.dtype)
-    return feed
+    return random_feed(model, shapes, seed=seed)
 
 
 def measure_latency(
@@ -227,36 +205,3 @@ def measure_latency(
         if len(times) >= 5 and time.perf_counter() > deadline:
             break
     return LatencyStats.from_samples(times, session.get_session_options().intra_op_num_threads)
-
-
-def file_size_bytes(path: str | os.PathLike[str]) -> int:
-    """Size on disk, with a `<name>.data` external-weights file beside it when present."""
-    path = Path(path)
-    data = path.with_name(path.name + ".data")
-    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
-
-
-def comparison_rows(
-    original: EvalResult, compressed: EvalResult | None = None
-) -> list[tuple[str, str, str, str]]:
-    """(metric, original, compressed, change) rows, as the window and the CLI show them:
-    accuracy where there are labels, fidelity of the compressed model against the original."""
-    rows = [("samples", str(original.samples), "", "")]
-    for metric, name in (("top-1", "top1"), ("top-5", "top5")):
-        before = getattr(original, name)
-        if before is None:
-            continue
-        after = getattr(compressed, name) if compressed else None
-        change = "" if after is None else f"{100 * (after - before):+.2f} pt"
-        rows.append((metric, _percent(before), _percent(after), change))
-    if compressed is not None and compressed.cosine is not None:
-        if compressed.agreement_top1 is not None:
-            agreement = _percent(compressed.agreement_top1)
-            rows.append(("agreement with original", "100.00%", agreement, ""))
-        rows.append(("output cosine", "1.0000", f"{compressed.cosine:.4f}", ""))
-        rows.append(("output SQNR", "", f"{compressed.sqnr_db:.1f} dB", ""))
-    return rows
-
-
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{100 * value:.2f}%"

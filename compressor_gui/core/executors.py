@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.errors import CompressorError, error_text
 from compressor_gui.core.jobs import CancelToken
 
 S = TypeVar("S")
@@ -249,7 +249,7 @@ def connect(cluster: ClusterConfig) -> Any:
         raise CompressorError(
             f"cannot reach the Dask scheduler at {cluster.address} within "
             f"{cluster.connect_timeout_s:g} s "
-            f"({str(exc).splitlines()[0][:160]}); check the address, that `dask scheduler` "
+            f"({error_text(exc, 160)}); check the address, that `dask scheduler` "
             "runs there and that its port is open"
             + ("" if cluster.address.startswith("tls://") else " (or whether it needs tls://)")
         ) from exc

@@ -11,8 +11,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compressor_gui.core.errors import CompressionError
-from compressor_gui.core.prune_graph import names_read_in_subgraphs, random_feed, run_model
+from compressor_gui.core.errors import CompressionError, error_text
+from compressor_gui.core.graph import (
+    names_read_in_subgraphs,
+    remove_dead_nodes,
+    remove_unused_initializers,
+    run_model,
+)
+from compressor_gui.core.shapes import Shapes, random_feed
 
 FUSE_TOLERANCE = 1e-4
 
@@ -32,9 +38,12 @@ class FuseReport:
     notes: tuple[str, ...] = ()
 
 
-def fuse_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FuseReport]:
-    """A fused copy of `model` whose outputs equal the original's within 1e-4; raises
-    CompressionError (input untouched) if no such model could be made."""
+def fuse_model(
+    model: onnx.ModelProto, input_shapes: Shapes | None = None
+) -> tuple[onnx.ModelProto, FuseReport]:
+    """A fused copy of `model` whose outputs equal the original's within 1e-4 on a random
+    batch of `input_shapes` (default: dynamic dims 1); raises CompressionError (input
+    untouched) if no such model could be made."""
 
     fused = onnx.ModelProto()
     fused.CopyFrom(model)
@@ -43,12 +52,13 @@ def fuse_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FuseReport]:
     folded = _fold_batch_norms(graph, notes)
     removed_identity = _remove_identities(graph)
     removed_dead = remove_dead_nodes(graph)
-    feed = random_feed(model)
+    feed = random_feed(model, input_shapes)
     try:
         reference = run_model(model, feed)
     except Exception as exc:
         raise CompressionError(
-            f"the model does not run in onnxruntime, so fusion cannot be verified ({exc})"
+            "the model does not run in onnxruntime, so fusion cannot be verified "
+            f"({error_text(exc)})"
         ) from exc
     diff = _max_diff(reference, run_model(fused, feed))
     if diff > FUSE_TOLERANCE:
@@ -68,7 +78,7 @@ def fuse_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FuseReport]:
         onnx.checker.check_model(fused)
     except onnx.checker.ValidationError as exc:
         raise CompressionError(
-            f"the fused model does not pass onnx.checker: {str(exc).splitlines()[0][:200]}"
+            f"the fused model does not pass onnx.checker: {error_text(exc, 200)}"
         ) from exc
     return fused, FuseReport(
         nodes_before=len(model.graph.node),
@@ -216,37 +226,6 @@ def _remove_identities(graph: onnx.GraphProto) -> int:
         graph.node.remove(node)
         removed += 1
     return removed
-
-
-def remove_dead_nodes(graph: onnx.GraphProto) -> int:
-    """Drop nodes none of whose outputs reach a graph output, then unused initializers."""
-    needed = {o.name for o in graph.output}
-    keep = []
-    for node in reversed(graph.node):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(node.input)
-            needed |= names_read_in_subgraphs(onnx.GraphProto(node=[node]))
-    removed = len(graph.node) - len(keep)
-    if removed:
-        kept = list(reversed(keep))
-        del graph.node[:]
-        graph.node.extend(kept)
-    remove_unused_initializers(graph)
-    return removed
-
-
-def remove_unused_initializers(graph: onnx.GraphProto) -> None:
-    used = {i for n in graph.node for i in n.input} | names_read_in_subgraphs(graph)
-    used.update(o.name for o in graph.output)
-    dropped = set()
-    for tensor in list(graph.initializer):
-        if tensor.name not in used:
-            dropped.add(tensor.name)
-            graph.initializer.remove(tensor)
-    for value in list(graph.input):  # old exports list initializers as inputs too
-        if value.name in dropped:
-            graph.input.remove(value)
 
 
 def _slim(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto | None:

@@ -18,12 +18,13 @@ import numpy as np
 import onnx
 
 from compressor_gui.core.data import Dataset, calibration_reader
-from compressor_gui.core.errors import CompressionError, CompressorError
+from compressor_gui.core.errors import CompressionError, CompressorError, error_text
 from compressor_gui.core.evaluate import make_session
+from compressor_gui.core.graph import contained
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.int8_forms import FORMS, Int8Form
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
-from compressor_gui.core.quantize import CALIBRATION_SAMPLES, Int8Options, contained, quantize_model
+from compressor_gui.core.quantize import CALIBRATION_SAMPLES, Int8Options, quantize_model
 
 
 class RuntimeInt8Layers:
@@ -82,9 +83,7 @@ class RuntimeInt8Layers:
         try:
             self._quantize(target, None)
         except Exception as exc:  # the quantizer raises anything on odd graphs
-            raise CompressionError(
-                f"INT8 calibration failed: {str(exc).splitlines()[0][:200]}"
-            ) from exc
+            raise CompressionError(f"INT8 calibration failed: {error_text(exc, 200)}") from exc
 
     def first_output(self, layer: str, batches: Sequence[dict]) -> np.ndarray:
         """The first output over all batches with only `layer` quantized in the chosen form."""
@@ -92,9 +91,7 @@ class RuntimeInt8Layers:
         try:
             self._quantize(target, [layer])
         except Exception as exc:
-            raise CompressionError(
-                f"{layer}: INT8 alone failed: {str(exc).splitlines()[0][:200]}"
-            ) from exc
+            raise CompressionError(f"{layer}: INT8 alone failed: {error_text(exc, 200)}") from exc
         session = make_session(target, threads=1)
         name = session.get_outputs()[0].name
         outputs = []

@@ -10,16 +10,23 @@ weight-free skeleton of the graph (shapes only), so a 500 MB model costs no extr
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.graph import (
+    constant_value,
+    has_subgraphs,
+    iter_named_tensors,
+    named_subgraphs,
+    real_inputs,
+)
 from compressor_gui.core.ops import layer_facts
-
-_SMALL_TENSOR_BYTES = 4096  # kept in the shape-inference skeleton (shape-like constants)
+from compressor_gui.core.shapes import declared_input_shapes, value_shapes
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ def build_inventory(
     collector.visit(model.graph, path="", outer_constants={})
     return ModelInventory(
         layers=tuple(collector.layers),
-        inputs=tuple(_spec(v) for v in _real_inputs(model.graph)),
+        inputs=tuple(_spec(v) for v in real_inputs(model.graph)),
         outputs=tuple(_spec(v) for v in model.graph.output),
         assumptions=tuple(assumptions + collector.assumptions),
         opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
@@ -161,18 +168,13 @@ def build_tensor_inventory(
 
 def weight_array(model: onnx.ModelProto, tensor_name: str) -> np.ndarray:
     """The values of one stored tensor (initializer or Constant, any subgraph) by name."""
-    for name, tensor in _iter_named_tensors(model.graph):
+    for name, tensor in iter_named_tensors(model.graph):
         if name == tensor_name:
             return numpy_helper.to_array(tensor)
     raise KeyError(tensor_name)
 
 
 # --- shapes ----------------------------------------------------------------------------------
-
-
-def _real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
-    initializers = {t.name for t in graph.initializer}
-    return [v for v in graph.input if v.name not in initializers]
 
 
 def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
@@ -193,153 +195,22 @@ def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
     return TensorSpec(value.name, tuple(dims), dtype)
 
 
-def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of the model without large tensor payloads: enough for shape inference."""
-    skeleton = onnx.ModelProto()
-    skeleton.ir_version = model.ir_version
-    skeleton.opset_import.extend(model.opset_import)
-    skeleton.graph.CopyFrom(_strip_graph(model.graph))
-    return skeleton
-
-
-def _strip_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
-    stripped = onnx.GraphProto(name=graph.name)
-    stripped.input.extend(graph.input)
-    stripped.output.extend(graph.output)
-    stripped.value_info.extend(graph.value_info)
-    for tensor in graph.initializer:
-        stripped.initializer.append(_strip_tensor(tensor))
-    for node in graph.node:
-        copy = stripped.node.add()
-        copy.op_type, copy.domain, copy.name = node.op_type, node.domain, node.name
-        copy.input.extend(node.input)
-        copy.output.extend(node.output)
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                new_attr = copy.attribute.add()
-                new_attr.name, new_attr.type = attr.name, attr.type
-                new_attr.g.CopyFrom(_strip_graph(attr.g))
-            elif attr.type == onnx.AttributeProto.TENSOR:
-                new_attr = copy.attribute.add()
-                new_attr.name, new_attr.type = attr.name, attr.type
-                new_attr.t.CopyFrom(_strip_tensor(attr.t))
-            else:
-                copy.attribute.append(attr)
-    return stripped
-
-
-def _strip_tensor(tensor: onnx.TensorProto) -> onnx.TensorProto:
-    if _tensor_nbytes(tensor) <= _SMALL_TENSOR_BYTES and tensor.data_location != 1:
-        return tensor
-    # Shape inference needs an initializer's dims and type, not its values.
-    return onnx.TensorProto(name=tensor.name, dims=tensor.dims, data_type=tensor.data_type)
-
-
-def _fix_input_dims(
-    graph: onnx.GraphProto, overrides: dict[str, Iterable[int]], assumptions: list[str]
-) -> None:
-    initializers = {t.name for t in graph.initializer}
-    for value in graph.input:
-        if value.name in initializers or not value.type.HasField("tensor_type"):
-            continue
-        shape = value.type.tensor_type.shape
-        wanted = list(overrides.get(value.name, []))
-        if wanted and len(wanted) == len(shape.dim):
-            for dim, size in zip(shape.dim, wanted, strict=True):
-                dim.Clear()
-                dim.dim_value = int(size)
-            continue
-        for index, dim in enumerate(shape.dim):
-            if dim.HasField("dim_value") and dim.dim_value > 0:
-                continue
-            label = dim.dim_param or "?"
-            dim.Clear()
-            dim.dim_value = 1
-            assumptions.append(f"input '{value.name}' dim {index} ({label}) is dynamic: assumed 1")
-
-
 def _infer_shapes(
     model: onnx.ModelProto, overrides: dict[str, Iterable[int]], assumptions: list[str]
 ) -> dict[str, tuple[int, ...]]:
-    skeleton = _skeleton(model)
-    _fix_input_dims(skeleton.graph, overrides, assumptions)
+    """Static shapes of every value, dynamic input dims filled by the one input-shape policy
+    (each choice recorded); values whose shape stays unknown are left out."""
+    inputs, assumed = declared_input_shapes(model, overrides)
+    assumptions.extend(str(dim) for dim in assumed)
     try:
-        inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
-    except Exception as exc:  # an op's inference function can raise on odd graphs
-        assumptions.append(
-            f"shape inference failed ({str(exc).splitlines()[0][:120]}): "
-            "MACs are n/a where shapes are unknown"
-        )
-        inferred = skeleton
-    shapes: dict[str, tuple[int, ...]] = {}
-    for value in _iter_value_infos(inferred.graph):
-        dims = value.type.tensor_type.shape.dim
-        if value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
-            shapes[value.name] = tuple(d.dim_value for d in dims)
-    return shapes
-
-
-def _iter_value_infos(graph: onnx.GraphProto) -> Iterator[onnx.ValueInfoProto]:
-    yield from graph.input
-    yield from graph.output
-    yield from graph.value_info
-    for node in graph.node:
-        for sub in _subgraphs(node):
-            yield from _iter_value_infos(sub[1])
+        shapes = value_shapes(model, inputs, data_prop=True)
+    except CompressorError as exc:
+        assumptions.append(f"{exc}: MACs are n/a where shapes are unknown")
+        return dict(inputs)
+    return {name: shape for name, shape in shapes.items() if all(isinstance(d, int) for d in shape)}
 
 
 # --- collection ------------------------------------------------------------------------------
-
-
-def _subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            yield attr.name, attr.g
-        elif attr.type == onnx.AttributeProto.GRAPHS:
-            for index, sub in enumerate(attr.graphs):
-                yield f"{attr.name}[{index}]", sub
-
-
-def _constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
-    """The tensor a `Constant` node produces (list-valued attributes become tensors)."""
-    for attr in node.attribute:
-        if attr.name == "value":
-            return attr.t
-        if attr.name in {"value_floats", "value_ints"}:
-            values = list(attr.floats) if attr.name == "value_floats" else list(attr.ints)
-            dtype = np.float32 if attr.name == "value_floats" else np.int64
-            return numpy_helper.from_array(np.asarray(values, dtype=dtype), node.output[0])
-        if attr.name in {"value_float", "value_int"}:
-            value = attr.f if attr.name == "value_float" else attr.i
-            dtype = np.float32 if attr.name == "value_float" else np.int64
-            return numpy_helper.from_array(np.asarray(value, dtype=dtype), node.output[0])
-    return None
-
-
-def _iter_named_tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProto]]:
-    for tensor in graph.initializer:
-        yield tensor.name, tensor
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            value = _constant_value(node)
-            if value is not None:
-                yield node.output[0], value
-        for _, sub in _subgraphs(node):
-            yield from _iter_named_tensors(sub)
-
-
-def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
-    count = math.prod(tensor.dims)
-    itemsize = _itemsize(tensor.data_type)
-    return int(math.ceil(count * itemsize))
-
-
-def _itemsize(data_type: int) -> float:
-    if data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
-        return 0.5
-    if data_type == onnx.TensorProto.STRING:
-        return 1.0
-    return float(onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize)
 
 
 class _Collector:
@@ -358,7 +229,7 @@ class _Collector:
     def _constant(self, node: onnx.NodeProto) -> onnx.TensorProto | None:
         """A Constant node's tensor, built once so its identity is stable across passes."""
         if id(node) not in self._constants:
-            self._constants[id(node)] = (node, _constant_value(node))
+            self._constants[id(node)] = (node, constant_value(node))
         return self._constants[id(node)][1]
 
     def visit(self, graph: onnx.GraphProto, path: str, outer_constants: dict) -> None:
@@ -386,7 +257,7 @@ class _Collector:
                 return memo[name]
             memo[name] = []  # guards against cycles while this value is being traced
             node = producers.get(name)
-            if node is None or any(True for _ in _subgraphs(node)) or node.op_type == "Shape":
+            if node is None or has_subgraphs(node) or node.op_type == "Shape":
                 return []
             traced = [weights_of(i) for i in node.input if i]
             if traced and all(traced):
@@ -400,7 +271,7 @@ class _Collector:
             if role is not None or _is_unknown_op(node):
                 self._add_node(node, index, path, weights_of, role)
         for node in graph.node:
-            for attr_name, sub in _subgraphs(node):
+            for attr_name, sub in named_subgraphs(node):
                 name = node.name or node.op_type
                 self.visit(sub, f"{path}/{name}/{attr_name}".lstrip("/"), constants)
         self._add_leftovers(graph, path, producers)

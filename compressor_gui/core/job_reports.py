@@ -7,12 +7,11 @@ from __future__ import annotations
 from compressor_gui.core.compare import CompareResult
 from compressor_gui.core.compress import CompressResult
 from compressor_gui.core.deploy import CandidateRow, DeployResult
-from compressor_gui.core.evaluate import comparison_rows
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.report import Bars, Report, Scatter, Table
 from compressor_gui.core.search import AutoPlanResult
 from compressor_gui.core.sensitivity import SensitivityTable
-from compressor_gui.formatting import human_bytes
+from compressor_gui.core.summaries import Summary, compress_summary
 
 MAX_BARS = 20  # per-layer plots show the worst this many
 
@@ -33,30 +32,8 @@ def compress_report(result: CompressResult, kind: str = "compress") -> Report:
     """Before/after size, accuracy and latency, what was done per layer, the training curve."""
     before, after = result.before, result.after
     ratio = after.size_bytes / before.size_bytes
-    rows = [
-        (
-            "file size",
-            human_bytes(before.size_bytes),
-            human_bytes(after.size_bytes),
-            f"{ratio:.3f}x",
-        )
-    ]
-    if before.eval is not None and after.eval is not None:
-        rows += comparison_rows(before.eval, after.eval)
-    if before.latency and after.latency:
-        speed = before.latency.p50_ms / after.latency.p50_ms
-        rows.append(
-            (
-                f"latency p50 ({after.latency.threads} threads)",
-                f"{before.latency.p50_ms:.3f} ms",
-                f"{after.latency.p50_ms:.3f} ms",
-                f"{speed:.2f}x faster" if speed >= 1 else f"{1 / speed:.2f}x slower",
-            )
-        )
-        rows.append(
-            ("latency p90", f"{before.latency.p90_ms:.3f} ms", f"{after.latency.p90_ms:.3f} ms", "")
-        )
-    tables = [Table("Before and after", ("", "original", "compressed", "change"), tuple(rows))]
+    summary = compress_summary(result, kind.capitalize())
+    tables = [Table("Before and after", ("", "original", "compressed", "change"), _rows(summary))]
     if result.actions:
         tables.append(
             Table(
@@ -110,6 +87,11 @@ def compress_report(result: CompressResult, kind: str = "compress") -> Report:
         notes=(*result.steps, *(f"warning: {w}" for w in result.warnings)),
         data=result.to_dict(),
     )
+
+
+def _rows(summary: Summary) -> tuple[tuple[str, str, str, str], ...]:
+    """A summary's rows (the window's and the CLI's wording) as table rows."""
+    return tuple((r.metric, r.original, r.compressed, r.change) for r in summary.rows)
 
 
 def _distill_table(report) -> Table:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import platformdirs
 
+from compressor_gui.core.errors import error_text
+
 LOG_DIR_ENV = "COMPRESSOR_GUI_LOG_DIR"
 LOG_FILE_NAME = "compressor-gui.log"
 _ORT_FATAL_ONLY = 4  # onnxruntime's severities: 0 verbose .. 3 error, 4 fatal
@@ -50,9 +52,8 @@ def log_path() -> Path:
 
 def one_line(exc: BaseException) -> str:
     """The exception as one short line: its type and the first line of its message."""
-    text = str(exc).strip().splitlines()
-    first = text[0][:200] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    first = error_text(exc, 200)
+    return f"{type(exc).__name__}: {first}" if str(exc).strip() else type(exc).__name__
 
 
 def out_of_memory_text(exc: MemoryError) -> str:

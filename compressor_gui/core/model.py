@@ -19,7 +19,8 @@ from typing import Any
 
 import onnx
 
-from compressor_gui.core.errors import CompressionError, ModelLoadError
+from compressor_gui.core.errors import CompressionError, ModelLoadError, error_text
+from compressor_gui.core.graph import external_data_files, iter_all_tensors
 
 # TorchScript archives saved by our tools carry their example input shapes in this extra file,
 # because a TorchScript module itself does not record the shapes it expects.
@@ -45,7 +46,7 @@ class LoadedModel:
     @property
     def file_size_bytes(self) -> int:
         """What the model takes on disk, external weight files included."""
-        return self.path.stat().st_size + sum(p.stat().st_size for p in self.external_data)
+        return files_size_bytes((self.path, *self.external_data))
 
     @property
     def source(self) -> ModelSource:
@@ -76,7 +77,8 @@ def load_model(
     max_bytes: int | None = None,
 ) -> LoadedModel:
     """Open any supported model file, or raise ModelLoadError saying what is wrong and what
-    to do about it. `input_shapes` lets torch sources without recorded shapes become ONNX."""
+    to do about it. `input_shapes` (the user's answer for dynamic dims) travel with the model
+    to every job; they also let torch sources without recorded shapes become ONNX."""
     path = Path(path)
     head = _check_readable_file(path)
     limit = _memory_limit_bytes() if max_bytes is None else max_bytes
@@ -93,7 +95,13 @@ def load_model(
         return _load_torch_pickle(path, trust_pickle=trust_pickle, input_shapes=shapes)
     _refuse_text(path, head)
     model, external = _load_onnx_and_data(path, max_bytes=limit)
-    return LoadedModel(path=path, format="onnx", onnx_model=model, external_data=external)
+    return LoadedModel(
+        path=path,
+        format="onnx",
+        onnx_model=model,
+        input_shapes=shapes or (),
+        external_data=external,
+    )
 
 
 def load_onnx(path: Path, *, max_bytes: int | None = None) -> onnx.ModelProto:
@@ -110,8 +118,8 @@ def _load_onnx_and_data(
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends for damaged files
         raise ModelLoadError(
-            f"{path.name} is not a valid ONNX file (it could not be parsed: {_first_line(exc)}); "
-            "it may be truncated or another kind of file"
+            f"{path.name} is not a valid ONNX file (it could not be parsed: "
+            f"{error_text(exc, 200)}); it may be truncated or another kind of file"
         ) from exc
     if not model.graph.node and not model.graph.initializer:
         raise ModelLoadError(
@@ -124,7 +132,7 @@ def _load_onnx_and_data(
             f"{path.name} declares ONNX IR version {model.ir_version}; this tool reads versions "
             f"{_MIN_IR_VERSION} to {onnx.IR_VERSION}: the file is damaged, or re-export it"
         )
-    external = _external_data_files(model)
+    external = external_data_files(model)
     _refuse_data_outside(path, external)
     missing = sorted(f for f in external if not (path.parent / f).is_file())
     if missing:
@@ -132,7 +140,7 @@ def _load_onnx_and_data(
             f"{path.name} keeps its weights in {', '.join(missing)}, which is missing next to it "
             f"in {path.parent}; copy the data file(s) beside the model"
         )
-    total = path.stat().st_size + sum((path.parent / f).stat().st_size for f in external)
+    total = files_size_bytes([path, *(path.parent / f for f in external)])
     if max_bytes is not None and total > max_bytes:
         raise ModelLoadError(
             f"{path.name} with its external data is {total / 2**30:.1f} GiB, more than this "
@@ -143,7 +151,7 @@ def _load_onnx_and_data(
             onnx.load_external_data_for_model(model, str(path.parent))
         except Exception as exc:
             raise ModelLoadError(
-                f"{path.name}: its external weights could not be read ({_first_line(exc)})"
+                f"{path.name}: its external weights could not be read ({error_text(exc, 200)})"
             ) from exc
     _check_tensors(model, path)
     return model, tuple(path.parent / f for f in sorted(external))
@@ -202,7 +210,7 @@ def _check_tensors(model: onnx.ModelProto, path: Path) -> None:
     need: a damaged file is refused here, in words, not deep inside numpy later."""
     from onnx import _mapping
 
-    for tensor in _iter_all_tensors(model.graph):
+    for tensor in iter_all_tensors(model.graph):
         where = f"{path.name}: tensor {tensor.name!r}"
         if tensor.data_type not in _mapping.TENSOR_TYPE_MAP:
             raise ModelLoadError(
@@ -257,7 +265,7 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
             else:
                 onnx.save_model(model, str(tmp_model))
         except Exception as exc:
-            raise CompressionError(f"could not write {path}: {_first_line(exc)}") from exc
+            raise CompressionError(f"could not write {path}: {error_text(exc, 200)}") from exc
         os.replace(tmp_model, path)
     return path
 
@@ -311,7 +319,7 @@ def torch_to_onnx(
             model = onnx.load(str(out))
         except Exception as exc:
             raise ModelLoadError(
-                f"{name} could not be converted to ONNX ({_first_line(exc)}); "
+                f"{name} could not be converted to ONNX ({error_text(exc, 200)}); "
                 "export it to ONNX yourself and open the .onnx"
             ) from exc
     return model
@@ -369,11 +377,6 @@ def _looks_like_text(head: bytes) -> bool:
     return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
-
-
 def _memory_limit_bytes() -> int:
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -382,24 +385,21 @@ def _memory_limit_bytes() -> int:
     return int(total * 0.8)
 
 
-def _iter_all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                yield attr.t
-            elif attr.type == onnx.AttributeProto.GRAPH:
-                yield from _iter_all_tensors(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _iter_all_tensors(sub)
-
-
 def onnx_files(path: str | os.PathLike[str]) -> tuple[Path, ...]:
     """An ONNX file and the external weight files it names, which must travel with it."""
     path = Path(path)
     model = onnx.load(str(path), load_external_data=False)
-    return (path, *(path.parent / name for name in sorted(_external_data_files(model))))
+    return (path, *(path.parent / name for name in sorted(external_data_files(model))))
+
+
+def file_size_bytes(path: str | os.PathLike[str]) -> int:
+    """What a model takes on disk: the file and every weight file it needs (an ONNX model's
+    external data, an OpenVINO IR's .bin). The one size function every report uses."""
+    return files_size_bytes(model_files(path))
+
+
+def files_size_bytes(files: Sequence[Path]) -> int:
+    return sum(Path(f).stat().st_size for f in files)
 
 
 def model_files(path: str | os.PathLike[str]) -> tuple[Path, ...]:
@@ -411,18 +411,8 @@ def model_files(path: str | os.PathLike[str]) -> tuple[Path, ...]:
     return onnx_files(path)
 
 
-def _external_data_files(model: onnx.ModelProto) -> set[str]:
-    files = set()
-    for tensor in _iter_all_tensors(model.graph):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    files.add(entry.value)
-    return files
-
-
 def _all_inline(model: onnx.ModelProto) -> bool:
-    return not _external_data_files(model)
+    return not external_data_files(model)
 
 
 def _zip_names(path: Path) -> list[str]:
@@ -459,7 +449,7 @@ def _load_torchscript(path: Path, input_shapes: tuple[tuple[int, ...], ...] | No
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:
         raise ModelLoadError(
-            f"{path.name} looks like TorchScript but could not be loaded: {_first_line(exc)}"
+            f"{path.name} looks like TorchScript but could not be loaded: {error_text(exc, 200)}"
         ) from exc
     module.eval()
     notes: list[str] = []
@@ -497,7 +487,7 @@ def _load_exported_program(
     except Exception as exc:
         raise ModelLoadError(
             f"{path.name} looks like a torch.export archive but could not be loaded: "
-            f"{_first_line(exc)}"
+            f"{error_text(exc, 200)}"
         ) from exc
     if input_shapes is None:
         input_shapes = tuple(
@@ -511,7 +501,7 @@ def _load_exported_program(
         model = torch.onnx.export(program, dynamo=True, opset_version=18).model_proto
     except Exception as exc:
         raise ModelLoadError(
-            f"{path.name} could not be converted to ONNX ({_first_line(exc)}); "
+            f"{path.name} could not be converted to ONNX ({error_text(exc, 200)}); "
             "export it to ONNX yourself and open the .onnx"
         ) from exc
     return LoadedModel(
@@ -572,7 +562,7 @@ def _load_trusted_pickle(path: Path, safe_error: Exception) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ModelLoadError(f"{path.name} could not be unpickled: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"{path.name} could not be unpickled: {error_text(exc, 200)}") from exc
 
 
 def _flatten_tensors(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from compressor_gui.core.data import Dataset
-from compressor_gui.core.errors import CompressionError
+from compressor_gui.core.errors import CompressionError, error_text
 
 NNCF_SUBSET_SIZE = 300  # NNCF's default calibration subset
 
@@ -51,7 +51,7 @@ def export_ir(onnx_path: str | os.PathLike[str], xml_path: str | os.PathLike[str
         model = ov.Core().read_model(str(onnx_path))
     except Exception as exc:
         raise CompressionError(
-            f"OpenVINO cannot read {Path(onnx_path).name}: {_line(exc)}"
+            f"OpenVINO cannot read {Path(onnx_path).name}: {error_text(exc)}"
         ) from exc
     save_ir(model, xml_path)
     return IrModel(Path(xml_path), "OpenVINO IR, FP32 weights")
@@ -126,7 +126,7 @@ def nncf_int8(
                 quantized = nncf.quantize(model, samples, subset_size=subset, ignored_scope=scope)
                 how = "NNCF INT8 post-training quantization"
     except Exception as exc:  # NNCF raises its own and OpenVINO's types
-        raise CompressionError(f"NNCF could not quantize the model: {_line(exc)}") from exc
+        raise CompressionError(f"NNCF could not quantize the model: {error_text(exc)}") from exc
     save_ir(quantized, xml_path)
     fake_quantize = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
     return IrModel(
@@ -155,7 +155,3 @@ def _quiet_stdout() -> Iterator[None]:
     """NNCF draws progress bars on stdout; a CLI printing JSON must not get them."""
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         yield
-
-
-def _line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.graph import node_attribute
 
 
 class UnsupportedOpError(CompressorError):
@@ -75,14 +76,6 @@ def _torch_op(name: str) -> TorchBuilder:
 
     build.__name__ = name
     return build
-
-
-def node_attribute(node: onnx.NodeProto, name: str, default: Any) -> Any:
-    """An attribute's value by name, or `default` when the node does not set it."""
-    for attr in node.attribute:
-        if attr.name == name:
-            return onnx.helper.get_attribute_value(attr)
-    return default
 
 
 # --- facts of weight-bearing layers ----------------------------------------------------------

@@ -17,11 +17,13 @@ import onnx
 from onnx import numpy_helper
 
 from compressor_gui.core.errors import CompressionError, PlanError
+from compressor_gui.core.graph import check_same_interface, graphs
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.ops import layer_facts, weight_axes
 from compressor_gui.core.plan import CompressionPlan
-from compressor_gui.core.prune_graph import ChannelGraph, check_same_interface
-from compressor_gui.core.weights import graphs, lift_weights
+from compressor_gui.core.prune_graph import ChannelGraph
+from compressor_gui.core.shapes import Shapes, random_feed
+from compressor_gui.core.weights import lift_weights
 
 IMPORTANCES = ("l1", "l2", "bn_scale")
 
@@ -87,10 +89,11 @@ class PruneReport:
 
 
 def apply_pruning(
-    model: onnx.ModelProto, plan: CompressionPlan
+    model: onnx.ModelProto, plan: CompressionPlan, input_shapes: Shapes | None = None
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune every Conv/Gemm/MatMul layer whose plan setting has a ratio above 0: channels
-    first (they change shapes), then 2:4, then unstructured."""
+    first (they change shapes), then 2:4, then unstructured; each result is checked to run
+    on inputs of `input_shapes` (default: dynamic dims 1)."""
     inventory = build_inventory(model)
     prunable = {name for name, _ in _layers(model)}
     by_pattern: dict[str, dict[str, float]] = {"channel": {}, "2:4": {}, "unstructured": {}}
@@ -105,13 +108,17 @@ def apply_pruning(
     )
     result = model
     if by_pattern["channel"]:
-        result, step = prune_channels(result, by_pattern["channel"], importance=plan.importance)
+        result, step = prune_channels(
+            result, by_pattern["channel"], importance=plan.importance, input_shapes=input_shapes
+        )
         report = report.merged(step)
     if by_pattern["2:4"]:
-        result, step = prune_n_m(result, by_pattern["2:4"])
+        result, step = prune_n_m(result, by_pattern["2:4"], input_shapes=input_shapes)
         report = report.merged(step)
     if by_pattern["unstructured"]:
-        result, step = prune_unstructured(result, by_pattern["unstructured"])
+        result, step = prune_unstructured(
+            result, by_pattern["unstructured"], input_shapes=input_shapes
+        )
         report = report.merged(step)
     return result, report
 
@@ -120,7 +127,7 @@ def apply_pruning(
 
 
 def prune_unstructured(
-    model: onnx.ModelProto, ratios: Mapping[str, float]
+    model: onnx.ModelProto, ratios: Mapping[str, float], input_shapes: Shapes | None = None
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Zero the smallest-magnitude `ratio` of each named layer's weight (biases untouched)."""
     result = _named_copy(model)
@@ -141,7 +148,7 @@ def prune_unstructured(
         done.append(
             LayerPrune(name, "unstructured", ratio, _sparsity(flat), weight_count=flat.size)
         )
-    check_same_interface(model, result, "unstructured pruning")
+    check_same_interface(model, result, "unstructured pruning", random_feed(model, input_shapes))
     return result, _totals(PruneReport(layers=tuple(done), skipped=tuple(skipped)), model, result)
 
 
@@ -226,7 +233,11 @@ def n_m_axis(model: onnx.ModelProto, layer: str, ndim: int = 2) -> int:
 
 
 def prune_n_m(
-    model: onnx.ModelProto, layers: Iterable[str], n: int = 2, m: int = 4
+    model: onnx.ModelProto,
+    layers: Iterable[str],
+    n: int = 2,
+    m: int = 4,
+    input_shapes: Shapes | None = None,
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Keep the `n` largest of every `m` consecutive weights along the input dimension."""
     if not 0 < n < m:
@@ -263,7 +274,7 @@ def prune_n_m(
         done.append(
             LayerPrune(name, pattern, 1 - n / m, _sparsity(pruned), weight_count=pruned.size)
         )
-    check_same_interface(model, result, f"{pattern} pruning")
+    check_same_interface(model, result, f"{pattern} pruning", random_feed(model, input_shapes))
     report = PruneReport(layers=tuple(done), skipped=tuple(skipped), n_m_weights=tuple(sparse))
     return result, _totals(report, model, result)
 
@@ -276,6 +287,7 @@ def prune_channels(
     ratios: Mapping[str, float],
     importance: str = "l1",
     round_to: int = 1,
+    input_shapes: Shapes | None = None,
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Remove the least important output channels of each named layer's coupled group (the
     largest ratio named in a group wins) and the matching inputs of every consumer; kept counts
@@ -328,7 +340,7 @@ def prune_channels(
         keep[root] = np.sort(np.argsort(-scores, kind="stable")[:kept])
         groups.append(ChannelGroup(graph.layers(root), size, kept, criterion))
     result = graph.apply(keep)
-    check_same_interface(model, result, "channel pruning")
+    check_same_interface(model, result, "channel pruning", random_feed(model, input_shapes))
     done = []
     for root, names in named.items():
         size = graph.spaces[root].size

@@ -13,6 +13,7 @@ the rules themselves live here. Handlers record which tensor axes follow which l
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -20,9 +21,16 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compressor_gui.core.data import feed_shape, input_specs
-from compressor_gui.core.errors import CompressionError
-from compressor_gui.core.ops import facts_for, node_attribute
+from compressor_gui.core.graph import (
+    graph_constants,
+    has_subgraphs,
+    names_read_in_subgraphs,
+    node_attribute,
+    real_inputs,
+    set_stored_arrays,
+)
+from compressor_gui.core.ops import facts_for
+from compressor_gui.core.shapes import value_shapes
 
 
 @dataclass(frozen=True)
@@ -60,18 +68,12 @@ class ChannelGraph:
         self.model = model
         self.graph = model.graph
         self.consts: dict[str, np.ndarray] = {
-            t.name: numpy_helper.to_array(t) for t in self.graph.initializer
+            name: numpy_helper.to_array(tensor)
+            for name, tensor in graph_constants(self.graph).items()
         }
-        for node in self.graph.node:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                value = next((a.t for a in node.attribute if a.name == "value"), None)
-                if value is not None:
-                    self.consts[node.output[0]] = numpy_helper.to_array(value)
-        self.uses: dict[str, int] = {}
-        for node in self.graph.node:
-            for name in node.input:
-                self.uses[name] = self.uses.get(name, 0) + 1
-        self.shapes = _infer_shapes(model)
+        self.uses = Counter(name for node in self.graph.node for name in node.input)
+        self.shapes = value_shapes(model)
+        self.shapes.update((t.name, tuple(t.dims)) for t in self.graph.initializer)
         self.spaces: list[Space] = []
         self.layouts: dict[str, Layout] = {}
         self.slices: list[AxisSlice] = []
@@ -135,18 +137,16 @@ class ChannelGraph:
         return first
 
     def _build(self) -> None:
-        initializers = {t.name for t in self.graph.initializer}
-        for value in self.graph.input:
-            if value.name not in initializers:
-                shape = self.shapes.get(value.name) or ()
-                size = shape[1] if len(shape) > 1 and isinstance(shape[1], int) else -1
-                space = self.new_space(size, frozen=f"graph input {value.name}")
-                self.layouts[value.name] = Layout((space,))
+        for value in real_inputs(self.graph):
+            shape = self.shapes.get(value.name) or ()
+            size = shape[1] if len(shape) > 1 and isinstance(shape[1], int) else -1
+            space = self.new_space(size, frozen=f"graph input {value.name}")
+            self.layouts[value.name] = Layout((space,))
         for position, node in enumerate(self.graph.node):
             self.position = position
             facts = facts_for(node)
             handler = HANDLERS.get(facts.channels) if facts and facts.channels else None
-            if any(a.type in _GRAPH_ATTRS for a in node.attribute):
+            if has_subgraphs(node):
                 handler = _with_subgraphs
             (handler or _unknown)(self, node)
         for value in self.graph.output:
@@ -234,19 +234,7 @@ class ChannelGraph:
             for axis, index in axes.items():
                 array = np.take(array, index, axis=axis)
             new_arrays[name] = array
-        for tensor in model.graph.initializer:
-            if tensor.name in new_arrays:
-                tensor.CopyFrom(numpy_helper.from_array(new_arrays[tensor.name], tensor.name))
-        for value in model.graph.input:  # old exports also list initializers as inputs
-            if value.name in new_arrays:
-                dims = value.type.tensor_type.shape.dim
-                for dim, size in zip(dims, new_arrays[value.name].shape, strict=True):
-                    dim.dim_value = size
-        for node in model.graph.node:
-            if node.op_type == "Constant" and node.output[0] in new_arrays:
-                for attr in node.attribute:
-                    if attr.name == "value":
-                        attr.t.CopyFrom(numpy_helper.from_array(new_arrays[node.output[0]]))
+        set_stored_arrays(model.graph, new_arrays)
         for position, layout in self.group_attrs:
             index = self.indices(layout, keep)
             if index is not None:
@@ -590,90 +578,3 @@ HANDLERS: dict[str, Callable[[ChannelGraph, onnx.NodeProto], None]] = {
     "resize": _resize,
     "pad": _pad,
 }
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-_GRAPH_ATTRS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-
-
-def names_read_in_subgraphs(graph: onnx.GraphProto) -> set[str]:
-    """Values that If/Loop bodies of `graph`'s nodes read (outer values are read by name)."""
-    names: set[str] = set()
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                names.update(i for n in sub.node for i in n.input)
-                names |= names_read_in_subgraphs(sub)
-    return names
-
-
-def _infer_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, ...]]:
-    """Static shapes of every value (dynamic dims as their symbol or None)."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception as exc:
-        raise CompressionError(f"shape inference failed on this model: {exc}") from exc
-    shapes = {}
-    graph = inferred.graph
-    for value in [*graph.input, *graph.value_info, *graph.output]:
-        tensor_type = value.type.tensor_type
-        if not tensor_type.HasField("shape"):
-            continue
-        shapes[value.name] = tuple(
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-            for d in tensor_type.shape.dim
-        )
-    for tensor in graph.initializer:
-        shapes[tensor.name] = tuple(tensor.dims)
-    return shapes
-
-
-def random_feed(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
-    """A random batch of 1 for every real input (dynamic dims taken as 1)."""
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for spec in input_specs(model):
-        shape = feed_shape(spec)
-        if spec.dtype.kind == "f":
-            feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        else:
-            feed[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
-    return feed
-
-
-def run_model(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    """Outputs of `model` on `feed` in onnxruntime (one thread: this is a check, not a bench)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    return session.run(None, dict(feed))
-
-
-def check_same_interface(before: onnx.ModelProto, after: onnx.ModelProto, what: str) -> None:
-    """The rewritten model must pass the checker and run in onnxruntime with the original's
-    input and output names and shapes; otherwise CompressionError (the input is untouched)."""
-    try:
-        onnx.checker.check_model(after, full_check=True)
-        feed = random_feed(before)
-        old, new = run_model(before, feed), run_model(after, feed)
-    except CompressionError:
-        raise
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise CompressionError(
-            f"{what} produced a model that does not check or run ({first}); the input model "
-            "was left as it was"
-        ) from exc
-    names = ([o.name for o in before.graph.output], [o.name for o in after.graph.output])
-    if names[0] != names[1] or [a.shape for a in old] != [b.shape for b in new]:
-        raise CompressionError(
-            f"{what} changed the model's outputs ({names[0]} {[a.shape for a in old]} became "
-            f"{names[1]} {[b.shape for b in new]}); the input model was left as it was"
-        )

@@ -14,26 +14,36 @@ the model is undone and its layers stay float, with a warning saying why.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from compressor_gui.core.data import Dataset, calibration_reader
-from compressor_gui.core.errors import CompressionError, CompressorError
-from compressor_gui.core.evaluate import fidelity, make_session, run_outputs, sample_feed
+from compressor_gui.core.errors import CompressionError, CompressorError, error_text
+from compressor_gui.core.evaluate import fidelity, run_outputs, sample_feed
+from compressor_gui.core.graph import (
+    check_runs,
+    constants_to_initializers,
+    contained,
+    gemm_as_matmul_ok,
+    gemm_to_matmul,
+    make_session,
+    name_nodes,
+    node_names,
+    nodes_by_name,
+    opset,
+    toposort,
+)
 from compressor_gui.core.hardware import MachineInfo, local_machine
-from compressor_gui.core.inventory import _constant_value, build_inventory
-from compressor_gui.core.ops import weight_axes
+from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.plan import INT4_BLOCK_SIZE, CompressionPlan, LayerSetting
-from compressor_gui.core.quant_ops import CODECS, int4_blocks, rule_for
+from compressor_gui.core.quant_ops import rule_for
+from compressor_gui.core.shapes import Shapes, resolve_input_shapes, restore_io, with_input_shapes
+from compressor_gui.core.weight_codes import encode_stored
 
 SIMULATED = "simulated: no runtime kernel"
 CALIBRATION_SAMPLES = 256
@@ -95,14 +105,17 @@ def quantize_model(
     dataset: Dataset | None = None,
     *,
     options: Int8Options | None = None,
+    input_shapes: Shapes | None = None,
 ) -> QuantizeResult:
-    """Quantize a copy of `model` as `plan` says; the result passes onnx.checker and runs."""
+    """Quantize a copy of `model` as `plan` says; the result passes onnx.checker and runs.
+    `input_shapes` (default: resolved from the data) are what each pass is run on."""
     options = options or Int8Options()
+    shapes = input_shapes or resolve_input_shapes(model, data=dataset, probe=False)
     work = onnx.ModelProto()
     work.CopyFrom(model)
     warnings: list[str] = []
-    _name_nodes(work.graph)
-    moved = _constants_to_initializers(work.graph)
+    name_nodes(work.graph)
+    moved = constants_to_initializers(work.graph)
     if moved:
         warnings.append(
             f"{moved} Constant tensors of the main graph became initializers "
@@ -120,15 +133,23 @@ def quantize_model(
                 f"no calibration data: {len(lacking)} layer(s) stored INT8 weight-only (float "
                 "compute, smaller file, no speed-up); give data for static INT8"
             )
-    feed = _usable_feed(work, dataset, warnings)
-    if any(routes.get(m) for m in _AXIS_ROUTES) and _opset(work) < PER_CHANNEL_OPSET:
+    feed = _usable_feed(work, dataset, shapes, warnings)
+    if any(routes.get(m) for m in _AXIS_ROUTES) and opset(work) < PER_CHANNEL_OPSET:
         work, options = _per_channel_opset(work, feed, options, layers, warnings)
-    if routes.get("int4_dq") and _opset(work) < INT4_OPSET:
+    if routes.get("int4_dq") and opset(work) < INT4_OPSET:
         words = "INT4 weights are stored as int8 codes"
         work = _upgrade_opset(work, feed, INT4_OPSET, warnings, words)
-    node_names = frozenset(_node_names(work.graph))
+    original_nodes = frozenset(node_names(work.graph))
     context = _Context(
-        plan, dataset, options, warnings, layers, node_names, node_names & frozenset(settings), []
+        plan,
+        dataset,
+        options,
+        warnings,
+        layers,
+        original_nodes,
+        original_nodes & frozenset(settings),
+        [],
+        shapes,
     )
     actions: dict[str, LayerAction] = {}
     for method, handler in _HANDLERS.items():
@@ -139,7 +160,7 @@ def quantize_model(
         candidate.CopyFrom(work)
         try:
             candidate, done = handler(candidate, names, context)
-            _check_runs(candidate, feed)
+            check_runs(candidate, feed)
         except CompressorError as exc:
             warnings.append(f"{_LABELS[method]} failed, {len(names)} layer(s) left float: {exc}")
             continue
@@ -179,6 +200,7 @@ class _Context:
     original_nodes: frozenset[str]  # node names before any pass added nodes
     layer_nodes: frozenset[str]  # every weight-bearing node, 32-bit ones included
     forms: list[tuple[str, str]]  # (form name, why) of each INT8 pass
+    shapes: Shapes  # the input shapes every pass is run on
 
 
 _LABELS = {
@@ -208,7 +230,7 @@ def _route(layers: dict[str, _Layer], has_data: bool, model: onnx.ModelProto) ->
                 method = "weight_only"
         elif bits == 4 and rule is not None:
             nbits_ok = layer.main_graph and _has_init_weight(layer)
-            if nbits_ok and (rule.nbits or _gemm_as_matmul_ok(layer.node, model.graph)):
+            if nbits_ok and (rule.nbits or gemm_as_matmul_ok(layer.node, model.graph)):
                 method = "nbits"
             else:
                 method = "int4_dq"
@@ -279,13 +301,63 @@ def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
     """onnxruntime quantize_static in one INT8 form, with fallbacks when shape inference or
     the result fails: symbolic shape inference -> ONNX shape inference only -> fixed input
     shapes -> without the nodes the error names."""
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
+    from onnxruntime.quantization import quant_pre_process, quantize_static
+
+    arguments, method = _static_arguments(names, ctx, form, warnings)
+    whole = ctx.plan.default.bits == 8
+    others = sorted(ctx.layer_nodes - set(names))
+    excluded: list[str] = []
+    last_error = ""
+    with tempfile.TemporaryDirectory(prefix="compressor-gui-") as tmp:
+        for attempt in ("pre_process", "onnx_shapes", "fixed_shapes", "exclude"):
+            source = Path(tmp) / f"{attempt}_in.onnx"
+            target = Path(tmp) / f"{attempt}_out.onnx"
+            candidate = with_input_shapes(model, ctx.shapes) if attempt == "fixed_shapes" else model
+            onnx.save(candidate, str(source))
+            try:
+                if attempt == "pre_process":
+                    prepared = Path(tmp) / "pre.onnx"
+                    with contained():
+                        quant_pre_process(str(source), str(prepared), skip_optimization=True)
+                    source = prepared
+                if attempt == "exclude":
+                    excluded = [n for n in node_names(model.graph) if n in last_error]
+                    if not excluded:
+                        break
+                batch = 1 if attempt == "fixed_shapes" else 16
+                with contained():
+                    quantize_static(
+                        str(source),
+                        str(target),
+                        calibration_reader(ctx.dataset, CALIBRATION_SAMPLES, batch),
+                        nodes_to_quantize=None
+                        if whole
+                        else [n for n in names if n not in excluded],
+                        nodes_to_exclude=others + excluded,
+                        **arguments,
+                    )
+                result = onnx.load(str(target))
+                check_runs(result, sample_feed(result, ctx.dataset))
+            except Exception as exc:  # quantizer internals raise anything; we fall back
+                last_error = error_text(exc)
+                continue
+            if attempt != "pre_process":
+                warnings.append(
+                    f"static INT8: onnxruntime's recommended path failed ({last_error}); "
+                    f"quantized with {_FALLBACK_WORDS[attempt]}"
+                    + (f" (left float: {', '.join(excluded)})" if excluded else "")
+                )
+            if attempt == "fixed_shapes":
+                restore_io(result, model)
+            quantized = [n for n in names if n not in excluded and _was_quantized(result, n)]
+            return result, _actions_for(ctx, quantized, 8, method)
+    raise CompressionError(last_error or "no quantized model came out")
+
+
+def _static_arguments(names, ctx: _Context, form, warnings: list[str]) -> tuple[dict, str]:
+    """quantize_static's keyword arguments for these layers in this form, and the words
+    that describe the method to the user."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
     method = {
         "minmax": CalibrationMethod.MinMax,
@@ -298,84 +370,36 @@ def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
         per_channel = all(layer.setting.per_channel for layer in chosen)
         if len({layer.setting.per_channel for layer in chosen}) > 1:
             warnings.append("INT8 layers mix per-channel and per-tensor: all quantized per-tensor")
-    symmetric = all(layer.setting.symmetric for layer in chosen)
-    whole = ctx.plan.default.bits == 8
-    others = sorted(ctx.layer_nodes - set(names))
     s8 = ctx.options.activations == "s8"
-    fmt = QuantFormat.QOperator if ctx.options.quant_format == "qoperator" else QuantFormat.QDQ
-    extra = {"WeightSymmetric": symmetric, "ActivationSymmetric": s8}
-    weight_type = QuantType.QUInt8 if form.weight_type == "u8" else QuantType.QInt8
+    qoperator = ctx.options.quant_format == "qoperator"
+    extra = {
+        "WeightSymmetric": all(layer.setting.symmetric for layer in chosen),
+        "ActivationSymmetric": s8,
+    }
     if method == CalibrationMethod.Percentile:
         extra["CalibPercentile"] = 99.99
-    excluded: list[str] = []
-    attempts = ["pre_process", "onnx_shapes", "fixed_shapes", "exclude"]
-    last_error = ""
-    with tempfile.TemporaryDirectory(prefix="compressor-gui-") as tmp:
-        for attempt in attempts:
-            source = Path(tmp) / f"{attempt}_in.onnx"
-            target = Path(tmp) / f"{attempt}_out.onnx"
-            candidate = _fixed_input_shapes(model) if attempt == "fixed_shapes" else model
-            onnx.save(candidate, str(source))
-            try:
-                if attempt == "pre_process":
-                    prepared = Path(tmp) / "pre.onnx"
-                    with contained():
-                        quant_pre_process(str(source), str(prepared), skip_optimization=True)
-                    source = prepared
-                if attempt == "exclude":
-                    excluded = [n for n in _node_names(model.graph) if n in last_error]
-                    if not excluded:
-                        break
-                batch = 1 if attempt == "fixed_shapes" else 16
-                with contained():
-                    quantize_static(
-                        str(source),
-                        str(target),
-                        calibration_reader(ctx.dataset, CALIBRATION_SAMPLES, batch),
-                        quant_format=fmt,
-                        op_types_to_quantize=list(ctx.options.op_types)
-                        if ctx.options.op_types
-                        else None,
-                        per_channel=per_channel,
-                        activation_type=QuantType.QInt8 if s8 else QuantType.QUInt8,
-                        weight_type=weight_type,
-                        reduce_range=form.reduce_range,
-                        nodes_to_quantize=None
-                        if whole
-                        else [n for n in names if n not in excluded],
-                        nodes_to_exclude=others + excluded,
-                        calibrate_method=method,
-                        extra_options=extra,
-                    )
-                result = onnx.load(str(target))
-                _check_runs(result, sample_feed(result, ctx.dataset))
-            except Exception as exc:  # quantizer internals raise anything; we fall back
-                last_error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-                continue
-            if attempt != "pre_process":
-                warnings.append(
-                    f"static INT8: onnxruntime's recommended path failed ({last_error}); "
-                    f"quantized with {_FALLBACK_WORDS[attempt]}"
-                    + (f" (left float: {', '.join(excluded)})" if excluded else "")
-                )
-            if attempt == "fixed_shapes":
-                _restore_io(result, model)
-            done = _actions_for(
-                ctx,
-                [n for n in names if n not in excluded and _was_quantized(result, n)],
-                8,
-                f"INT8 static {'QOperator' if fmt == QuantFormat.QOperator else 'QDQ'} "
-                f"({'per-channel' if per_channel else 'per-tensor'}, "
-                f"{ctx.plan.calibration} calibration, {'s8' if s8 else 'u8'} activations, "
-                f"{form.weight_type} weights{', reduce_range' if form.reduce_range else ''})",
-            )
-            return result, done
-    raise CompressionError(last_error or "no quantized model came out")
+    arguments = {
+        "quant_format": QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
+        "op_types_to_quantize": list(ctx.options.op_types) if ctx.options.op_types else None,
+        "per_channel": per_channel,
+        "activation_type": QuantType.QInt8 if s8 else QuantType.QUInt8,
+        "weight_type": QuantType.QUInt8 if form.weight_type == "u8" else QuantType.QInt8,
+        "reduce_range": form.reduce_range,
+        "calibrate_method": method,
+        "extra_options": extra,
+    }
+    words = (
+        f"INT8 static {'QOperator' if qoperator else 'QDQ'} "
+        f"({'per-channel' if per_channel else 'per-tensor'}, "
+        f"{ctx.plan.calibration} calibration, {'s8' if s8 else 'u8'} activations, "
+        f"{form.weight_type} weights{', reduce_range' if form.reduce_range else ''})"
+    )
+    return arguments, words
 
 
 _FALLBACK_WORDS = {
     "onnx_shapes": "ONNX shape inference only",
-    "fixed_shapes": "input shapes fixed (dynamic dims = 1)",
+    "fixed_shapes": "input shapes fixed",
     "exclude": "the failing nodes excluded",
 }
 
@@ -415,7 +439,7 @@ def _dynamic_int8(model, names, ctx: _Context):
                     reduce_range=form.reduce_range,
                 )
         except Exception as exc:
-            raise CompressionError(str(exc).splitlines()[0][:300]) from exc
+            raise CompressionError(error_text(exc)) from exc
         result = onnx.load(str(target))
     done = [n for n in names if _was_quantized(result, n)]
     words = f"{form.weight_type} weights" + (", reduce_range" if form.reduce_range else "")
@@ -427,11 +451,11 @@ def _nbits(model, names, ctx: _Context):
     into MatMul + Add (keeping the layer's name on the MatMul)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    by_name = _nodes_by_name(model.graph)
+    by_name = nodes_by_name(model.graph)
     for name in names:
         node, graph = by_name[name]
         if node.op_type == "Gemm":
-            _gemm_to_matmul(graph, node)
+            gemm_to_matmul(graph, node)
     symmetric = all(ctx.layers[n].setting.symmetric for n in names)
     try:
         with contained():
@@ -444,7 +468,7 @@ def _nbits(model, names, ctx: _Context):
             )
             quantizer.process()
     except Exception as exc:
-        raise CompressionError(str(exc).splitlines()[0][:300]) from exc
+        raise CompressionError(error_text(exc)) from exc
     result = quantizer.model.model
     done = [n for n in names if not any(node.name == n for node in result.graph.node)]
     return result, _actions_for(ctx, done, 4, f"INT4 MatMulNBits (blocks of {INT4_BLOCK_SIZE})")
@@ -454,8 +478,8 @@ def _weight_only(model, names, ctx: _Context):
     """Weights as integer codes + per-channel scales behind a DequantizeLinear that takes the
     stored tensor's place (wherever it lives: initializer, Constant, subgraph), so the file
     shrinks and accuracy is real; the op itself still computes in float."""
-    int4_storage = _opset(model) >= INT4_OPSET
-    by_name = _nodes_by_name(model.graph)
+    int4_storage = opset(model) >= INT4_OPSET
+    by_name = nodes_by_name(model.graph)
     done: dict[str, LayerAction] = {}
     for name in names:
         layer = ctx.layers[name]
@@ -463,7 +487,7 @@ def _weight_only(model, names, ctx: _Context):
         bits = layer.setting.bits
         stored = 0
         for weight in layer.weights:
-            stored += _encode_stored(
+            stored += encode_stored(
                 model.graph, weight, bits, layer.setting.per_channel, node, int4_storage
             )
         if not stored and layer.shares:
@@ -493,14 +517,14 @@ def _fp16(model, names, ctx: _Context):
     if ctx.plan.default.bits == 16:
         layer_names = set(ctx.layer_nodes)
         allowed |= {n for n in ctx.original_nodes if n not in layer_names}
-    _name_nodes(model.graph, prefix="node_")
-    block = [n for n in _node_names(model.graph) if n not in allowed]
+    name_nodes(model.graph, prefix="node_")
+    block = [n for n in node_names(model.graph) if n not in allowed]
     try:
         with contained():
             result = convert_float_to_float16(model, keep_io_types=True, node_block_list=block)
     except Exception as exc:
-        raise CompressionError(str(exc).splitlines()[0][:300]) from exc
-    _toposort(result.graph)
+        raise CompressionError(error_text(exc)) from exc
+    toposort(result.graph)
     return result, _actions_for(ctx, names, 16, "FP16 (IO kept float32)")
 
 
@@ -514,324 +538,8 @@ _HANDLERS: dict[str, Callable] = {
 }
 
 
-# --- weight codes -------------------------------------------------------------------------
-
-
-def _encode_stored(
-    root: onnx.GraphProto,
-    weight: str,
-    bits: int,
-    per_channel: bool,
-    node: onnx.NodeProto,
-    int4_storage: bool,
-) -> int:
-    """Replace one stored float tensor by codes + scale + DequantizeLinear producing the same
-    name in the same graph. Scales run along the output channels when `node` consumes the
-    tensor as is at a weight input the op table knows, else along axis 0 (a tensor reaching
-    it through reshapes). Returns 1 if done, 0 if the tensor is not a float of 2+ dims."""
-    found = _find_stored(root, weight)
-    if found is None:
-        return 0
-    graph, tensor, constant = found
-    array = numpy_helper.to_array(tensor)
-    if array.dtype.kind != "f" or array.ndim < 2:
-        return 0
-    axis, block_axis = _stored_axes(node, weight, array.ndim)
-    blocked = (
-        bits == 4
-        and int4_storage
-        and block_axis is not None
-        and array.shape[block_axis] >= INT4_BLOCK_SIZE
-    )
-    if blocked:
-        axis = block_axis
-        codes, scale = int4_blocks(array.astype(np.float32), axis, INT4_BLOCK_SIZE)
-    else:
-        codes, scale = CODECS[bits](array.astype(np.float32), axis, per_channel)
-        if not per_channel:
-            scale = scale[:1].reshape(())
-    base = f"{weight}_w{bits}".replace("/", "_")
-    if bits in (2, 1):
-        tensors, new_nodes = _packed_decoder(
-            base, weight, bits, codes, scale.astype(array.dtype), axis
-        )
-    else:
-        if int4_storage and bits == 4:
-            quantized = _int4_tensor(f"{base}_q", codes)
-        else:
-            quantized = numpy_helper.from_array(codes, f"{base}_q")
-        scale_tensor = numpy_helper.from_array(scale.astype(array.dtype), f"{base}_scale")
-        attrs = {"axis": axis} if per_channel or blocked else {}
-        if blocked:
-            attrs["block_size"] = INT4_BLOCK_SIZE
-        tensors = [quantized, scale_tensor]
-        new_nodes = [
-            helper.make_node(
-                "DequantizeLinear",
-                [quantized.name, scale_tensor.name],
-                [weight],
-                name=f"{base}_DequantizeLinear",
-                **attrs,
-            )
-        ]
-    if constant is not None:
-        graph.node.remove(constant)
-        new_nodes[:0] = [
-            helper.make_node("Constant", [], [t.name], name=f"{t.name}_Constant", value=t)
-            for t in tensors
-        ]
-    else:
-        graph.initializer.remove(tensor)
-        graph.initializer.extend(tensors)
-    for offset, new in enumerate(new_nodes):
-        graph.node.insert(offset, new)
-    return 1
-
-
-def _stored_axes(node: onnx.NodeProto, weight: str, ndim: int) -> tuple[int, int | None]:
-    """(scale axis, INT4 block axis or None) of a stored weight as `node` consumes it."""
-    for position, name in enumerate(node.input):
-        axes = weight_axes(node, position, ndim) if name == weight else None
-        if axes is not None:
-            return axes
-    return 0, None
-
-
-def _packed_decoder(
-    base: str, weight: str, bits: int, codes: np.ndarray, scale: np.ndarray, axis: int
-) -> tuple[list[onnx.TensorProto], list[onnx.NodeProto]]:
-    """Ternary/binary codes packed 4 (2-bit) or 8 (1-bit) per byte, and the standard-op chain
-    that unpacks them into the float weight `weight`. ONNX has no 2/1-bit type or kernel, so
-    this is how the file gets the packed size; every input of the chain is a constant, so
-    onnxruntime folds it once when the session is created (compute stays float)."""
-    width = bits
-    per_byte = 8 // width
-    # ternary {-1, 0, 1} -> {0, 1, 2} (2 bits); binary {-1, 1} -> {0, 1} (1 bit)
-    unsigned = ((codes.reshape(-1).astype(np.int16) + 1) // (3 - width)).astype(np.uint8)
-    count = unsigned.size
-    padded = np.zeros(-(-count // per_byte) * per_byte, np.uint8)
-    padded[:count] = unsigned
-    fields = padded.reshape(-1, per_byte).astype(np.uint16)
-    packed = (fields << (width * np.arange(per_byte, dtype=np.uint16))).sum(axis=1)
-    # field j sits at bits [width*j, width*j + width): shift it to the top, then to the bottom
-    up = (8 - width * (np.arange(per_byte) + 1)).astype(np.uint8)
-    down = np.full(per_byte, 8 - width, np.uint8)
-    step, offset = (1.0, 1.0) if width == 2 else (2.0, 1.0)
-    broadcast = [1] * codes.ndim
-    broadcast[axis] = -1
-    float_type = helper.np_dtype_to_tensor_dtype(scale.dtype)
-    tensors = [
-        numpy_helper.from_array(packed.astype(np.uint8), f"{base}_packed"),
-        numpy_helper.from_array(np.array([1], np.int64), f"{base}_axis1"),
-        numpy_helper.from_array(up, f"{base}_up"),
-        numpy_helper.from_array(down, f"{base}_down"),
-        numpy_helper.from_array(np.array([-1], np.int64), f"{base}_flat"),
-        numpy_helper.from_array(np.array([0], np.int64), f"{base}_start"),
-        numpy_helper.from_array(np.array([count], np.int64), f"{base}_end"),
-        numpy_helper.from_array(np.array(step, scale.dtype), f"{base}_step"),
-        numpy_helper.from_array(np.array(offset, scale.dtype), f"{base}_offset"),
-        numpy_helper.from_array(np.array(codes.shape, np.int64), f"{base}_shape"),
-        numpy_helper.from_array(scale.reshape(broadcast if scale.ndim else ()), f"{base}_scale"),
-    ]
-    chain = [
-        ("Unsqueeze", ["packed", "axis1"], {}),
-        ("BitShift", ["0", "up"], {"direction": "LEFT"}),
-        ("BitShift", ["1", "down"], {"direction": "RIGHT"}),
-        ("Reshape", ["2", "flat"], {}),
-        ("Slice", ["3", "start", "end"], {}),
-        ("Cast", ["4"], {"to": float_type}),
-        ("Mul", ["5", "step"], {}),
-        ("Sub", ["6", "offset"], {}),
-        ("Reshape", ["7", "shape"], {}),
-        ("Mul", ["8", "scale"], {}),
-    ]
-    nodes = []
-    for index, (op, inputs, attrs) in enumerate(chain):
-        names = [f"{base}_{i}" if not i.isdigit() else f"{base}_unpack{i}" for i in inputs]
-        output = weight if index == len(chain) - 1 else f"{base}_unpack{index}"
-        nodes.append(
-            helper.make_node(op, names, [output], name=f"{base}_unpack_{op}{index}", **attrs)
-        )
-    return tensors, nodes
-
-
-def _int4_tensor(name: str, codes: np.ndarray) -> onnx.TensorProto:
-    """INT4 codes packed two per byte, low nibble first, as raw data (the list form of
-    make_tensor stores them as varints, about 40% larger)."""
-    flat = codes.reshape(-1).astype(np.uint8) & 0xF
-    if flat.size % 2:
-        flat = np.append(flat, np.uint8(0))
-    packed = flat[0::2] | (flat[1::2] << 4)
-    return helper.make_tensor(name, TensorProto.INT4, codes.shape, packed.tobytes(), raw=True)
-
-
-def _find_stored(graph: onnx.GraphProto, name: str):
-    """(graph, tensor, Constant node or None) of a stored tensor anywhere in the model."""
-    for tensor in graph.initializer:
-        if tensor.name == name:
-            return graph, tensor, None
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            value = _constant_value(node)
-            return (graph, value, node) if value is not None else None
-    for node in graph.node:
-        for sub in _subgraphs(node):
-            found = _find_stored(sub, name)
-            if found is not None:
-                return found
-    return None
-
-
-def _stored_array(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
-    for tensor in graph.initializer:
-        if tensor.name == name:
-            return numpy_helper.to_array(tensor)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            value = _constant_value(node)
-            return None if value is None else numpy_helper.to_array(value)
-    return None
-
-
-def _drop_if_unused(graph: onnx.GraphProto, name: str) -> None:
-    if any(name in node.input for node in _all_nodes(graph)) or any(
-        o.name == name for o in graph.output
-    ):
-        return
-    for index, tensor in enumerate(graph.initializer):
-        if tensor.name == name:
-            del graph.initializer[index]
-            break
-    for index, node in enumerate(graph.node):
-        if node.op_type == "Constant" and node.output[0] == name:
-            del graph.node[index]
-            break
-    for index, value in enumerate(graph.input):
-        if value.name == name:
-            del graph.input[index]
-            break
-
-
-# --- model surgery helpers ------------------------------------------------------------------
-
-
-def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            yield attr.g
-        elif attr.type == onnx.AttributeProto.GRAPHS:
-            yield from attr.graphs
-
-
-def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    for node in graph.node:
-        yield node
-        for sub in _subgraphs(node):
-            yield from _all_nodes(sub)
-
-
-def _node_names(graph: onnx.GraphProto) -> list[str]:
-    return [node.name for node in _all_nodes(graph)]
-
-
-def _nodes_by_name(graph: onnx.GraphProto) -> dict[str, tuple[onnx.NodeProto, onnx.GraphProto]]:
-    found: dict[str, tuple[onnx.NodeProto, onnx.GraphProto]] = {}
-
-    def visit(g: onnx.GraphProto) -> None:
-        for node in g.node:
-            found.setdefault(node.name, (node, g))
-        for node in g.node:
-            for sub in _subgraphs(node):
-                visit(sub)
-
-    visit(graph)
-    return found
-
-
-def _name_nodes(graph: onnx.GraphProto, prefix: str = "") -> None:
-    """Give unnamed nodes the names the inventory shows for them (`OpType_index`) and make
-    duplicates unique (`name#2`), in the inventory's order, so exclusion by name is exact."""
-    seen: set[str] = set()
-
-    def visit(g: onnx.GraphProto) -> None:
-        for index, node in enumerate(g.node):
-            if not node.name:
-                node.name = f"{prefix}{node.op_type}_{index}"
-            name, suffix = node.name, 1
-            while name in seen:
-                suffix += 1
-                name = f"{node.name}#{suffix}"
-            node.name = name
-            seen.add(name)
-        for node in g.node:
-            for sub in _subgraphs(node):
-                visit(sub)
-
-    visit(graph)
-
-
-def _toposort(graph: onnx.GraphProto, outer: frozenset[str] = frozenset()) -> None:
-    """Reorder nodes so each comes after its producers (the FP16 converter appends its
-    Casts at the end), keeping the original order wherever it is already valid."""
-    ready = set(outer) | {v.name for v in graph.input} | {t.name for t in graph.initializer}
-    ready.add("")
-    pending = list(graph.node)
-    needs = {id(node): set(node.input) | _free_names(node) for node in pending}
-    ordered: list[onnx.NodeProto] = []
-    while pending:
-        progress = [node for node in pending if needs[id(node)] <= ready]
-        if not progress:
-            ordered.extend(pending)  # a cycle or a missing input: leave it to the checker
-            break
-        for node in progress:
-            ready.update(node.output)
-        ordered.extend(progress)
-        placed = {id(node) for node in progress}
-        pending = [node for node in pending if id(node) not in placed]
-    copies = [onnx.NodeProto() for _ in ordered]
-    for copy, node in zip(copies, ordered, strict=True):
-        copy.CopyFrom(node)
-    del graph.node[:]
-    graph.node.extend(copies)
-    for node in graph.node:
-        for sub in _subgraphs(node):
-            _toposort(sub, frozenset(ready))
-
-
-def _free_names(node: onnx.NodeProto) -> set[str]:
-    """Names a node's subgraphs read from the enclosing scope."""
-    free: set[str] = set()
-    for sub in _subgraphs(node):
-        local = {v.name for v in sub.input} | {t.name for t in sub.initializer}
-        for inner in _all_nodes(sub):
-            local.update(inner.output)
-        free |= {i for inner in _all_nodes(sub) for i in inner.input if i and i not in local}
-    return free
-
-
-def _constants_to_initializers(graph: onnx.GraphProto) -> int:
-    """Main-graph Constant nodes holding tensors become initializers (onnxruntime's quantizer
-    only quantizes initializer weights)."""
-    moved = 0
-    for node in list(graph.node):
-        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
-            continue
-        if not any(a.name == "value" for a in node.attribute):
-            continue
-        value = _constant_value(node)
-        if value is None or not value.dims:
-            continue
-        tensor = onnx.TensorProto()
-        tensor.CopyFrom(value)
-        tensor.name = node.output[0]
-        graph.initializer.append(tensor)
-        graph.node.remove(node)
-        moved += 1
-    return moved
-
-
 def _layers(model: onnx.ModelProto, settings: dict[str, LayerSetting], inventory) -> dict:
-    by_name = _nodes_by_name(model.graph)
+    by_name = nodes_by_name(model.graph)
     info = {layer.name: layer for layer in inventory.layers}
     main = {id(node) for node in model.graph.node}
     layers = {}
@@ -854,41 +562,6 @@ def _layers(model: onnx.ModelProto, settings: dict[str, LayerSetting], inventory
     return layers
 
 
-def _gemm_as_matmul_ok(node: onnx.NodeProto, graph: onnx.GraphProto) -> bool:
-    if node.op_type != "Gemm":
-        return False
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    return (
-        attrs.get("transA", 0) == 0
-        and attrs.get("alpha", 1.0) == 1.0
-        and attrs.get("beta", 1.0) == 1.0
-        and _stored_array(graph, node.input[1]) is not None
-    )
-
-
-def _gemm_to_matmul(graph: onnx.GraphProto, node: onnx.NodeProto) -> None:
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    weight = _stored_array(graph, node.input[1])
-    if attrs.get("transB", 0):
-        weight = weight.T
-    weight_name = f"{node.input[1]}_matmul"
-    graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight), weight_name))
-    index = list(graph.node).index(node)
-    output = node.output[0]
-    has_bias = len(node.input) > 2 and node.input[2]
-    matmul_out = f"{output}_matmul" if has_bias else output
-    new_nodes = [helper.make_node("MatMul", [node.input[0], weight_name], [matmul_out], node.name)]
-    if has_bias:
-        new_nodes.append(
-            helper.make_node("Add", [matmul_out, node.input[2]], [output], f"{node.name}_bias")
-        )
-    old_weight = node.input[1]
-    graph.node.remove(node)
-    for offset, new in enumerate(new_nodes):
-        graph.node.insert(index + offset, new)
-    _drop_if_unused(graph, old_weight)
-
-
 def _was_quantized(model: onnx.ModelProto, name: str) -> bool:
     """The node is gone (QOperator / dynamic / MatMulNBits replace it) or its weight now
     comes from a DequantizeLinear (QDQ)."""
@@ -905,23 +578,19 @@ def _actions_for(ctx: _Context, names, bits: int, method: str) -> dict[str, Laye
     return {n: LayerAction(n, ctx.layers[n].op_type, bits, method) for n in names}
 
 
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
-
-
 def _upgrade_opset(
-    model: onnx.ModelProto, feed, opset: int, warnings: list[str], otherwise: str
+    model: onnx.ModelProto, feed, version: int, warnings: list[str], otherwise: str
 ) -> onnx.ModelProto:
-    """The model converted to `opset` by onnx's version converter, checked to run; when that
+    """The model converted to opset `version` by onnx's version converter, checked to run; when that
     fails, the model as it was and a warning ending in `otherwise` (what happens instead)."""
     try:
-        upgraded = onnx.version_converter.convert_version(model, opset)
-        _check_runs(upgraded, feed)
+        upgraded = onnx.version_converter.convert_version(model, version)
+        check_runs(upgraded, feed)
         return upgraded
     except Exception as exc:
         warnings.append(
-            f"opset {_opset(model)} could not be raised to {opset} "
-            f"({str(exc).splitlines()[0][:160]}): {otherwise}"
+            f"opset {opset(model)} could not be raised to {version} "
+            f"({error_text(exc, 160)}): {otherwise}"
         )
         return model
 
@@ -929,7 +598,7 @@ def _upgrade_opset(
 def _per_channel_opset(model, feed, options: Int8Options, layers: dict, warnings: list[str]):
     """Per-channel DequantizeLinear needs opset 13: an older model is converted first, or,
     when it cannot be, quantized with one scale per tensor."""
-    before = _opset(model)
+    before = opset(model)
     upgraded = _upgrade_opset(
         model, feed, PER_CHANNEL_OPSET, warnings, "quantized with one scale per tensor"
     )
@@ -944,38 +613,10 @@ def _per_channel_opset(model, feed, options: Int8Options, layers: dict, warnings
     return model, dataclasses.replace(options, per_channel=False)
 
 
-def _fixed_input_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
-    initializers = {t.name for t in fixed.graph.initializer}
-    for value in fixed.graph.input:
-        if value.name in initializers:
-            continue
-        for dim in value.type.tensor_type.shape.dim:
-            if not (dim.HasField("dim_value") and dim.dim_value > 0):
-                dim.Clear()
-                dim.dim_value = 1
-    del fixed.graph.value_info[:]
-    return fixed
-
-
-def _restore_io(result: onnx.ModelProto, original: onnx.ModelProto) -> None:
-    """Put the original (dynamic) input/output shapes back after a fixed-shape quantization."""
-    inputs = {v.name: v for v in original.graph.input}
-    outputs = {v.name: v for v in original.graph.output}
-    for value in result.graph.input:
-        if value.name in inputs:
-            value.CopyFrom(inputs[value.name])
-    for value in result.graph.output:
-        if value.name in outputs:
-            value.CopyFrom(outputs[value.name])
-    del result.graph.value_info[:]
-
-
-def _usable_feed(model: onnx.ModelProto, dataset: Dataset | None, warnings: list[str]):
-    """One sample to prove each pass's result runs: from the data, else random; None when
-    even the original cannot run on it (then results are only loaded, not run)."""
-    feed = sample_feed(model, dataset)
+def _usable_feed(model: onnx.ModelProto, dataset: Dataset | None, shapes: Shapes, warnings):
+    """One sample to prove each pass's result runs: from the data, else random of `shapes`;
+    None when even the original cannot run on it (then results are only loaded, not run)."""
+    feed = sample_feed(model, dataset, shapes=shapes)
     try:
         make_session(model, threads=1).run(None, feed)
     except Exception:
@@ -987,48 +628,6 @@ def _usable_feed(model: onnx.ModelProto, dataset: Dataset | None, warnings: list
     return feed
 
 
-def _check_runs(model: onnx.ModelProto, feed: dict | None) -> None:
-    """The model passes onnx.checker, loads in onnxruntime and runs one sample."""
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:
-        raise CompressionError(f"onnx.checker: {str(exc).splitlines()[0][:300]}") from exc
-    session = make_session(model, threads=1)
-    if feed is None:
-        return
-    try:
-        session.run(None, feed)
-    except Exception as exc:
-        raise CompressionError(
-            f"onnxruntime cannot run it: {str(exc).splitlines()[0][:300]}"
-        ) from exc
-
-
 def _finish(model: onnx.ModelProto) -> None:
     model.producer_name = "compressor-gui"
     del model.graph.value_info[:]  # stale shapes from before the rewrite; ORT re-infers
-
-
-@contextlib.contextmanager
-def contained() -> Iterator[None]:
-    """Run onnxruntime's quantization tools quietly and inside a scratch folder of our own:
-    they print and log freely, and symbolic shape inference saves `sym_shape_infer_temp.onnx`
-    with UUID-named weight files into the working directory when it cannot finish. The
-    folder goes on every exit path. (The working directory is per process: quantization runs
-    in the CLI or a job's child process, never beside other threads of the GUI.)"""
-    import logging
-
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    sink = io.StringIO()
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="compressor-gui-") as scratch,
-            contextlib.chdir(scratch),
-            contextlib.redirect_stdout(sink),
-            contextlib.redirect_stderr(sink),
-        ):
-            yield
-    finally:
-        logger.setLevel(level)

@@ -26,6 +26,7 @@ from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.evaluate import sqnr_db
 from compressor_gui.core.executors import ClusterConfig, Placement, run_all
+from compressor_gui.core.graph import graphs, make_session
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
@@ -34,7 +35,7 @@ from compressor_gui.core.ops import layer_facts, weight_axes
 from compressor_gui.core.plan import LayerSetting, Misfit, skipped_summary
 from compressor_gui.core.quant_ops import CODECS, dequantized
 from compressor_gui.core.sweep_cache import SweepCache, point_key
-from compressor_gui.core.weights import already_quantized, graphs, lift_weights
+from compressor_gui.core.weights import already_quantized, lift_weights
 
 _BATCH = 256  # samples per run: one run per point for typical sweeps
 
@@ -304,22 +305,9 @@ class OverrideSession:
     """One onnxruntime session whose swept weights can be replaced per run (no rebuild)."""
 
     def __init__(self, model: onnx.ModelProto, layers: Sequence[SweptLayer], threads: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         model = lift_weights(model)
         serialized = override_model(model, [layer.weight_name for layer in layers])
-        try:
-            self.session = ort.InferenceSession(
-                serialized.SerializeToString(), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:
-            raise CompressorError(
-                f"onnxruntime cannot run this model ({str(exc).splitlines()[0][:200]})"
-            ) from exc
+        self.session = make_session(serialized, threads)
         self.layers = {layer.name: layer for layer in layers}
         initializers = {t.name: t for t in model.graph.initializer}
         self.weights = {

@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from compressor_gui.core.model import file_size_bytes
+
 DEFLATE_LEVEL = 6  # zip's default: what a user gets from `zip model.zip model.onnx`
 
 
@@ -46,10 +48,11 @@ def model_bytes(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -> byte
 
 
 def dense_size_bytes(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -> int:
-    """Size of the model as stored (a file's size; an in-memory model's serialized size)."""
+    """Size of the model as stored (a file with its external weights; an in-memory model's
+    serialized size)."""
     if isinstance(model, bytes | onnx.ModelProto):
         return len(model_bytes(model))
-    return Path(model).stat().st_size
+    return file_size_bytes(model)
 
 
 def compressed_size_bytes(

@@ -20,8 +20,8 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from compressor_gui.core.errors import CompressorError
-from compressor_gui.core.inventory import _constant_value
+from compressor_gui.core.errors import CompressorError, error_text
+from compressor_gui.core.graph import constant_value, has_subgraphs
 from compressor_gui.core.ops import OPS, NodeView, UnsupportedOpError, facts_for, is_trainable_input
 
 
@@ -95,8 +95,7 @@ class GraphModule(nn.Module):
                 raise
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
                 raise CompressorError(
-                    f"node {node.name} ({node.op_type}) failed in torch: "
-                    f"{str(exc).splitlines()[0][:200]}"
+                    f"node {node.name} ({node.op_type}) failed in torch: {error_text(exc, 200)}"
                 ) from exc
             results = result if isinstance(result, tuple) else (result,)
             for name, value in zip(node.output, results, strict=False):
@@ -140,7 +139,7 @@ def write_weights(model: onnx.ModelProto, module: GraphModule) -> onnx.ModelProt
     for node in graph.node:
         if node.op_type != "Constant" or node.output[0] not in current:
             continue
-        old = _constant_value(node)
+        old = constant_value(node)
         new = _changed(numpy_helper.to_array(old), current[node.output[0]])
         if new is not None:
             del node.attribute[:]
@@ -161,7 +160,7 @@ def _stored_tensors(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     stored = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            value = _constant_value(node)
+            value = constant_value(node)
             if value is None:
                 raise UnsupportedOpError(
                     f"node {node.name} (Constant): only tensor-valued constants are supported"
@@ -205,8 +204,6 @@ def _build(node: onnx.NodeProto, view: NodeView) -> nn.Module:
             f"node {node.name or '(unnamed)'} ({node.op_type}{where}): no torch conversion for "
             f"this op, so it cannot be trained; supported: {', '.join(TRAINABLE_OPS)}"
         )
-    if any(
-        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
-    ):
+    if has_subgraphs(node):
         raise view.unsupported("ops with subgraphs cannot be trained")
     return facts.torch(view)

@@ -12,13 +12,18 @@ stays where it is (`already_quantized` says so per layer).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compressor_gui.core.ops import layer_facts, node_attribute
+from compressor_gui.core.graph import (
+    constant_value,
+    drop_if_unused,
+    graphs,
+    is_constant_node,
+    node_attribute,
+)
+from compressor_gui.core.ops import layer_facts
 
 _STANDARD = ("", "ai.onnx")
 
@@ -85,7 +90,7 @@ def _lift(main: onnx.GraphProto, graph: onnx.GraphProto, name: str, fold_casts: 
     graph.node.remove(producer)
     main.initializer.append(lifted)
     if producer.op_type == "Cast":
-        _drop_unused(graph, producer.input[0])
+        drop_if_unused(graph, producer.input[0])
     return True
 
 
@@ -94,26 +99,19 @@ def _stored_tensor(
 ) -> onnx.TensorProto | None:
     """The tensor (named `name`) a Constant node holds, or a Cast to float32 of a stored
     float tensor yields; None for anything computed."""
-    if producer.op_type == "Constant":
-        return _named(_constant_tensor(producer), name)
+    if is_constant_node(producer):
+        return _named(constant_value(producer), name)
     if producer.op_type != "Cast" or node_attribute(producer, "to", 0) != onnx.TensorProto.FLOAT:
         return None
     source = producer.input[0]
     tensor = next((t for t in graph.initializer if t.name == source), None)
     if tensor is None:
         constant = next((n for n in graph.node if source in n.output), None)
-        tensor = _constant_tensor(constant) if constant is not None else None
+        tensor = constant_value(constant) if constant and is_constant_node(constant) else None
     array = numpy_helper.to_array(tensor) if tensor is not None and tensor.dims else None
     if array is None or array.dtype.kind != "f":
         return None
     return numpy_helper.from_array(array.astype(np.float32), name)
-
-
-def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
-    """The tensor attribute of a Constant node of the standard domain (not a list or scalar)."""
-    if node.op_type != "Constant" or node.domain not in _STANDARD:
-        return None
-    return next((a.t for a in node.attribute if a.name == "value"), None)
 
 
 def _named(tensor: onnx.TensorProto | None, name: str) -> onnx.TensorProto | None:
@@ -123,40 +121,3 @@ def _named(tensor: onnx.TensorProto | None, name: str) -> onnx.TensorProto | Non
     copy.CopyFrom(tensor)
     copy.name = name
     return copy
-
-
-def _drop_unused(graph: onnx.GraphProto, name: str) -> None:
-    """Remove the initializer or Constant node `name` when nothing in `graph` reads it."""
-    if any(name in node.input for node in _nodes(graph)) or any(
-        o.name == name for o in graph.output
-    ):
-        return
-    for tensor in graph.initializer:
-        if tensor.name == name:
-            graph.initializer.remove(tensor)
-            return
-    for node in graph.node:
-        if node.op_type == "Constant" and name in node.output:
-            graph.node.remove(node)
-            return
-
-
-def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            yield attr.g
-        elif attr.type == onnx.AttributeProto.GRAPHS:
-            yield from attr.graphs
-
-
-def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """The graph and every subgraph inside it, outermost first."""
-    yield graph
-    for node in graph.node:
-        for sub in _subgraphs(node):
-            yield from graphs(sub)
-
-
-def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    for inner in graphs(graph):
-        yield from inner.node

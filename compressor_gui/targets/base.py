@@ -36,6 +36,8 @@ class BenchConfig:
     precision: str = "fp32"  # fp32 | fp16 | bf16 | int8 | default (runtime picks)
     timeout_s: float = 600.0
     fidelity_data: str | None = None  # .npz file whose outputs come back for a fidelity check
+    # input name -> the shape dynamic dims take (core/shapes.py; dim 0 becomes batch_size)
+    input_shapes: dict[str, list[int]] | None = None
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:

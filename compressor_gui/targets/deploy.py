@@ -93,7 +93,7 @@ def deploy_job(
     loaded = source.open()
     if loaded.onnx_model is None:
         raise CompressorError(f"{source.path.name}: no ONNX graph to deploy; give --input-shape")
-    everything = eval_dataset(source.path, loaded.onnx_model, data)
+    everything = eval_dataset(source.path, loaded.onnx_model, data, source.input_shapes)
     calibration, held_out, split = tuning_split(loaded.onnx_model, everything)
     build = job_in_child_process(
         build_forms_job,

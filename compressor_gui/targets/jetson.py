@@ -186,26 +186,28 @@ def trtexec_command(
         args.append("--int8")
     elif config.precision not in ("fp32", "default"):
         raise TargetError(f"trtexec runs fp32, fp16 or int8, not {config.precision}")
-    shapes = _dynamic_input_shapes(model_path, config.batch_size)
+    shapes = _dynamic_input_shapes(model_path, config.batch_size, config.input_shapes or {})
     if shapes:
         args.append("--shapes=" + ",".join(shapes))
     script = f'"$0" "$@"; rc=$?; echo {TIMES_MARK}; cat times.json 2>/dev/null; exit $rc'
     return ["sh", "-c", script, trtexec or TRTEXEC_FALLBACK, *args]
 
 
-def _dynamic_input_shapes(model_path: Path, batch: int) -> list[str]:
-    """`name:1x3x224x224` for each input with a symbolic dim (first: batch, others: 1)."""
+def _dynamic_input_shapes(model_path: Path, batch: int, given: dict) -> list[str]:
+    """`name:1x3x224x224` for each input with a symbolic dim: the first is the batch, the
+    others come from the resolved input shape (core/shapes.py) when given, else 1."""
     import onnx
 
+    from compressor_gui.core.graph import real_inputs
+
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
     shapes = []
-    for value in graph.input:
-        if value.name in initializers:
-            continue
+    for value in real_inputs(graph):
         dims = [d.dim_value if d.dim_value > 0 else 0 for d in value.type.tensor_type.shape.dim]
         if 0 in dims or batch != 1:
-            fixed = [batch if i == 0 else (d or 1) for i, d in enumerate(dims)]
+            sizes = given.get(value.name) or []
+            sizes = sizes if len(sizes) == len(dims) else [1] * len(dims)
+            fixed = [batch if i == 0 else (d or int(sizes[i])) for i, d in enumerate(dims)]
             shapes.append(f"{value.name}:" + "x".join(map(str, fixed)))
     return shapes
 

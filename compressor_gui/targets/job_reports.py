@@ -10,7 +10,6 @@ from typing import Any
 from compressor_gui.core.compare import CompareResult
 from compressor_gui.core.compress import CompressResult
 from compressor_gui.core.deploy import DeployResult
-from compressor_gui.core.evaluate import comparison_rows
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.job_reports import (
     autoplan_report,
@@ -23,6 +22,7 @@ from compressor_gui.core.job_reports import (
 from compressor_gui.core.report import Bars, Report, Scatter, Table
 from compressor_gui.core.search import AutoPlanResult
 from compressor_gui.core.sensitivity import SensitivityTable
+from compressor_gui.core.summaries import evaluation_summary
 from compressor_gui.targets.base import BenchResult
 from compressor_gui.targets.evaluate import TargetEvaluation
 from compressor_gui.targets.fanout import COLUMNS as FANOUT_COLUMNS
@@ -177,7 +177,8 @@ def evaluation_report(evaluation: TargetEvaluation, names: Sequence[str] = ()) -
     results = list(evaluation.results.values())
     labels = list(names) or list(evaluation.results)
     compared = results[1] if len(results) > 1 else None
-    rows = comparison_rows(results[0], compared)
+    summary = evaluation_summary(evaluation, labels[0])
+    rows = [(r.metric, r.original, r.compressed, r.change) for r in summary.rows]
     columns = ("", *labels[: len(results)], "change") if compared else ("", labels[0])
     rows = [row if compared else row[:2] for row in rows]
     top1 = [r.top1 for r in results]

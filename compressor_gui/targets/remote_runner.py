@@ -50,7 +50,8 @@ def run(request: dict, emit) -> dict:
         raise RuntimeError(f"the runner cannot run {runtime!r}")
     latencies_ms: list[float] = []
     if not request.get("outputs_only"):
-        feeds = _random_feeds(session.inputs, int(request.get("batch_size", 1)))
+        shapes = request.get("input_shapes") or {}
+        feeds = _random_feeds(session.inputs, int(request.get("batch_size", 1)), shapes)
         warmup = int(request.get("warmup", 10))
         for index in range(warmup):
             session.run(feeds)
@@ -153,9 +154,8 @@ class _OpenVinoSession:
         for port in model.inputs:
             dims = [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
             if -1 in dims:
-                shapes[port.get_any_name()] = [
-                    batch if i == 0 and d == -1 else max(d, 1) for i, d in enumerate(dims)
-                ]
+                given = (request.get("input_shapes") or {}).get(port.get_any_name())
+                shapes[port.get_any_name()] = _concrete_shape(dims, batch, given)
         if shapes:
             model.reshape(shapes)
         config = {"PERFORMANCE_HINT": "LATENCY"}
@@ -184,24 +184,30 @@ class _OpenVinoSession:
         return [np.asarray(value) for value in results.values()]
 
 
-def _concrete_shape(shape: list, batch: int) -> list[int]:
-    """Symbolic or unknown dims: the first becomes the batch size, any other 1."""
+def _concrete_shape(shape: list, batch: int, given: list | None = None) -> list[int]:
+    """The caller's resolved shape (core/shapes.py) with its first dim set to the batch size;
+    without one, symbolic or unknown dims: the first becomes the batch size, any other 1."""
+    if given and len(given) == len(shape):
+        return [
+            batch if i == 0 and not (isinstance(d, int) and d > 0) else int(given[i])
+            for i, d in enumerate(shape)
+        ]
     return [
         d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(shape)
     ]
 
 
-def _random_feeds(inputs, batch: int) -> dict:
+def _random_feeds(inputs, batch: int, shapes: dict) -> dict:
+    """core/shapes.py's rule for made-up inputs (this file runs where the package is not):
+    floats standard-normal, integers and booleans ones."""
     rng = np.random.default_rng(0)
     feeds = {}
     for name, shape, dtype in inputs:
-        dims = _concrete_shape(shape, batch)
+        dims = _concrete_shape(shape, batch, shapes.get(name))
         if np.issubdtype(dtype, np.floating):
             feeds[name] = rng.standard_normal(dims).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[name] = rng.integers(0, 2, dims).astype(np.bool_)
         else:
-            feeds[name] = rng.integers(0, 2, dims).astype(dtype)
+            feeds[name] = np.ones(dims, dtype)
     return feeds
 
 

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from compressor_gui.core.compare import KEEP_FLOAT, CompareResult, compare_job
 from compressor_gui.core.jobs import CancelToken, job_in_child_process
+from compressor_gui.core.workflows import evaluation_data
 from compressor_gui.ui.charts import BarChart
 from compressor_gui.ui.theme import DARK, ChartColors
 
@@ -162,13 +163,13 @@ class LayerErrorFeature:
         loaded = window.session.opened.loaded if window.session.opened else None
         if loaded is None or loaded.onnx_model is None:
             return
-        compressed = window.compressed_path
+        compressed, chosen = window.session.compressed_path, window.session.data_path
         if compressed is None:
             window.show_error("Where did accuracy go?", "Compress the model first.")
             return
 
         def job(token: CancelToken):  # a generator: the data loads in the worker too
-            dataset = window.eval_dataset(loaded)
+            dataset = evaluation_data(loaded, chosen)
             return (
                 yield from job_in_child_process(
                     compare_job, loaded.path, compressed, dataset, cancel=token, what="compare"
@@ -191,5 +192,5 @@ class LayerErrorFeature:
     def _busy_changed(self, busy: bool) -> None:
         if not busy and self._after_compress:
             self._after_compress = False
-            if self.window.compressed_path is not None:
+            if self.window.session.compressed_path is not None:
                 self.compare()

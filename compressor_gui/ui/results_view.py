@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QFrame,
     QHeaderView,
-    QLabel,
     QListWidget,
+    QPlainTextEdit,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -17,42 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-
-@dataclass(frozen=True)
-class Comparison:
-    """One metric measured on both models, already formatted for display."""
-
-    metric: str
-    original: str
-    compressed: str
-    change: str = ""
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    title: str
-    model: str
-    rows: tuple[Comparison, ...]
-    notes: tuple[str, ...] = ()
-    when: str = field(default_factory=lambda: time.strftime("%H:%M:%S"))
-
-
-def change_text(kind: str, before: float | None, after: float | None) -> str:
-    """Say which way a change went: "1.45x slower", "2.10x faster", "0.22x size", empty when
-    either side is unknown or zero. `kind`: "time" (lower is better), "rate" (higher is
-    better) or "size"."""
-    if not before or not after:
-        return ""
-    ratio = after / before
-    if kind == "size":
-        return f"{ratio:.2f}x size"
-    if round(ratio, 2) == 1:
-        return "same"
-    better = ratio < 1 if kind == "time" else ratio > 1
-    factor = max(ratio, 1 / ratio)
-    if kind == "time":
-        return f"{factor:.2f}x {'faster' if better else 'slower'}"
-    return f"{factor:.2f}x {'higher' if better else 'lower'}"
+from compressor_gui.core.summaries import Summary
 
 
 class ResultsView(QWidget):
@@ -65,14 +28,15 @@ class ResultsView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.notes = QLabel()
-        self.notes.setWordWrap(True)
-        self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        right = QWidget()
-        box = QVBoxLayout(right)
-        box.setContentsMargins(0, 0, 0, 0)
-        box.addWidget(self.table, 1)
-        box.addWidget(self.notes)
+        # notes, then what was done to each layer: scrolls, however many layers there are
+        self.notes = QPlainTextEdit()
+        self.notes.setReadOnly(True)
+        self.notes.setFrameShape(QFrame.Shape.NoFrame)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.table)
+        right.addWidget(self.notes)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
         split = QSplitter()
         split.addWidget(self.history)
         split.addWidget(right)
@@ -81,10 +45,10 @@ class ResultsView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(split)
-        self.records: list[RunRecord] = []
+        self.records: list[Summary] = []
         self.history.currentRowChanged.connect(self._show)
 
-    def add(self, record: RunRecord) -> None:
+    def add(self, record: Summary) -> None:
         self.records.append(record)
         text = f"{record.when}  {record.title} · {record.model}"
         self.history.addItem(text)
@@ -104,4 +68,4 @@ class ResultsView(QWidget):
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
                 self.table.setItem(r, c, item)
-        self.notes.setText("\n".join(record.notes))
+        self.notes.setPlainText("\n".join((*record.notes, *record.layers)))

@@ -7,7 +7,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from compressor_gui.core.fuse import fuse_model
-from compressor_gui.core.prune_graph import random_feed, run_model
+from compressor_gui.core.graph import run_model
+from compressor_gui.core.shapes import random_feed
 
 
 def _bn_params(prefix: str, channels: int, seed: int) -> list[onnx.TensorProto]:

@@ -9,14 +9,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from compressor_gui.core.inventory import _iter_named_tensors, build_inventory, weight_array
+from compressor_gui.core.graph import iter_named_tensors
+from compressor_gui.core.inventory import build_inventory, weight_array
 from compressor_gui.core.model import load_model
 from tests import modelgen
 
 
 def stored_param_count(model: onnx.ModelProto) -> int:
     """Independent count of every stored tensor element (initializers, Constants, subgraphs)."""
-    return sum(math.prod(tensor.dims) for _, tensor in _iter_named_tensors(model.graph))
+    return sum(math.prod(tensor.dims) for _, tensor in iter_named_tensors(model.graph))
 
 
 def test_gemm_params_bytes_and_macs_with_assumed_batch():

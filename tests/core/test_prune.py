@@ -7,6 +7,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from compressor_gui.core.graph import run_model
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
 from compressor_gui.core.prune import (
     apply_pruning,
@@ -15,7 +16,7 @@ from compressor_gui.core.prune import (
     prune_unstructured,
     verify_n_m,
 )
-from compressor_gui.core.prune_graph import random_feed, run_model
+from compressor_gui.core.shapes import random_feed
 from compressor_gui.core.sizes import compressed_size_bytes, dense_size_bytes, size_report
 from tests import modelgen
 

@@ -19,8 +19,9 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from compressor_gui.core.errors import CompressionError
+from compressor_gui.core.graph import run_model
 from compressor_gui.core.prune import channel_groups, prune_channels
-from compressor_gui.core.prune_graph import random_feed, run_model
+from compressor_gui.core.shapes import random_feed
 from tests import torchmodels
 
 

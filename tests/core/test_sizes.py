@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from compressor_gui.core.model import file_size_bytes, load_model
 from compressor_gui.core.sizes import (
     compressed_size_bytes,
     dense_size_bytes,
@@ -20,6 +21,17 @@ def test_dense_size_of_a_file_is_its_size_on_disk(tmp_path):
     onnx.save(modelgen.linear(), path)
     assert dense_size_bytes(path) == path.stat().st_size
     assert dense_size_bytes(onnx.load(path)) == path.stat().st_size
+
+
+def test_a_model_with_external_weights_counts_its_data_file_everywhere(tmp_path):
+    """One size for one file: the loader, the size report and the pipeline's function agree,
+    and all count the weights kept in `<name>.data` beside the model."""
+    path = modelgen.save_with_external_data(modelgen.conv_stack(), tmp_path / "m.onnx")
+    data = tmp_path / "m.onnx.data"
+    on_disk = path.stat().st_size + data.stat().st_size
+    assert data.stat().st_size > path.stat().st_size
+    assert file_size_bytes(path) == dense_size_bytes(path) == on_disk
+    assert load_model(path).file_size_bytes == on_disk
 
 
 def test_zeroed_weights_deflate_far_smaller_than_dense_ones():

@@ -102,7 +102,7 @@ def main() -> int:
     _settle(app)
     window.grab().save(str(OUT / "sensitivity.png"))
 
-    window.run_autoplan(AutoPlanRequest(Budget(size_ratio=1 / 4), "simulated", 128))
+    window.runs.run_autoplan(AutoPlanRequest(Budget(size_ratio=1 / 4), "simulated", 128))
     _wait(app, lambda: window.session.autoplan is not None and not window.jobs.running, 300)
     _settle(app)
     window.grab().save(str(OUT / "pareto.png"))

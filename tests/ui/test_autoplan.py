@@ -40,7 +40,7 @@ def test_auto_plan_fills_the_pareto_tab_and_a_click_loads_a_plan(loaded, qtbot) 
     assert {"uniform INT8", "uniform INT4"} <= lines
 
     int4 = next(c for c in result.candidates if c.label == "uniform INT4")
-    steps = loaded.session.undo_stack.count()
+    steps = loaded.session.history.count()
     _click_point(
         pareto,
         qtbot,
@@ -48,7 +48,7 @@ def test_auto_plan_fills_the_pareto_tab_and_a_click_loads_a_plan(loaded, qtbot) 
         int4.measured_value * 100,
     )
     assert loaded.session.plan == int4.plan
-    assert loaded.session.undo_stack.count() == steps + 1
+    assert loaded.session.history.count() == steps + 1
     loaded.select_layers(["/block2/conv1/Conv"])
     assert loaded.controls.bits.bits() == 4
     loaded.undo_action.trigger()

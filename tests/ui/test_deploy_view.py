@@ -17,7 +17,7 @@ from tests.report_pages import opened
 def test_deploy_shows_the_table_and_a_click_exports_that_form(
     loaded, qtbot, tmp_path, monkeypatch
 ) -> None:
-    loaded.deploy(forms=["ort-int8"], timing=Timing(rounds=1, runs=5, warmup=1))
+    loaded.runs.deploy(forms=["ort-int8"], timing=Timing(rounds=1, runs=5, warmup=1))
     view = loaded.deploy_view
     qtbot.waitUntil(lambda: view.result is not None, timeout=120_000)
     assert loaded.views.currentWidget() is view
@@ -46,7 +46,7 @@ def test_deploy_shows_the_table_and_a_click_exports_that_form(
 def test_the_sweep_sorts_by_latency_a_point_selects_its_row_and_file_saves_the_report(
     loaded, qtbot, tmp_path, monkeypatch
 ) -> None:
-    loaded.deploy(forms=["ort-int8", "ov-fp32"], timing=Timing(rounds=1, runs=5, warmup=1))
+    loaded.runs.deploy(forms=["ort-int8", "ov-fp32"], timing=Timing(rounds=1, runs=5, warmup=1))
     view = loaded.deploy_view
     qtbot.waitUntil(lambda: view.result is not None, timeout=300_000)
     table, p50_column = view.table, 4

@@ -34,7 +34,7 @@ def test_compress_fills_the_layer_error_tab_and_keeps_the_worst_float(
     qtbot.mouseClick(view.keep_worst, Qt.MouseButton.LeftButton)
     kept = loaded.session.plan.setting(worst)
     assert kept.bits == 32 and kept.prune_ratio == 0.0
-    loaded.session.undo_stack.undo()  # one click, one undo step
+    loaded.session.history.undo()  # one click, one undo step
     assert loaded.session.plan.setting(worst).bits == (2 if worst == HARD_LAYER else 32)
 
     loaded.select_layers([])

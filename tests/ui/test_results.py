@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compressor_gui.ui.results_view import change_text
+from compressor_gui.core.summaries import change_text
 
 
 def test_change_says_slower_faster_size_or_same() -> None:

@@ -70,5 +70,5 @@ def test_a_drag_through_16_leaves_layers_that_cannot_take_8_as_they_were(loaded,
     }
     assert bits == {32} and plan.setting("/fc/Gemm").bits == 8
     assert loaded.controls.skipped.text().startswith("11 layers skipped: 11 BatchNormalization")
-    loaded.session.undo_stack.undo()  # the drag was one step
+    loaded.session.history.undo()  # the drag was one step
     assert loaded.session.plan.setting("/fc/Gemm").bits == 32

@@ -110,7 +110,7 @@ def test_a_slider_drag_is_one_undo_step(loaded, qtbot) -> None:
         prune.setValue(value)
     prune._slider.setSliderDown(False)  # ...and lets go
     assert loaded.session.plan.setting("/block2/conv2/Conv").prune_ratio == 0.5
-    assert loaded.session.undo_stack.count() == 1
+    assert loaded.session.history.count() == 1
     loaded.undo_action.trigger()
     assert loaded.session.plan.setting("/block2/conv2/Conv").prune_ratio == 0.0
     assert prune.value() == 0
@@ -173,7 +173,7 @@ def test_prune_globally_sets_one_threshold_over_all_layers_in_one_undo_step(load
     assert dialog.intValue() == 50
     dialog.setIntValue(60)
     dialog.accept()
-    qtbot.waitUntil(lambda: loaded.session.undo_stack.count() == 1, timeout=20_000)
+    qtbot.waitUntil(lambda: loaded.session.history.count() == 1, timeout=20_000)
     plan, inventory = loaded.session.plan, loaded.session.inventory
     pruned = {name: s.prune_ratio for name, s in plan.layers.items() if s.prune_ratio}
     params = {layer.name: layer.params for layer in inventory.layers}
@@ -208,8 +208,8 @@ def test_a_plan_not_saved_as_a_recipe_comes_back_after_closing(qtbot, demo_path:
     first.close()  # no recipe saved: the draft is all that is left of this plan
 
     second = _open_demo(qtbot, demo_path)
-    qtbot.waitUntil(lambda: second._draft_offer is not None, timeout=5_000)
-    offer = second._draft_offer
+    qtbot.waitUntil(lambda: second.opener.draft_offer is not None, timeout=5_000)
+    offer = second.opener.draft_offer
     assert "demo.onnx" in offer.text() and "1 layer setting," in offer.text()
     _answer(offer, "Restore")
     assert second.session.plan.setting("/block3/conv2/Conv").bits == 4
@@ -219,13 +219,13 @@ def test_a_plan_not_saved_as_a_recipe_comes_back_after_closing(qtbot, demo_path:
     second.close()
 
     third = _open_demo(qtbot, demo_path)
-    qtbot.waitUntil(lambda: third._draft_offer is not None, timeout=5_000)
-    _answer(third._draft_offer, "Discard")
+    qtbot.waitUntil(lambda: third.opener.draft_offer is not None, timeout=5_000)
+    _answer(third.opener.draft_offer, "Discard")
     assert third.session.plan.setting("/block3/conv2/Conv").bits == 32
     third.close()
     fourth = _open_demo(qtbot, demo_path)
     qtbot.wait(500)
-    assert fourth._draft_offer is None  # discarded means gone
+    assert fourth.opener.draft_offer is None  # discarded means gone
 
 
 def test_int8_form_menu_sets_the_plan_and_undoes(loaded, qtbot) -> None:

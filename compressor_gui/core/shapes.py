@@ -1,0 +1,412 @@
+"""Input shapes: one policy for every job, and the made-up feeds built under it.
+
+A model's inputs may declare dynamic dims (a symbol, `?`, or -1). Every job that runs the
+model (calibration, evaluation, sensitivity, benchmark) needs concrete ones, and they must be
+the same everywhere. `resolve_input_shapes` decides them once, in this order: the user's
+`--input-shape` (or GUI field), the data's own arrays, the model's fixed dims and metadata,
+then 1 for each dynamic dim if the model runs that way. When it does not (a detector whose
+upsampled and lateral features no longer line up at 1x1), it asks: `InputShapeNeeded` names
+the dynamic inputs and the flag to give, before any work is done or any file written.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from compressor_gui.core.errors import CompressionError, CompressorError, error_text
+from compressor_gui.core.graph import make_session, real_inputs, subgraphs, tensor_nbytes
+
+if TYPE_CHECKING:
+    from compressor_gui.core.data import Dataset
+
+Shapes = dict[str, tuple[int, ...]]
+MAX_FEED_BYTES = 1 << 30  # made-up inputs (no data given) larger than this are refused
+# element types numpy can hold and onnxruntime can be fed (not strings, not 4/8-bit floats)
+_NUMERIC_TYPES = frozenset(range(1, 17)) - {onnx.TensorProto.STRING}
+# Ultralytics exports record their image size here (e.g. "[640, 640]"): the H, W of NCHW.
+_IMAGE_SIZE_KEYS = ("imgsz",)
+
+
+class InputShapeNeeded(CompressorError):
+    """The model's dynamic dims cannot be chosen without the user: `inputs` names them."""
+
+    def __init__(self, message: str, inputs: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.inputs = inputs
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model input as data must match it: fixed dims are ints, dynamic ones None."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+
+
+def input_specs(model: onnx.ModelProto) -> tuple[InputSpec, ...]:
+    """The model's real inputs (initializers listed as inputs are not data); a dim declared
+    as a symbol, unknown, 0 or negative is dynamic (None)."""
+    specs = []
+    for value in real_inputs(model.graph):
+        tensor_type = value.type.tensor_type
+        shape = tuple(
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in tensor_type.shape.dim
+        )
+        if not value.type.HasField("tensor_type") or tensor_type.elem_type not in _NUMERIC_TYPES:
+            raise CompressorError(
+                f"the model's input {value.name!r} is {_type_text(value.type)}: only numeric "
+                "tensors can be fed"
+            )
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+        specs.append(InputSpec(value.name, shape, dtype))
+    return tuple(specs)
+
+
+def _type_text(value_type: onnx.TypeProto) -> str:
+    kind = value_type.WhichOneof("value")
+    if kind != "tensor_type":
+        return kind.replace("_type", "") if kind else "of no type"
+    elem = value_type.tensor_type.elem_type
+    names = onnx.TensorProto.DataType
+    return f"a {names.Name(elem).lower()} tensor" if elem in names.values() else "of no type"
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """`1x3x224x224` (or `1,3,224,224`) as a tuple of positive ints."""
+    try:
+        dims = tuple(int(part) for part in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        dims = ()
+    if not dims or any(d <= 0 for d in dims):
+        raise CompressorError(
+            f"an input shape is positive dims like 1x3x224x224, not {text!r} (--input-shape)"
+        )
+    return dims
+
+
+def shape_text(shape: Sequence[int | None]) -> str:
+    """A declared shape as `[?, 3, 224, 224]`."""
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def dims_text(shape: Sequence[int]) -> str:
+    """A concrete shape as the flag takes it: `1x3x224x224`."""
+    return "x".join(str(d) for d in shape)
+
+
+def resolve_input_shapes(
+    model: onnx.ModelProto,
+    user_shapes: Sequence[Sequence[int]] | Mapping[str, Sequence[int]] | None = None,
+    data: Dataset | None = None,
+    *,
+    probe: bool = True,
+) -> Shapes:
+    """One concrete shape per real input (batch 1 unless the user or the model says
+    otherwise). `user_shapes` are in input order or by name; `data` gives each sample's
+    shape. With `probe`, dims set to 1 for want of anything better are tried in onnxruntime
+    first, and InputShapeNeeded is raised when the model cannot run that way."""
+    specs = input_specs(model)
+    named = _named(specs, user_shapes)
+    given: Shapes = {}
+    for spec in specs:
+        if spec.name in named:
+            given[spec.name] = _checked(spec, named[spec.name])
+        elif data is not None and spec.name in data.inputs:
+            given[spec.name] = _data_shape(spec, data)
+    shapes, assumed = declared_input_shapes(model, given)
+    guessed = sorted({a.input for a in assumed if a.dim > 0 and a.source == "assumed"})
+    if probe and guessed:
+        _probe(model, shapes, [spec for spec in specs if spec.name in guessed])
+    return {spec.name: shapes[spec.name] for spec in specs}
+
+
+@dataclass(frozen=True)
+class AssumedDim:
+    """A dynamic input dim the policy filled in: which, what it was called, the size chosen
+    and where it came from ("assumed" 1, or a metadata key)."""
+
+    input: str
+    dim: int
+    label: str
+    size: int
+    source: str = "assumed"
+
+    def __str__(self) -> str:
+        why = "assumed" if self.source == "assumed" else f"from the model's {self.source}:"
+        return f"input '{self.input}' dim {self.dim} ({self.label}) is dynamic: {why} {self.size}"
+
+
+def declared_input_shapes(
+    model: onnx.ModelProto, given: Mapping[str, Sequence[int]] | None = None
+) -> tuple[Shapes, list[AssumedDim]]:
+    """Every real tensor input's shape without running anything: `given` where it has the
+    input's rank, else the declared dims with each dynamic one filled (the H and W of an
+    image input from the model's metadata, anything else 1), and what was filled."""
+    given = given or {}
+    image_size = _metadata_image_size(model)
+    shapes: Shapes = {}
+    assumed: list[AssumedDim] = []
+    for value in real_inputs(model.graph):
+        if not value.type.HasField("tensor_type"):
+            continue
+        dims = value.type.tensor_type.shape.dim
+        wanted = tuple(int(d) for d in given.get(value.name, ()))
+        if wanted and len(wanted) == len(dims):
+            shapes[value.name] = wanted
+            continue
+        shape = []
+        for index, dim in enumerate(dims):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                shape.append(dim.dim_value)
+                continue
+            size, source = 1, "assumed"
+            if image_size and len(dims) == 4 and index in (2, 3):
+                size, source = image_size[index - 2], _IMAGE_SIZE_KEYS[0]
+            shape.append(size)
+            assumed.append(AssumedDim(value.name, index, dim.dim_param or "?", size, source))
+        shapes[value.name] = tuple(shape)
+    return shapes, assumed
+
+
+def random_feed(
+    model: onnx.ModelProto,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    *,
+    count: int | None = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """A made-up feed for every real input in `shapes` (default: dynamic dims 1): floats
+    standard-normal, integers and booleans ones (a valid index, length and mask for any
+    model); with `count`, that many samples stacked on a new axis 0. Refused in words when
+    it would not fit in memory."""
+    rng = np.random.default_rng(seed)
+    shapes = shapes or resolve_input_shapes(model, probe=False)
+    feed = {}
+    for spec in input_specs(model):
+        shape = tuple(shapes[spec.name])
+        if count is not None:
+            shape = (count, *shape)
+        size_bytes = math.prod(shape) * spec.dtype.itemsize
+        if size_bytes > MAX_FEED_BYTES:
+            raise CompressorError(
+                f"the model's input {spec.name!r} declares shape {shape_text(spec.shape)}: one "
+                f"made-up input would take {size_bytes / 2**30:.3g} GiB; give data or the "
+                "input shape it really takes (--input-shape)"
+            )
+        if spec.dtype.kind == "f":
+            feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+        else:
+            feed[spec.name] = np.ones(shape, spec.dtype)
+    return feed
+
+
+def with_input_shapes(
+    model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]
+) -> onnx.ModelProto:
+    """A copy whose graph inputs declare `shapes` (for tools that need static shapes), with
+    the inferred intermediate shapes dropped (they may name the old dynamic dims)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in fixed.graph.input:
+        wanted = shapes.get(value.name)
+        dims = value.type.tensor_type.shape.dim
+        if wanted is None or len(wanted) != len(dims):
+            continue
+        for dim, size in zip(dims, wanted, strict=True):
+            dim.Clear()
+            dim.dim_value = int(size)
+    del fixed.graph.value_info[:]
+    return fixed
+
+
+def restore_io(result: onnx.ModelProto, original: onnx.ModelProto) -> None:
+    """Put the original (dynamic) input/output shapes back after a fixed-shape rewrite."""
+    inputs = {v.name: v for v in original.graph.input}
+    outputs = {v.name: v for v in original.graph.output}
+    for value in result.graph.input:
+        if value.name in inputs:
+            value.CopyFrom(inputs[value.name])
+    for value in result.graph.output:
+        if value.name in outputs:
+            value.CopyFrom(outputs[value.name])
+    del result.graph.value_info[:]
+
+
+def value_shapes(
+    model: onnx.ModelProto,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    *,
+    data_prop: bool = False,
+) -> dict[str, tuple[int | str | None, ...]]:
+    """The shape of every value (subgraphs too) by ONNX shape inference on a weight-free
+    copy of the model, with `input_shapes` written into its inputs first; dims are ints,
+    symbols or None. Raises CompressionError when inference fails."""
+    skeleton = _skeleton(model)
+    if input_shapes:
+        skeleton = with_input_shapes(skeleton, input_shapes)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=data_prop)
+    except Exception as exc:  # an op's inference function can raise on odd graphs
+        raise CompressionError(f"shape inference failed on this model: {error_text(exc)}") from exc
+    shapes: dict[str, tuple[int | str | None, ...]] = {}
+    for value in _value_infos(inferred.graph):
+        tensor_type = value.type.tensor_type
+        if tensor_type.HasField("shape"):
+            shapes[value.name] = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in tensor_type.shape.dim
+            )
+    return shapes
+
+
+def _value_infos(graph: onnx.GraphProto) -> Iterator[onnx.ValueInfoProto]:
+    yield from graph.input
+    yield from graph.output
+    yield from graph.value_info
+    for node in graph.node:
+        for sub in subgraphs(node):
+            yield from _value_infos(sub)
+
+
+_SMALL_TENSOR_BYTES = 4096  # kept in the shape-inference skeleton (shape-like constants)
+
+
+def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the model without large tensor payloads: enough for shape inference, so a
+    500 MB model costs no extra copy."""
+    skeleton = onnx.ModelProto()
+    skeleton.ir_version = model.ir_version
+    skeleton.opset_import.extend(model.opset_import)
+    skeleton.graph.CopyFrom(_strip_graph(model.graph))
+    return skeleton
+
+
+def _strip_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
+    stripped = onnx.GraphProto(name=graph.name)
+    stripped.input.extend(graph.input)
+    stripped.output.extend(graph.output)
+    stripped.value_info.extend(graph.value_info)
+    for tensor in graph.initializer:
+        stripped.initializer.append(_strip_tensor(tensor))
+    for node in graph.node:
+        copy = stripped.node.add()
+        copy.op_type, copy.domain, copy.name = node.op_type, node.domain, node.name
+        copy.input.extend(node.input)
+        copy.output.extend(node.output)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                new_attr = copy.attribute.add()
+                new_attr.name, new_attr.type = attr.name, attr.type
+                new_attr.g.CopyFrom(_strip_graph(attr.g))
+            elif attr.type == onnx.AttributeProto.TENSOR:
+                new_attr = copy.attribute.add()
+                new_attr.name, new_attr.type = attr.name, attr.type
+                new_attr.t.CopyFrom(_strip_tensor(attr.t))
+            else:
+                copy.attribute.append(attr)
+    return stripped
+
+
+def _strip_tensor(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    if tensor_nbytes(tensor) <= _SMALL_TENSOR_BYTES and tensor.data_location != 1:
+        return tensor
+    # Shape inference needs an initializer's dims and type, not its values.
+    return onnx.TensorProto(name=tensor.name, dims=tensor.dims, data_type=tensor.data_type)
+
+
+# --- the steps of the policy ----------------------------------------------------------------
+
+
+def _named(
+    specs: tuple[InputSpec, ...],
+    user_shapes: Sequence[Sequence[int]] | Mapping[str, Sequence[int]] | None,
+) -> dict[str, tuple[int, ...]]:
+    if not user_shapes:
+        return {}
+    if isinstance(user_shapes, Mapping):
+        unknown = sorted(set(user_shapes) - {s.name for s in specs})
+        if unknown:
+            raise CompressorError(
+                f"input shape given for {', '.join(unknown)}, which the model does not take "
+                f"(its inputs: {', '.join(s.name for s in specs)})"
+            )
+        return {name: tuple(int(d) for d in dims) for name, dims in user_shapes.items()}
+    if len(user_shapes) > len(specs):
+        raise CompressorError(
+            f"{len(user_shapes)} input shapes given, but the model takes {len(specs)} input(s): "
+            f"{', '.join(s.name for s in specs)} (one --input-shape per input, in that order)"
+        )
+    return {
+        spec.name: tuple(int(d) for d in dims)
+        for spec, dims in zip(specs, user_shapes, strict=False)
+    }
+
+
+def _checked(spec: InputSpec, shape: tuple[int, ...]) -> tuple[int, ...]:
+    declared = f"{spec.name!r} is declared {shape_text(spec.shape)}"
+    if len(shape) != len(spec.shape):
+        raise CompressorError(
+            f"input shape {dims_text(shape)} has {len(shape)} dims, but the model's {declared}"
+        )
+    for got, want in zip(shape, spec.shape, strict=True):
+        if got <= 0 or (want is not None and got != want):
+            raise CompressorError(f"input shape {dims_text(shape)} does not fit: {declared}")
+    return shape
+
+
+def _data_shape(spec: InputSpec, data: Dataset) -> tuple[int, ...]:
+    array = data.inputs[spec.name]
+    if data.forms.get(spec.name) == "batch":
+        return (1, *array.shape[1:])
+    return tuple(array.shape[1:])
+
+
+def _metadata_image_size(model: onnx.ModelProto) -> tuple[int, int] | None:
+    """(H, W) an exporter recorded in the model's metadata, if any."""
+    for prop in model.metadata_props:
+        if prop.key in _IMAGE_SIZE_KEYS:
+            try:
+                value = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return None
+            sizes = [value, value] if isinstance(value, int) else list(value)
+            if len(sizes) == 2 and all(isinstance(s, int) and s > 0 for s in sizes):
+                return sizes[0], sizes[1]
+    return None
+
+
+def _probe(model: onnx.ModelProto, shapes: Shapes, guessed: list[InputSpec]) -> None:
+    """Run the model once on the guessed shapes. A model onnxruntime cannot even load is not
+    a shape question (the job itself will say what is wrong); one that loads but fails on
+    the guessed dims is."""
+    try:
+        session = make_session(model, threads=1)
+    except CompressorError:
+        return
+    try:
+        session.run(None, random_feed(model, shapes))
+    except Exception as exc:  # onnxruntime raises its own types for shape errors
+        listed = "; ".join(f"{s.name} {shape_text(s.shape)}" for s in guessed)
+        example = " ".join(
+            f"--input-shape {dims_text(_example(spec))}" for spec in input_specs(model)
+        )
+        raise InputShapeNeeded(
+            f"the model's inputs have dynamic dims ({listed}) and it does not run with them "
+            f"set to 1 (onnxruntime: {error_text(exc, 200)}); give the shape it takes, one "
+            f"per input in order, e.g. {example}",
+            tuple(s.name for s in guessed),
+        ) from exc
+
+
+def _example(spec: InputSpec) -> tuple[int, ...]:
+    """A shape to show in the question: batch 1, other dynamic dims 640 (an image side)."""
+    return tuple((1 if i == 0 else 640) if d is None else d for i, d in enumerate(spec.shape))

@@ -1,0 +1,98 @@
+"""One notion of input shapes across the verbs: a model with dynamic dims that 1 does not fit
+is asked about before any work, and `--input-shape` is what every run then uses."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from compressor_gui.cli import main
+from compressor_gui.core.errors import CompressorError, error_text
+from compressor_gui.core.shapes import InputShapeNeeded, resolve_input_shapes
+from tests import modelgen
+
+
+@pytest.fixture
+def detector(tmp_path):
+    path = tmp_path / "detector.onnx"
+    onnx.save(modelgen.dynamic_detector(), str(path))
+    return path
+
+
+def test_compress_asks_for_the_shape_before_writing_anything(detector, tmp_path, capsys):
+    out = tmp_path / "detector_int8.onnx"
+    assert main(["compress", str(detector), "--int8", "-o", str(out), "--no-latency"]) == 2
+    error = capsys.readouterr().err
+    assert "images [?, 3, ?, ?]" in error and "--input-shape 1x3x640x640" in error
+    assert "Concat" in error and "\x1b[" not in error
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["detector.onnx"]
+
+
+def test_compressed_detector_evaluates_at_the_given_shape(detector, tmp_path, capsys):
+    out = tmp_path / "detector_int8.onnx"
+    shape = ["--input-shape", "1x3x320x320"]
+    argv = ["compress", str(detector), "--int8", "-o", str(out), "--no-latency", "--json"]
+    assert main([*argv, *shape]) == 0
+    compressed = json.loads(capsys.readouterr().out)
+    assert compressed["after"]["eval"]["cosine"] >= 0.99
+    assert main(["evaluate", str(detector), str(out), *shape, "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["results"]["compressed"]["cosine"] >= 0.99
+    assert main(["evaluate", str(detector), str(out)]) == 2
+    assert "--input-shape" in capsys.readouterr().err
+
+
+def test_bench_runs_the_detector_at_the_given_shape(detector, capsys):
+    argv = ["bench", str(detector), "--runs", "3", "--warmup", "1", "--json"]
+    assert main([*argv, "--input-shape", "1x3x64x64"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency"]["p50_ms"] > 0
+    assert main(argv) == 2
+    assert "dynamic dims" in capsys.readouterr().err
+
+
+def test_input_declaring_minus_one_compresses_without_a_traceback(tmp_path, capsys):
+    model = modelgen.linear()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -1
+    path = tmp_path / "minus_one.onnx"
+    onnx.save(model, str(path))
+    out = tmp_path / "out.onnx"
+    assert main(["compress", str(path), "--int8", "-o", str(out), "--no-latency"]) == 0
+    assert out.exists() and "Traceback" not in capsys.readouterr().err
+
+
+def test_shapes_come_from_the_user_the_data_or_the_model_metadata():
+    model = modelgen.dynamic_detector()
+    with pytest.raises(InputShapeNeeded) as asked:
+        resolve_input_shapes(model)
+    assert asked.value.inputs == ("images",)
+    assert resolve_input_shapes(model, [(2, 3, 64, 96)]) == {"images": (2, 3, 64, 96)}
+    with pytest.raises(CompressorError, match=r"1x4x64x64 does not fit.*\[\?, 3, \?, \?\]"):
+        resolve_input_shapes(model, [(1, 4, 64, 64)])
+    onnx.helper.set_model_props(model, {"imgsz": "[96, 128]"})
+    assert resolve_input_shapes(model) == {"images": (1, 3, 96, 128)}
+
+
+def test_runtime_errors_are_shown_without_colour_codes():
+    raw = RuntimeError("\x1b[1;31m2026 [E:onnxruntime:, inference] Concat failed\x1b[m\nstack")
+    assert error_text(raw) == "2026 [E:onnxruntime:, inference] Concat failed"
+
+
+def test_trtexec_is_given_the_resolved_shape_with_the_batch_size(detector):
+    from compressor_gui.targets.base import BenchConfig
+    from compressor_gui.targets.jetson import trtexec_command
+
+    config = BenchConfig(batch_size=2, input_shapes={"images": [1, 3, 320, 320]})
+    assert "--shapes=images:2x3x320x320" in trtexec_command(detector, "d.onnx", None, config)
+    assert "--shapes=images:1x3x1x1" in trtexec_command(detector, "d.onnx", None, BenchConfig())
+
+
+def test_inspect_counts_macs_at_the_given_shape(detector, capsys):
+    assert main(["inspect", str(detector), "--json"]) == 0
+    assumed = json.loads(capsys.readouterr().out)
+    assert main(["inspect", str(detector), "--json", "--input-shape", "1x3x320x320"]) == 0
+    given = json.loads(capsys.readouterr().out)
+    assert len(assumed["assumptions"]) == 3 and given["assumptions"] == []
+    # the stem conv alone: 8 x 3 x 3 x 3 MACs per output pixel, 160 x 160 of them
+    assert given["layers"][0]["macs"] == 8 * 27 * 160 * 160
