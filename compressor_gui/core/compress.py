@@ -46,6 +46,7 @@ from compressor_gui.core.sizes import compressed_size_bytes, size_report
 from compressor_gui.core.weights import already_quantized, lift_weights
 
 MIN_COSINE = 0.99  # output cosine under this is warned, whatever the labels say
+MIN_AGREEMENT = 0.99  # a distilled model without labels: top-1 agreement under this is warned
 SLOWER_MARGIN = 1.10  # warn when the compressed model's p50 is over 10% above the original's
 _STEPS = 6
 
@@ -118,14 +119,17 @@ def compress_job(
     distill: DistillOptions | None = None,
     teacher: LoadedModel | None = None,
     finish_training: CancelToken | None = None,
+    unlabeled: Dataset | str | os.PathLike[str] | None = None,
 ) -> Job[CompressResult]:
     """Apply `plan` to the loaded model and write it to `out_path` atomically. `data`
     calibrates (and evaluates, unless `eval_data` is given); the bundled demo model uses its
     own calibration and held-out splits when no data is given. `target` is the machine the
-    model is for (None: this one): its CPU family decides the INT8 form. With `distill`, the
-    pruned model is trained on `data` towards `teacher` (default: the original) before it is
-    fused and quantized; a given teacher is also what the result is measured against.
-    `finish_training` ends the training early with its best epoch and goes on to write."""
+    model is for (None: this one): its CPU family decides the INT8 form. With `distill` (or
+    the plan's `distill_epochs`), the pruned model is trained on `data` towards `teacher`
+    (default: the original) before it is fused and quantized; a given teacher is also what
+    the result is measured against, and `unlabeled` data adds samples the teacher alone
+    labels. `finish_training` ends the training early with its best epoch and goes on to
+    write."""
     cancel = cancel or CancelToken()
     here = local_machine()
     target = target or here
@@ -147,8 +151,14 @@ def compress_job(
     calib, evald, source = _datasets(reference.path, original, data, eval_data, loaded)
     shapes = resolve_input_shapes(original, loaded.input_shapes, calib or evald)
     settings = plan.resolved(inventory)
+    if distill is None and plan.distill_epochs:  # the recipe's recovery step, QAT when quantized
+        distill = DistillOptions(
+            epochs=plan.distill_epochs, qat=any(s.bits < 32 for s in settings.values())
+        )
+    if isinstance(unlabeled, str | os.PathLike):
+        unlabeled = load_dataset(unlabeled, original)
     _check_not_quantized_twice(loaded, plan, settings, distill is not None, warnings)
-    training = (distill, calib, evald, target, (cancel, finish_training))
+    training = (distill, calib, unlabeled, evald, target, (cancel, finish_training))
     model, plan, n_m_weights, report = yield from _reshaped(
         original, plan, inventory, shapes, reference, training, steps, warnings
     )
@@ -167,7 +177,9 @@ def compress_job(
 
     yield Progress(5, _STEPS, "evaluating")
     before, after = _measure(reference.onnx_model, out_path, reference, evald, latency, cancel)
-    warnings.extend(_result_warnings(plan, before, after, actions, target, here))
+    warnings.extend(
+        _result_warnings(plan, before, after, actions, target, here, report is not None)
+    )
     yield Progress(6, _STEPS, "done")
     return CompressResult(
         input_path=loaded.path,
@@ -210,7 +222,7 @@ def _reshaped(original, plan, inventory, shapes, reference, training, steps, war
     """Prune, distill (when asked) and fuse: the float model that quantization starts from,
     the plan (pinned to the INT8 form QAT trained for), the 2:4 weights and the training
     report."""
-    distill, calib, evald, target, (cancel, finish_training) = training
+    distill, calib, unlabeled, evald, target, (cancel, finish_training) = training
     # Weights in Constant nodes or subgraphs become initializers of the main graph, where
     # pruning, BatchNorm folding and quantization reach them (same computation, same size).
     model = lift_weights(original, fold_casts=False)
@@ -225,10 +237,10 @@ def _reshaped(original, plan, inventory, shapes, reference, training, steps, war
     report = None
     if distill is not None:
         model, plan, report = yield from _distilled(
-            reference.onnx_model,
+            reference,
             model,
             plan,
-            calib,
+            (calib, unlabeled),
             distill,
             target,
             steps,
@@ -243,9 +255,10 @@ def _reshaped(original, plan, inventory, shapes, reference, training, steps, war
     return model, plan, n_m_weights, report
 
 
-def _result_warnings(plan, before, after, actions, target, here) -> list[str]:
+def _result_warnings(plan, before, after, actions, target, here, distilled) -> list[str]:
     """What the measurements say the user should know: simulated layers, a slower model, a
-    drop over budget, a model measured on another CPU family than it was made for."""
+    drop over budget (for a `distilled` model judged by top-1, not cosine), a model measured
+    on another CPU family than it was made for."""
     found = []
     if any(a.simulated for a in actions):
         found.append(
@@ -263,7 +276,9 @@ def _result_warnings(plan, before, after, actions, target, here) -> list[str]:
             "pay off here (try FP16/INT4 weight-only for size, or keep depthwise/activation-"
             "heavy layers float)"
         )
-    found.extend(quality_warnings(plan, before.eval, after.eval, actions, target))
+    found.extend(
+        quality_warnings(plan, before.eval, after.eval, actions, target, distilled=distilled)
+    )
     if target.isa_class != here.isa_class or target.arch != here.arch:
         found.append(
             f"measured on {here.cpu_model} ({here.isa_class}), made for {target.cpu_model} "
@@ -279,19 +294,28 @@ def quality_warnings(
     after: EvalResult | None,
     actions: tuple[LayerAction, ...],
     target: MachineInfo,
+    *,
+    distilled: bool = False,
 ) -> list[str]:
     """Warnings when the measured loss is over the plan's budget (top-1 points) or the output
-    cosine under 0.99, with the likely cause and what to try."""
+    cosine under 0.99, with the likely cause and what to try. A `distilled` model was trained
+    to match the original's softened outputs, not its logits' scale: its cosine says little,
+    so it is judged by top-1 on labels, else by top-1 agreement with the original."""
     if before is None or after is None:
         return []
     found = []
-    if before.top1 is not None and after.top1 is not None:
+    labelled = before.top1 is not None and after.top1 is not None
+    if labelled:
         drop = 100 * (before.top1 - after.top1)
         if drop > plan.max_drop_pt:
             found.append(
                 f"top-1 fell {drop:.2f} pt, over the plan's budget of {plan.max_drop_pt:g} pt"
             )
-    if after.cosine is not None and after.cosine < MIN_COSINE:
+    if distilled:
+        agreement = after.agreement_top1
+        if not labelled and agreement is not None and agreement < MIN_AGREEMENT:
+            found.append(f"top-1 agreement with the original {agreement:.2%} is under 99%")
+    elif after.cosine is not None and after.cosine < MIN_COSINE:
         found.append(f"output cosine {after.cosine:.4f} is under {MIN_COSINE}")
     if not found:
         return []
@@ -381,10 +405,12 @@ def _narrowed(plan: CompressionPlan, model: onnx.ModelProto) -> CompressionPlan:
     )
 
 
-def _distilled(teacher, model, plan, calib, options, target, steps, tokens):
+def _distilled(teacher, model, plan, data, options, target, steps, tokens):
     """The distillation step: train the pruned (still unfused, so BatchNorm trains) model
-    towards the teacher. After QAT of INT8 layers the plan's form is pinned to the one
-    trained for, so the file is quantized as it was simulated."""
+    towards the teacher (a loaded model: a torch source teaches with its own module). After
+    QAT of INT8 layers the plan's form is pinned to the one trained for, so the file is
+    quantized as it was simulated."""
+    calib, unlabeled = data
     if calib is None:
         raise CompressorError(
             "distillation needs training data: give --data D (an .npz or an image folder; "
@@ -393,7 +419,16 @@ def _distilled(teacher, model, plan, calib, options, target, steps, tokens):
     cancel, finish = tokens
     narrowed = _narrowed(plan, model)
     job = distill_job(
-        teacher, model, calib, options, narrowed, cancel, finish=finish, machine=target
+        teacher.onnx_model,
+        model,
+        calib,
+        options,
+        narrowed,
+        cancel,
+        finish=finish,
+        machine=target,
+        unlabeled=unlabeled,
+        teacher_module=teacher,
     )
     while True:
         try:
@@ -408,9 +443,11 @@ def _distilled(teacher, model, plan, calib, options, target, steps, tokens):
         words = f"agreement {report.before.val_agreement:.1%} -> {best.val_agreement:.1%}"
     steps.append(
         f"distilled: {len(report.history) - 1} epochs on {report.train_samples} samples "
-        f"({report.validation_samples} held for validation), best epoch {report.best_epoch}, "
+        + (f"({report.unlabeled_samples} of them unlabeled) " if report.unlabeled_samples else "")
+        + f"({report.validation_samples} held for validation), best epoch {report.best_epoch}, "
         f"{words}, {report.seconds:.0f} s on {report.threads} threads"
         + (f", QAT on {len(report.qat_layers)} layers" if report.qat_layers else "")
+        + f"; teacher run by {report.teacher_runtime}"
     )
     if report.int8_form and plan.int8_form == "auto":
         plan = dataclasses.replace(plan, int8_form=report.int8_form)

@@ -1,13 +1,15 @@
 """Win accuracy back after compression: knowledge distillation, optionally quantization-aware.
 
-The teacher is the original model (run by onnxruntime), the student the compressed graph
-converted to torch (`torch_graph`). Loss: alpha * T^2 * KL(teacher_T || student_T) +
-(1 - alpha) * CE(labels) (Hinton et al. 2015; defaults T=4, alpha=0.7); without labels only
-the soft targets; optional FitNets hints: MSE between named intermediate tensors, through a
-learned 1x1 regressor where the student has fewer channels. Pruned zeros stay zero; with QAT
-the plan's bit widths are simulated (`qat`). A validation part of the TRAINING data picks
-the best epoch (never the evaluation set); stopping early keeps the best so far. The result
-is the student graph with its trained weights, for the existing writer to quantize.
+The teacher is the original model (run by onnxruntime, or by its own torch module when it
+came from TorchScript or .pt2), the student the compressed graph converted to torch
+(`torch_graph`). Loss: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels)
+(Hinton et al. 2015; defaults T=4, alpha=0.7); a sample without a label has the soft term
+alone, so unlabeled data (which fine-tuning on labels cannot use) teaches too; optional
+FitNets hints: MSE between named intermediate tensors, through a learned 1x1 regressor
+where the student has fewer channels. Pruned zeros stay zero; with QAT the plan's bit widths
+are simulated (`qat`). A validation part of the TRAINING data, unlabeled samples included,
+picks the best epoch (never the evaluation set); stopping early keeps the best so far. The
+result is the student graph with its trained weights, for the existing writer to quantize.
 
 This module is the job's interface and needs no torch (the desktop bundle leaves torch out;
 the GUI unpickles these results); the training loop is `trainer`.
@@ -24,6 +26,7 @@ from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.jobs import CancelToken, Job
+from compressor_gui.core.model import LoadedModel
 from compressor_gui.core.plan import CompressionPlan
 
 AUGMENTATIONS = ("auto", "none", "crop", "crop+flip")
@@ -70,10 +73,11 @@ class EpochStats:
     epochs: int
     train_loss: float | None
     val_loss: float
-    val_top1: float | None  # on the validation part, when it has labels
+    val_top1: float | None  # on the validation samples that have labels
     val_agreement: float  # top-1 agreement with the teacher on the validation part
     seconds_left: float | None = None
     best: bool = False
+    val_right: float = 0.0  # samples right: their label, else the teacher's top-1 (picks best)
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ class DistillReport:
     history: tuple[EpochStats, ...]
     best_epoch: int
     stopped_early: bool
-    train_samples: int
+    train_samples: int  # unlabeled ones included
     validation_samples: int
     seconds: float
     threads: int
@@ -98,6 +102,8 @@ class DistillReport:
     int8_form: str = ""  # the INT8 form QAT simulated ("" without INT8 QAT)
     teacher_val_top1: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    unlabeled_samples: int = 0  # extra samples the teacher alone labelled (soft targets)
+    teacher_runtime: str = "onnxruntime"  # what computed the teacher's logits
 
     @property
     def before(self) -> EpochStats:
@@ -136,13 +142,19 @@ def distill_job(
     *,
     finish: CancelToken | None = None,
     machine: MachineInfo | None = None,
+    unlabeled: Dataset | None = None,
+    teacher_module: LoadedModel | None = None,
 ) -> Job[tuple[onnx.ModelProto, DistillReport]]:
     """Train `student` towards `teacher` on `data`; return the student graph with its best
-    weights and a report. With `options.qat`, `plan` (resolved on the student) says which bit
-    width each layer simulates; `machine` (default: this one) decides the INT8 form. `cancel`
-    or `finish` stop the training at the next batch; the best epoch so far is returned."""
+    weights and a report. `unlabeled`: more samples of the same inputs, without labels, that
+    the teacher labels (soft targets), which fine-tuning on labels alone could not use. With
+    `options.qat`, `plan` (resolved on the student) says which bit width each layer
+    simulates; `machine` (default: this one) decides the INT8 form. `teacher_module`: the
+    teacher as opened from a TorchScript or .pt2 file, whose torch module then computes the
+    soft targets itself. `cancel` or `finish` stop the training at the next batch; the best
+    epoch so far is returned."""
     try:
-        from compressor_gui.core.trainer import train_job
+        from compressor_gui.core.trainer import TorchTeacher, train_job
     except ImportError as exc:
         raise CompressorError(
             f"distillation needs PyTorch ({exc}); the desktop bundle leaves it out: use the "
@@ -150,4 +162,23 @@ def distill_job(
         ) from exc
     stop = [token for token in (cancel, finish) if token is not None]
     options = options or DistillOptions()
-    return (yield from train_job(teacher, student, data, options, plan, stop, machine))
+    module = None
+    if teacher_module is not None and teacher_module.format in TORCH_TEACHERS:
+        module = TorchTeacher(*teacher_callable(teacher_module))
+    return (
+        yield from train_job(
+            teacher, student, data, options, plan, stop, machine, unlabeled, module
+        )
+    )
+
+
+TORCH_TEACHERS = ("torchscript", "pt2")
+
+
+def teacher_callable(loaded: LoadedModel):
+    """(module, kind, max_batch) of a TorchScript module or an exported program (which keeps
+    the batch it was exported with)."""
+    if loaded.format == "pt2":
+        shapes = loaded.input_shapes
+        return loaded.torch_module.module(), "torch.export", shapes[0][0] if shapes else None
+    return loaded.torch_module, "TorchScript", None

@@ -135,8 +135,13 @@ class CompressionPlan:
     patterns: tuple[tuple[str, LayerSetting], ...] = ()
     int8_form: str = "auto"  # auto (measured for the target CPU) | u8s8 | u8s8-rr | u8u8
     max_drop_pt: float = DEFAULT_MAX_DROP_PT  # accuracy budget: results over it are warned
+    distill_epochs: int = 0  # recovery: train towards the original this long (0: none)
 
     def __post_init__(self) -> None:
+        if isinstance(self.distill_epochs, bool) or not isinstance(self.distill_epochs, int):
+            raise PlanError(f"distill_epochs must be a whole number, not {self.distill_epochs!r}")
+        if self.distill_epochs < 0:
+            raise PlanError(f"distill_epochs must be 0 or more, not {self.distill_epochs}")
         if self.int8_form not in FORM_CHOICES:
             raise PlanError(f"int8_form must be one of {FORM_CHOICES}, not {self.int8_form!r}")
         if not 0.0 <= self.max_drop_pt <= 100.0:
@@ -283,6 +288,7 @@ class CompressionPlan:
             "calibration": self.calibration,
             "int8_form": self.int8_form,
             "max_drop_pt": self.max_drop_pt,
+            "distill_epochs": self.distill_epochs,
         }
 
     @classmethod
@@ -300,6 +306,7 @@ class CompressionPlan:
             "calibration",
             "int8_form",
             "max_drop_pt",
+            "distill_epochs",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -331,6 +338,7 @@ class CompressionPlan:
             patterns=tuple(patterns),
             int8_form=str(data.get("int8_form", "auto")),
             max_drop_pt=_number(data.get("max_drop_pt", DEFAULT_MAX_DROP_PT), "max_drop_pt"),
+            distill_epochs=data.get("distill_epochs", 0),
         )
 
 

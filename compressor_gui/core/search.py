@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 
 from compressor_gui.core.data import Dataset, demo_dataset, is_demo_model, tuning_split
+from compressor_gui.core.distill import DistillOptions
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.executors import ClusterConfig, Placement, run_all
 from compressor_gui.core.hardware import MachineInfo, local_machine
@@ -78,6 +79,11 @@ class Candidate:
     measured_drop: float  # points
     measured_size_bytes: int | None  # the written file; None for a simulated verification
     verification: str  # "real" (compress_job + evaluate) | "simulated" (weights simulated)
+    recovered_from: str | None = None  # the candidate this one is, plus distillation
+
+    @property
+    def recovered(self) -> bool:
+        return self.recovered_from is not None
 
 
 @dataclass(frozen=True)
@@ -289,6 +295,8 @@ class _BuildWork:
     dataset: Dataset
     calibration: Dataset | None
     target: MachineInfo
+    recovery: DistillOptions | None = None  # how a plan with distill_epochs trains
+    unlabeled: Dataset | None = None  # more training samples for recovery, without labels
 
 
 @dataclass
@@ -304,12 +312,16 @@ def _build_work(
     dataset: Dataset,
     calibration: Dataset | None,
     machine: MachineInfo | None = None,
+    recovery: DistillOptions | None = None,
+    unlabeled: Dataset | None = None,
 ) -> _BuildWork:
     if calibration is None and is_demo_model(loaded.path):  # what compress_job would take
         calibration = demo_dataset(loaded.onnx_model, "calib")
     model_bytes = loaded.onnx_model.SerializeToString()
     target = machine or local_machine()
-    return _BuildWork(loaded.path.name, model_bytes, dataset, calibration, target)
+    return _BuildWork(
+        loaded.path.name, model_bytes, dataset, calibration, target, recovery, unlabeled
+    )
 
 
 def _build_setup(work: _BuildWork) -> _BuildState:
@@ -330,6 +342,11 @@ def build_plan(state: _BuildState, plan: CompressionPlan) -> tuple[float, float,
     out = state.folder / f"candidate{state.built}.onnx"
     state.built += 1
     work = state.work
+    recovery = None
+    if plan.distill_epochs:
+        recovery = dataclasses.replace(
+            work.recovery or DistillOptions(qat=True), epochs=plan.distill_epochs
+        )
     try:
         result = run_job(
             compress_job(
@@ -340,6 +357,8 @@ def build_plan(state: _BuildState, plan: CompressionPlan) -> tuple[float, float,
                 eval_data=work.dataset,
                 latency=False,
                 target=work.target,
+                distill=recovery,
+                unlabeled=work.unlabeled if recovery else None,
             )
         )
     finally:
@@ -366,6 +385,8 @@ def autoplan_job(
     workers: int = 2,
     cluster: ClusterConfig | None = None,
     machine: MachineInfo | None = None,
+    recovery: DistillOptions | None = None,
+    unlabeled: Dataset | None = None,
     cancel: CancelToken | None = None,
 ) -> Job[AutoPlanResult]:
     """Sweep (or reuse `table`), choose a plan under `budget`, build and measure it, repair it
@@ -373,11 +394,18 @@ def autoplan_job(
     (uniform INT8 and INT4 always among them). The sweep tunes on one part of `dataset` and
     plans are measured on the other (see `tuning_split`); `machine` is the target. The sweep
     runs on `workers` processes or on `cluster`; on a cluster, with real verification, so do
-    the plans that depend on nothing measured (uniform INT8/INT4 and the front)."""
+    the plans that depend on nothing measured (uniform INT8/INT4 and the front). With
+    `recovery`, the chosen plan and the smaller front plans are also built with distillation
+    (`recovery.epochs` on the calibration data, plus `unlabeled`), and a recovered plan that
+    meets the budget better is chosen: the plan then says `distill_epochs`."""
     cancel = cancel or CancelToken()
     model = loaded.onnx_model
     if model is None:
         raise CompressorError(f"{loaded.path.name} has no ONNX graph to plan for")
+    if recovery is not None and verification != "real":
+        raise CompressorError(
+            "recovery by distillation is measured by building plans: use real verification"
+        )
     notes: list[str] = []
     if table is None:
         tune, held_out, how = tuning_split(model, dataset)
@@ -401,7 +429,7 @@ def autoplan_job(
     original = inventory.total_bytes
     with tempfile.TemporaryDirectory(prefix="autoplan-") as tmp:
         if verification == "real":
-            work = _build_work(loaded, dataset, calibration, machine)
+            work = _build_work(loaded, dataset, calibration, machine, recovery, unlabeled)
             state = _BuildState(Path(tmp), loaded, work)
             verify = functools.partial(build_plan, state)
         else:
@@ -481,6 +509,10 @@ def autoplan_job(
             file_budget=False,
         )
         built.extend(candidate(*independent[i], measured[i]) for i in range(2, len(independent)))
+        if recovery is not None:
+            recovered = yield from _recovered(built, chosen, recovery.epochs, work, verify)
+            built.extend(recovered)
+            chosen = _best_within(budget, target_size, [chosen, *recovered], notes)
     return AutoPlanResult(
         chosen, tuple(built), original, table.baseline, table.metric, tuple(notes), at_int8
     )
@@ -491,6 +523,70 @@ def autoplan_source_job(
 ) -> Job[AutoPlanResult]:
     """`autoplan_job` on a model opened from `source`: what a child process runs."""
     return (yield from autoplan_job(source.open(), dataset, budget, cancel=cancel, **options))
+
+
+def _recovered(built, chosen, epochs: int, work: _BuildWork, verify) -> Job[list[Candidate]]:
+    """The chosen plan and the smaller front plans built again with `epochs` of distillation
+    on the calibration data (never on the data the plans are measured on)."""
+    if work.calibration is None:
+        raise CompressorError(
+            "recovery by distillation needs training data: give calibration data (labels "
+            "optional) apart from the evaluation data"
+        )
+    recovered, todo = [], _to_recover(built, chosen)
+    for index, before in enumerate(todo):
+        yield Progress(index, len(todo), f"distilling {before.label} ({epochs} epochs)")
+        plan = dataclasses.replace(before.plan, distill_epochs=epochs)
+        value, drop, size = verify(plan)
+        recovered.append(
+            dataclasses.replace(
+                before,
+                label=f"{before.label} + distill {epochs} epochs",
+                plan=plan,
+                measured_value=value,
+                measured_drop=drop,
+                measured_size_bytes=size,
+                recovered_from=before.label,
+            )
+        )
+    return recovered
+
+
+def _to_recover(built: Sequence[Candidate], chosen: Candidate) -> list[Candidate]:
+    """The chosen plan and the front plans smaller than it: where recovery may buy size."""
+    smaller = [c for c in built if c.label.startswith("front ")]
+    smaller = [c for c in smaller if c.predicted_size_bytes < chosen.predicted_size_bytes]
+    return [chosen, *sorted(smaller, key=lambda c: -c.predicted_size_bytes)]
+
+
+def _best_within(
+    budget: Budget, target_size: float | None, measured: Sequence[Candidate], notes: list[str]
+) -> Candidate:
+    """Under a drop limit the smallest plan measured within it; under a size budget alone the
+    most accurate plan whose file fits; the first (the plan chosen without recovery) when
+    nothing fits better."""
+
+    def fits(c: Candidate) -> bool:
+        over_size = (
+            target_size is not None
+            and c.measured_size_bytes is not None
+            and c.measured_size_bytes > target_size
+        )
+        return not over_size and (budget.max_drop is None or c.measured_drop <= budget.max_drop)
+
+    fitting = [c for c in measured if fits(c)]
+    if not fitting:
+        return measured[0]
+    if budget.max_drop is not None:
+        best = min(fitting, key=lambda c: (c.predicted_size_bytes, c.measured_drop))
+    else:
+        best = min(fitting, key=lambda c: (c.measured_drop, c.predicted_size_bytes))
+    if best is not measured[0]:
+        notes.append(
+            f"chosen with recovery: {best.label} (measured drop {best.measured_drop:.2f} pts) "
+            f"over {measured[0].label} ({measured[0].measured_drop:.2f} pts)"
+        )
+    return best
 
 
 def _predicted_cost(choices: _Choices, plan: CompressionPlan) -> float:

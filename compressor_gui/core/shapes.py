@@ -15,7 +15,7 @@ import ast
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import onnx
@@ -23,8 +23,14 @@ import onnx
 from compressor_gui.core.errors import CompressionError, CompressorError, error_text
 from compressor_gui.core.graph import make_session, real_inputs, subgraphs, tensor_nbytes
 
-if TYPE_CHECKING:
-    from compressor_gui.core.data import Dataset
+
+class SampledInputs(Protocol):
+    """What the shape policy reads of a dataset (core.data.Dataset has it; data imports
+    this module for its feeds, so the dependency runs that way only)."""
+
+    inputs: Mapping[str, np.ndarray]
+    forms: Mapping[str, str]
+
 
 Shapes = dict[str, tuple[int, ...]]
 MAX_FEED_BYTES = 1 << 30  # made-up inputs (no data given) larger than this are refused
@@ -106,7 +112,7 @@ def dims_text(shape: Sequence[int]) -> str:
 def resolve_input_shapes(
     model: onnx.ModelProto,
     user_shapes: Sequence[Sequence[int]] | Mapping[str, Sequence[int]] | None = None,
-    data: Dataset | None = None,
+    data: SampledInputs | None = None,
     *,
     probe: bool = True,
 ) -> Shapes:
@@ -363,7 +369,7 @@ def _checked(spec: InputSpec, shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
-def _data_shape(spec: InputSpec, data: Dataset) -> tuple[int, ...]:
+def _data_shape(spec: InputSpec, data: SampledInputs) -> tuple[int, ...]:
     array = data.inputs[spec.name]
     if data.forms.get(spec.name) == "batch":
         return (1, *array.shape[1:])

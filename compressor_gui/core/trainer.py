@@ -37,6 +37,7 @@ from compressor_gui.core.qat import attach_fake_quant, training_form
 from compressor_gui.core.torch_graph import GraphModule, to_torch, write_weights
 
 CALIBRATION_SAMPLES = 256  # training samples that set the first fake-quantized ranges
+UNLABELED = -1  # the label of a sample that has none (the teacher's soft targets alone)
 
 
 def train_job(
@@ -47,6 +48,8 @@ def train_job(
     plan: CompressionPlan | None,
     stop: Sequence[CancelToken],
     machine: MachineInfo | None,
+    unlabeled: Dataset | None = None,
+    teacher_module: TorchTeacher | None = None,
 ) -> Job[tuple[onnx.ModelProto, DistillReport]]:
     """`distill.distill_job`'s work, with torch's thread count set for its duration."""
     threads = options.threads or os.cpu_count() or 1
@@ -54,7 +57,10 @@ def train_job(
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(options.seed)
-        run = _Run(teacher, student, data, options, plan, machine, threads)
+        if teacher_module is None or not teacher_module.can_replace(teacher, options):
+            teacher_module = None
+        run = _Run(teacher, student, data, options, plan, machine, threads, unlabeled)
+        run.start(teacher_module)
         return (yield from run.train(stop))
     finally:
         torch.set_num_threads(previous)
@@ -63,14 +69,18 @@ def train_job(
 class _Run:
     """One training run: the student module, its teacher, the data split, the optimizer."""
 
-    def __init__(self, teacher, student, data, options, plan, machine, threads) -> None:
+    def __init__(self, teacher, student, data, options, plan, machine, threads, unlabeled):
         self.started = time.monotonic()
         self.student, self.options, self.threads = student, options, threads
         self.rng = np.random.default_rng(options.seed)
-        self.arrays, self.labels = _training_arrays(data, options)
+        self.arrays, self.labels = _training_arrays(data, unlabeled, options)
+        # the validation part comes from every sample, unlabeled ones included: the teacher
+        # labels those, and a handful of labels alone would pick the best epoch by luck
+        count = len(next(iter(self.arrays.values())))
         self.train_idx, self.val_idx = validation_split(
-            len(data), options.validation_fraction, options.seed
+            count, options.validation_fraction, options.seed
         )
+        self.unlabeled_samples = count - len(data)
         self.module = to_torch(student)
         self.qat_layers, self.form_name = (), ""
         if options.qat and plan is not None:
@@ -78,14 +88,24 @@ class _Run:
             settings = plan.resolved(build_inventory(student))
             self.qat_layers = attach_fake_quant(self.module, student, settings, form)
             self.form_name = form.name if any(q.bits == 8 for q in self.qat_layers) else ""
-        self.teacher = _Teacher(teacher, options.features, threads)
-        self.logits = logits_name(student)
-        self.regressors = _regressors(
-            self.module, self.teacher, self.arrays, options.features, self.logits
-        )
+        self.teacher_model, self.logits = teacher, logits_name(student)
         self.masks = _pruning_masks(self.module)
         self.images = _image_inputs(self.arrays) if options.augment != "none" else []
         self.total = -(-len(self.train_idx) // options.batch_size) * options.epochs
+        self.eta = EtaEstimator()
+        self.done = 0
+
+    def start(self, teacher_module: TorchTeacher | None) -> None:
+        """The teacher (the user's torch module when given, else the ONNX original in
+        onnxruntime), the hint regressors, the optimizer and the validation part."""
+        options = self.options
+        self.teacher = teacher_module or _Teacher(
+            self.teacher_model, options.features, self.threads
+        )
+        self.teacher_runtime = teacher_module.describe() if teacher_module else "onnxruntime"
+        self.regressors = _regressors(
+            self.module, self.teacher, self.arrays, options.features, self.logits
+        )
         parameters = [*self.module.weights.values(), *self.regressors.parameters()]
         self.optimizer = torch.optim.Adam(parameters, lr=options.learning_rate)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, self.total)
@@ -97,8 +117,6 @@ class _Run:
         self.validate = _Validator(
             self.module, self.logits, val_feed, self.teacher(val_feed), val_labels, options
         )
-        self.eta = EtaEstimator()
-        self.done = 0
 
     def train(self, stop: Sequence[CancelToken]):
         history = [dataclasses.replace(self.validate(0, None), best=True)]
@@ -159,12 +177,14 @@ class _Run:
             best_epoch=best_epoch,
             stopped_early=stopped,
             train_samples=len(self.train_idx),
+            unlabeled_samples=self.unlabeled_samples,
             validation_samples=len(self.val_idx),
             seconds=time.monotonic() - self.started,
             threads=self.threads,
             qat_layers=self.qat_layers,
             int8_form=self.form_name,
-            teacher_val_top1=None if labels is None else _top1(teacher, labels),
+            teacher_val_top1=_top1(teacher, labels),
+            teacher_runtime=self.teacher_runtime,
             notes=tuple(notes),
         )
 
@@ -172,16 +192,35 @@ class _Run:
 # --- data ------------------------------------------------------------------------------------
 
 
-def _training_arrays(data: Dataset, options: DistillOptions):
-    if any(form != "batch" for form in data.forms.values()):
-        raise CompressorError(
-            f"distillation needs samples on the model's batch axis; {data.source or 'the data'} "
-            "holds them one per call (sample form)"
-        )
+def _training_arrays(data: Dataset, unlabeled: Dataset | None, options: DistillOptions):
+    """Inputs of `data` then of `unlabeled`, and labels (UNLABELED where a sample has none;
+    None when no sample has one or labels are not to be used)."""
+    for part in (data, unlabeled):
+        if part is not None and any(form != "batch" for form in part.forms.values()):
+            raise CompressorError(
+                f"distillation needs samples on the model's batch axis; "
+                f"{part.source or 'the data'} holds them one per call (sample form)"
+            )
     if len(data) < 10:
         raise CompressorError(f"{len(data)} samples are too few to train and validate on")
-    labels = data.labels if options.use_labels else None
-    return dict(data.inputs), None if labels is None else labels.astype(np.int64)
+    labels = (
+        data.labels.astype(np.int64) if options.use_labels and data.labels is not None else None
+    )
+    if unlabeled is None or len(unlabeled) == 0:
+        return dict(data.inputs), labels
+    arrays = {}
+    for name, array in data.inputs.items():
+        extra = unlabeled.inputs.get(name)
+        if extra is None or extra.shape[1:] != array.shape[1:] or extra.dtype != array.dtype:
+            got = "missing" if extra is None else f"{extra.dtype} {tuple(extra.shape[1:])}"
+            raise CompressorError(
+                f"the unlabeled data's input {name!r} is {got}, the training data's "
+                f"{array.dtype} {tuple(array.shape[1:])}: both must feed the same model"
+            )
+        arrays[name] = np.concatenate([array, extra])
+    if labels is not None:
+        labels = np.concatenate([labels, np.full(len(unlabeled), UNLABELED, np.int64)])
+    return arrays, labels
 
 
 def _batches(indices: np.ndarray, size: int, rng: np.random.Generator):
@@ -238,17 +277,54 @@ class _Teacher:
                 exposed.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
         self.names = wanted
         self.session = make_session(exposed, threads=threads)
+        self.inputs = [i.name for i in self.session.get_inputs()]
         fixed = exposed.graph.input[0].type.tensor_type.shape.dim
         self.max_batch = fixed[0].dim_value if fixed and fixed[0].dim_value > 0 else None
 
     def __call__(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         count = len(next(iter(feed.values())))
         step = self.max_batch or count
+        arrays = list(feed.values())  # by position: the student's names may differ
         parts = [
-            self.session.run(self.names, {n: a[i : i + step] for n, a in feed.items()})
+            self.session.run(
+                self.names, {n: a[i : i + step] for n, a in zip(self.inputs, arrays, strict=True)}
+            )
             for i in range(0, count, step)
         ]
         return [np.concatenate([p[k] for p in parts]) for k in range(len(self.names))]
+
+
+class TorchTeacher:
+    """The user's own torch module (TorchScript, or a torch.export program) as the teacher:
+    its logits come straight from the module, with no ONNX round trip. It takes the
+    student's inputs by position, as a torch module does. `max_batch`: the batch an exported
+    program was traced with (it refuses others), None for any."""
+
+    def __init__(self, module, kind: str, max_batch: int | None):
+        self.module, self.kind, self.max_batch = module, kind, max_batch
+
+    def can_replace(self, teacher: onnx.ModelProto, options: DistillOptions) -> bool:
+        """Only for logits the module itself returns (no Softmax on top to look under) and
+        without hint tensors (those are named in the ONNX graph)."""
+        return not options.features and logits_name(teacher) == teacher.graph.output[0].name
+
+    def describe(self) -> str:
+        return f"torch ({self.kind} module, no ONNX round trip)"
+
+    def __call__(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        count = len(next(iter(feed.values())))
+        step = self.max_batch or count
+        parts = []
+        with torch.no_grad():
+            for start in range(0, count, step):
+                chunk = [array[start : start + step] for array in feed.values()]
+                taken = len(chunk[0])
+                if self.max_batch and taken < self.max_batch:  # padded to the traced batch
+                    chunk = [np.concatenate([c, np.repeat(c[-1:], step - taken, 0)]) for c in chunk]
+                out = self.module(*(torch.from_numpy(np.ascontiguousarray(c)) for c in chunk))
+                out = out[0] if isinstance(out, tuple | list) else out
+                parts.append(out.detach().float().numpy()[:taken])
+        return [np.concatenate(parts)]
 
 
 def _regressors(module, teacher, arrays, features, logits) -> nn.ModuleDict:
@@ -299,17 +375,20 @@ def kd_loss(
     temperature: float,
     alpha: float,
 ) -> torch.Tensor:
-    """alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE(labels);
-    without labels the soft term alone. T^2 keeps the soft gradients' scale independent of T."""
+    """Per sample alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) *
+    CE(label), averaged over the batch; a sample without a label (UNLABELED, or no labels at
+    all) has the soft term alone. T^2 keeps the soft gradients' scale independent of T."""
     soft = F.kl_div(
         F.log_softmax(student / temperature, dim=1),
         F.log_softmax(teacher / temperature, dim=1),
-        reduction="batchmean",
+        reduction="none",
         log_target=True,
-    ) * (temperature**2)
+    ).sum(dim=1) * (temperature**2)
     if labels is None:
-        return soft
-    return alpha * soft + (1.0 - alpha) * F.cross_entropy(student, labels)
+        return soft.mean()
+    known = labels != UNLABELED
+    hard = F.cross_entropy(student, labels.clamp(min=0), reduction="none")
+    return torch.where(known, alpha * soft + (1.0 - alpha) * hard, soft).mean()
 
 
 class _Validator:
@@ -326,27 +405,33 @@ class _Validator:
         labels = None if self.labels is None else torch.from_numpy(self.labels)
         loss = kd_loss(student, teacher, labels, self.options.temperature, self.options.alpha)
         predicted = student.argmax(dim=1).numpy()
+        teacher_top1 = self.teacher.reshape(len(predicted), -1).argmax(1)
+        right = teacher_top1 if self.labels is None else self.labels
+        right = np.where(right == UNLABELED, teacher_top1, right)
         return EpochStats(
             epoch=epoch,
             epochs=self.options.epochs,
             train_loss=train_loss,
             val_loss=float(loss),
-            val_top1=None if self.labels is None else float(np.mean(predicted == self.labels)),
-            val_agreement=float(
-                np.mean(predicted == self.teacher.reshape(len(predicted), -1).argmax(1))
-            ),
+            val_top1=_top1(student.numpy(), self.labels),
+            val_agreement=float(np.mean(predicted == teacher_top1)),
             seconds_left=seconds_left,
+            val_right=float(np.mean(predicted == right)),
         )
 
 
 def _key(stats: EpochStats) -> tuple[float, float]:
-    """Best = highest validation top-1 (agreement without labels), then lowest loss."""
-    score = stats.val_top1 if stats.val_top1 is not None else stats.val_agreement
-    return (score, -stats.val_loss)
+    """Best = most validation samples right (their label, the teacher's top-1 where they
+    have none: top-1 with all labels, agreement without any), then lowest loss."""
+    return (stats.val_right, -stats.val_loss)
 
 
-def _top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(logits.reshape(len(labels), -1).argmax(1) == labels))
+def _top1(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
+    """Top-1 over the samples that have a label (None when none has)."""
+    if labels is None or not (labels != UNLABELED).any():
+        return None
+    known = labels != UNLABELED
+    return float(np.mean(logits.reshape(len(labels), -1).argmax(1)[known] == labels[known]))
 
 
 def _calibrate_activations(module: GraphModule, feed: Mapping[str, np.ndarray]) -> None:

@@ -194,6 +194,7 @@ class CompressRequest:
     eval_data: Path | None = None
     latency: bool = True
     distill: DistillOptions | None = None
+    unlabeled: Path | None = None  # more training samples without labels, for `distill`
 
 
 def compress_work(
@@ -215,6 +216,7 @@ def compress_work(
         target=target.machine(),
         distill=request.distill,
         finish_training=finish_training,
+        unlabeled=request.unlabeled,
     )
     local = functools.partial(compress_job, teacher=teacher)
     what = "distill" if request.distill else "compress"
@@ -286,14 +288,19 @@ def autoplan_work(
     cancel: CancelToken | None = None,
     *,
     in_child: bool = False,
+    recovery: DistillOptions | None = None,
+    unlabeled: Dataset | None = None,
 ) -> Job[AutoPlanResult]:
-    """A plan under `budget`, chosen on `dataset`, built and measured (`verification`)."""
+    """A plan under `budget`, chosen on `dataset`, built and measured (`verification`); with
+    `recovery`, plans also built with distillation on `calibration` (plus `unlabeled`)."""
     options = dict(
         calibration=calibration,
         verification=verification,
         workers=placement.workers,
         cluster=placement.cluster,
         machine=machine,
+        recovery=recovery,
+        unlabeled=unlabeled,
     )
     job = _start(
         in_child,

@@ -1,4 +1,5 @@
-"""Asks what Auto plan should aim for: a size (N x smaller), a largest accuracy drop, or both."""
+"""Asks what Auto plan should aim for: a size (N x smaller), a largest accuracy drop, or both;
+and whether plans may be recovered by distillation (the third step of the progressive recipe)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from compressor_gui.core.distill import DistillOptions
 from compressor_gui.core.search import Budget
 
 
@@ -24,6 +26,7 @@ class AutoPlanRequest:
     budget: Budget
     verification: str  # "simulated" | "real", as core.search.autoplan_job takes it
     samples: int
+    recovery: DistillOptions | None = None  # distill plans this long (QAT + KD), or not
 
 
 class AutoPlanDialog(QDialog):
@@ -41,6 +44,14 @@ class AutoPlanDialog(QDialog):
         self.verification.addItem("simulated (fast: weights simulated, one session)", "simulated")
         self.verification.addItem("real (build and evaluate every plan)", "real")
         self.samples = QSpinBox(minimum=8, maximum=100_000, value=256, suffix=" samples")
+        self.recover_check = QCheckBox("Recover by distillation:")
+        self.recover_check.setToolTip(
+            "Also build the chosen plan and the smaller ones with QAT + knowledge distillation "
+            "towards the original on the training data, and choose a recovered plan when it "
+            "meets the budget better (slow: minutes per plan; checks plans for real)"
+        )
+        self.recover_epochs = QSpinBox(minimum=1, maximum=200, value=10, suffix=" epochs")
+        self.recover_epochs.setEnabled(False)
         form = QFormLayout(self)
         form.addRow(
             QLabel(
@@ -52,6 +63,7 @@ class AutoPlanDialog(QDialog):
         form.addRow(self.drop_check, self.max_drop)
         form.addRow("Check plans by", self.verification)
         form.addRow("Evaluate on", self.samples)
+        form.addRow(self.recover_check, self.recover_epochs)
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -60,6 +72,14 @@ class AutoPlanDialog(QDialog):
         form.addRow(self.buttons)
         for check in (self.size_check, self.drop_check):
             check.toggled.connect(self._limits_changed)
+        self.recover_check.toggled.connect(self._recovery_changed)
+
+    def _recovery_changed(self, on: bool) -> None:
+        """Recovered plans can only be measured by building them."""
+        self.recover_epochs.setEnabled(on)
+        if on:
+            self.verification.setCurrentIndex(self.verification.findData("real"))
+        self.verification.setEnabled(not on)
 
     def _limits_changed(self) -> None:
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
@@ -68,8 +88,12 @@ class AutoPlanDialog(QDialog):
     def request(self) -> AutoPlanRequest:
         ratio = 1 / self.size_times.value() if self.size_check.isChecked() else None
         drop = self.max_drop.value() if self.drop_check.isChecked() else None
+        recovery = None
+        if self.recover_check.isChecked():
+            recovery = DistillOptions(epochs=self.recover_epochs.value(), qat=True)
         return AutoPlanRequest(
             Budget(size_ratio=ratio, max_drop=drop),
             self.verification.currentData(),
             self.samples.value(),
+            recovery,
         )

@@ -257,7 +257,9 @@ class ChartsPanel(QTabWidget):
 
 class ParetoPlot(pg.PlotWidget):
     """Auto plan's measured candidates: size (x smaller) against the measured metric; the
-    Pareto front joined by a line, the chosen plan ringed; clicking a point emits it."""
+    Pareto front joined by a line, the chosen plan ringed; plans recovered by distillation
+    drawn as stars, each joined by an arrow-less dotted line to the same plan before
+    recovery; clicking a point emits it."""
 
     candidate_clicked = Signal(object)
 
@@ -282,11 +284,21 @@ class ParetoPlot(pg.PlotWidget):
             [c.measured_value * 100 for c in front],
             pen=pg.mkPen(colors.before, width=1.5, style=Qt.PenStyle.DashLine),
         )
+        by_label = {c.label: c for c in result.candidates}
+        for after in result.candidates:
+            before = by_label.get(after.recovered_from or "")
+            if before is not None:
+                self.plot(
+                    [original / before.predicted_size_bytes, original / after.predicted_size_bytes],
+                    [before.measured_value * 100, after.measured_value * 100],
+                    pen=pg.mkPen(colors.highlight, width=1.5, style=Qt.PenStyle.DotLine),
+                )
         spots = [
             {
                 "pos": (original / c.predicted_size_bytes, c.measured_value * 100),
                 "data": c,
-                "size": 16 if c is result.chosen else 11,
+                "symbol": "star" if c.recovered else "o",
+                "size": (16 if c is result.chosen else 11) + (4 if c.recovered else 0),
                 "brush": pg.mkBrush(colors.highlight if c is result.chosen else colors.after),
                 "pen": pg.mkPen(colors.foreground, width=2 if c is result.chosen else 0.5),
             }
@@ -304,6 +316,13 @@ class ParetoPlot(pg.PlotWidget):
             self.addItem(text)
         metric = "top-1" if result.metric == "top1" else "top-1 agreement"
         self.setLabel("left", f"{metric} (%)")
+        recovered = any(c.recovered for c in result.candidates)
+        self.setTitle(
+            "★ after recovery by distillation, dotted from the same plan before"
+            if recovered
+            else "",
+            color=colors.foreground,
+        )
         self.setXRange(min(xs) - span_x * 0.05, max(xs) + span_x * 0.3, padding=0)
         self.setYRange(min(ys) - span_y * 0.1, max(ys) + span_y * 0.4, padding=0)  # labels
 

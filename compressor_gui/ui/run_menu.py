@@ -152,15 +152,17 @@ class RunMenu:
             data = "no data chosen: Run > Choose data first"
         dialog = DistillDialog(data, self.window)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.accepted.connect(lambda: self.run_distill(dialog.options()))
+        dialog.accepted.connect(lambda: self.run_distill(dialog.options(), dialog.unlabeled()))
         dialog.open()
 
-    def run_distill(self, options: DistillOptions) -> None:
+    def run_distill(self, options: DistillOptions, unlabeled: Path | None = None) -> None:
         loaded = self._loaded(needs_graph=False)
         if loaded is None:
             return
         out = runs_dir() / f"{loaded.path.stem}.distilled.onnx"
-        request = CompressRequest(self.session.plan, out, self.session.data_path, distill=options)
+        request = CompressRequest(
+            self.session.plan, out, self.session.data_path, distill=options, unlabeled=unlabeled
+        )
         target = self.target()
         finish = CancelToken(multiprocessing.get_context("spawn").Event())
         training = self.window.training
@@ -325,6 +327,7 @@ class RunMenu:
                 machine,
                 token,
                 in_child=True,
+                recovery=request.recovery,
             )
             return (yield from job)
 

@@ -8,6 +8,7 @@ and validation loss, validation top-1 and agreement with the teacher, the best e
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -15,9 +16,11 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -30,7 +33,8 @@ from compressor_gui.ui.theme import DARK, ChartColors
 
 
 class DistillDialog(QDialog):
-    """Epochs, QAT and threads for a Compress run with recovery training."""
+    """Epochs, QAT, threads and optional unlabeled data for a Compress run with recovery
+    training (the teacher labels those samples: more to learn from than labels alone)."""
 
     def __init__(self, data_text: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -52,12 +56,29 @@ class DistillDialog(QDialog):
         form.addRow(self.qat)
         form.addRow("Use", self.threads)
         form.addRow("Train on", QLabel(data_text))
+        self.unlabeled_edit = QLineEdit(placeholderText="none (optional .npz or image folder)")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_unlabeled)
+        row = QHBoxLayout()
+        row.addWidget(self.unlabeled_edit)
+        row.addWidget(browse)
+        form.addRow("Also unlabeled", row)
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         form.addRow(self.buttons)
+
+    def _browse_unlabeled(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Unlabeled training data", "", "*.npz")
+        if path:
+            self.unlabeled_edit.setText(path)
+
+    def unlabeled(self) -> Path | None:
+        """More training samples without labels, or None."""
+        text = self.unlabeled_edit.text().strip()
+        return Path(text) if text else None
 
     def options(self) -> DistillOptions:
         return DistillOptions(

@@ -13,19 +13,27 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from compressor_gui.core.compress import quality_warnings
 from compressor_gui.core.data import demo_dataset
-from compressor_gui.core.distill import DistillOptions, distill_job, validation_split
+from compressor_gui.core.distill import (
+    DistillOptions,
+    distill_job,
+    teacher_callable,
+    validation_split,
+)
 from compressor_gui.core.errors import CompressorError
-from compressor_gui.core.evaluate import evaluate, make_session
+from compressor_gui.core.evaluate import EvalResult, evaluate, make_session
+from compressor_gui.core.hardware import local_machine
 from compressor_gui.core.int8_forms import FORMS
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, run_job
-from compressor_gui.core.plan import CompressionPlan, LayerSetting
+from compressor_gui.core.model import load_model
+from compressor_gui.core.plan import CompressionPlan, LayerSetting, load_recipe, save_recipe
 from compressor_gui.core.prune import prune_channels, prune_unstructured
 from compressor_gui.core.qat import attach_fake_quant
 from compressor_gui.core.quantize import quantize_model
 from compressor_gui.core.torch_graph import to_torch
-from compressor_gui.core.trainer import kd_loss
+from compressor_gui.core.trainer import UNLABELED, TorchTeacher, kd_loss
 
 FAST = DistillOptions(epochs=3, threads=1)
 
@@ -141,3 +149,90 @@ def test_qat_weights_are_the_ones_the_quantizer_writes(teacher, bits):
     with torch.no_grad():
         got = module(torch.from_numpy(x)).numpy()
     assert np.abs(got - expected).max() < 1e-4 * max(1.0, np.abs(expected).max())
+
+
+def test_a_sample_without_a_label_learns_from_the_teacher_alone():
+    """In a batch mixing labelled and unlabeled samples each sample has its own loss: soft
+    and hard targets where there is a label, the soft term alone where there is none."""
+    generator = torch.Generator().manual_seed(0)
+    student, teacher = (
+        torch.randn(4, 10, generator=generator),
+        torch.randn(4, 10, generator=generator),
+    )
+    labels = torch.tensor([3, UNLABELED, 1, UNLABELED])
+    each = [
+        kd_loss(
+            student[i : i + 1],
+            teacher[i : i + 1],
+            None if labels[i] < 0 else labels[i : i + 1],
+            4.0,
+            0.7,
+        )
+        for i in range(4)
+    ]
+    assert float(kd_loss(student, teacher, labels, 4.0, 0.7)) == pytest.approx(
+        float(torch.stack(each).mean()), rel=1e-6
+    )
+    assert float(each[0]) != pytest.approx(float(kd_loss(student[:1], teacher[:1], None, 4.0, 0.7)))
+
+
+def test_unlabeled_samples_train_with_a_torchscript_teacher_and_never_validate(
+    teacher, half_channels, train
+):
+    """64 labelled samples and 192 more without labels (26 of all 256 held out to validate);
+    the teacher is the demo's TorchScript module itself, whose logits are onnxruntime's within
+    1e-4."""
+    labelled = train.part(0, 64)
+    unlabeled = dataclasses.replace(train.part(64), labels=None)
+    scripted = load_model("resources/demo.torchscript.pt")
+    options = dataclasses.replace(FAST, epochs=1)
+    job = distill_job(
+        teacher, half_channels, labelled, options, unlabeled=unlabeled, teacher_module=scripted
+    )
+    _, report = run_job(job)
+    assert (report.train_samples, report.unlabeled_samples) == (230, 192)
+    assert report.validation_samples == 26
+    assert report.teacher_runtime == "torch (TorchScript module, no ONNX round trip)"
+    assert report.history[1].val_loss < report.before.val_loss  # it learned from them
+    x = train.inputs["input"][:8]
+    torch_logits = TorchTeacher(scripted.torch_module, "TorchScript", None)({"input": x})
+    ort_logits = make_session(teacher, threads=1).run(None, {"input": x})[0]
+    assert np.abs(torch_logits[0] - ort_logits).max() < 1e-4
+
+
+def test_a_distilled_model_is_judged_by_top1_not_by_its_logits_cosine():
+    """KD matches the original's softened outputs, not its logits' scale: a distilled model
+    within the top-1 budget is not warned about a low cosine; without labels its top-1
+    agreement judges it; an undistilled model with the same cosine is warned."""
+    plan = CompressionPlan()
+    machine = local_machine()
+    before = EvalResult(samples=450, top1=1.0)
+    recovered = EvalResult(samples=450, top1=0.996, agreement_top1=0.996, cosine=0.93)
+    assert quality_warnings(plan, before, recovered, (), machine, distilled=True) == []
+    assert "cosine 0.9300" in quality_warnings(plan, before, recovered, (), machine)[0]
+    unlabelled = EvalResult(samples=450)
+    drifted = EvalResult(samples=450, agreement_top1=0.95, cosine=0.999)
+    warned = quality_warnings(plan, unlabelled, drifted, (), machine, distilled=True)
+    assert "top-1 agreement with the original 95.00% is under 99%" in warned[0]
+
+
+def test_a_recipe_carries_its_recovery_step(tmp_path):
+    plan = CompressionPlan(default=LayerSetting(bits=8), distill_epochs=12)
+    save_recipe(plan, tmp_path / "r.yaml")
+    assert load_recipe(tmp_path / "r.yaml").distill_epochs == 12
+    with pytest.raises(CompressorError, match="distill_epochs must be 0 or more"):
+        CompressionPlan.from_dict({"distill_epochs": -1})
+
+
+def test_a_pt2_teacher_runs_its_exported_module_at_the_batch_it_was_traced_with(tmp_path):
+    """torch.export keeps the traced batch (2 here): five samples go through as 2 + 2 + 1
+    padded to 2, and the logits are the module's own."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
+    torch.export.save(torch.export.export(module, (torch.zeros(2, 12),)), tmp_path / "t.pt2")
+    teacher = TorchTeacher(*teacher_callable(load_model(tmp_path / "t.pt2")))
+    x = np.random.default_rng(0).standard_normal((5, 12)).astype(np.float32)
+    (got,) = teacher({"x": x})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, module(torch.from_numpy(x)).numpy(), atol=1e-6)
+    assert teacher.describe() == "torch (torch.export module, no ONNX round trip)"

@@ -140,3 +140,29 @@ def test_drop_model_adds_noise_and_learns_from_measured_plans():
     # a plan of 8 layers at noise 1e-3 measured 5 points lost: the curve must follow it
     corrected = search.DropModel.fit(table, [(1e-3, 5.0, 8)])
     assert corrected.drop(1e-3) >= 4.0 and corrected.noise_for(1.0) < sweep_only.noise_for(1.0)
+
+
+def test_recovery_chooses_a_smaller_distilled_plan_only_when_it_meets_the_budget():
+    """The plan chosen without recovery, then the same plan and a smaller front plan each
+    distilled: under a drop limit the smallest one measured within it wins; under a size
+    budget alone the most accurate one whose file fits; nothing fitting keeps the first."""
+
+    def made(label, size, drop, file_bytes, recovered_from=None):
+        plan = search.CompressionPlan(distill_epochs=5 if recovered_from else 0)
+        return search.Candidate(
+            label, plan, size, 0.0, 1 - drop / 100, drop, file_bytes, "real", recovered_from
+        )
+
+    auto = made("auto", 100, 0.8, 120)
+    front = [made("front 1", 150, 0.1, 170), made("front 2", 60, 9.0, 80)]
+    assert [c.label for c in search._to_recover([auto, *front], auto)] == ["auto", "front 2"]
+    auto_kd = made("auto + distill 5 epochs", 100, 0.2, 120, "auto")
+    small_kd = made("front 2 + distill 5 epochs", 60, 0.6, 80, "front 2")
+    measured = [auto, auto_kd, small_kd]
+    notes = []
+    drop_limit = search.Budget(max_drop=1.0)
+    assert search._best_within(drop_limit, None, measured, notes) is small_kd
+    assert "chosen with recovery: front 2 + distill 5 epochs" in notes[0]
+    size_only = search.Budget(size_ratio=0.5)
+    assert search._best_within(size_only, 125, measured, []) is auto_kd
+    assert search._best_within(search.Budget(max_drop=0.1), None, measured, []) is auto
