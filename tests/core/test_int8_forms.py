@@ -135,3 +135,14 @@ def test_a_result_within_budget_is_not_warned():
     plan = CompressionPlan(default=LayerSetting(bits=8), max_drop_pt=2.0)
     before, after = _evals(1.0, 0.985, 0.995)
     assert quality_warnings(plan, before, after, (), AVX2) == []
+
+
+def test_a_sequence_output_is_scored_by_cosine_not_by_an_argmax_over_its_whole_map():
+    from compressor_gui.core.data import random_dataset
+    from tests.modelgen import attention_block
+
+    model = attention_block()
+    data = random_dataset(model, count=16, seed=3)
+    result = quantize_model(model, CompressionPlan(default=LayerSetting(bits=8)), data)
+    measured = result.int8_form.split("measured on calibration data:")[1]
+    assert "cosine" in measured and "agreement" not in measured
