@@ -49,6 +49,11 @@ SIMULATED = "simulated: no runtime kernel"
 CALIBRATION_SAMPLES = 256
 FORM_CHECK_SAMPLES = 64  # calibration samples each INT8 form candidate is scored on
 INT4_OPSET = 21
+# Default static INT8 keeps a few layers float when its output cosine is under this target.
+TARGET_COSINE = 0.99
+FLOAT_ROUNDS = 3
+FLOAT_PER_ROUND = 2
+COMPARE_SAMPLES = 16
 PER_CHANNEL_OPSET = 13  # DequantizeLinear takes an `axis` (per-channel scales) from opset 13
 _AXIS_ROUTES = ("static_int8", "dynamic_int8", "weight_only", "int4_dq")
 
@@ -289,6 +294,50 @@ def _static_int8(model, names, ctx: _Context):
     result, done, warnings = built[choice.form.name]
     ctx.warnings.extend(warnings)
     ctx.forms.append((choice.form.name, choice.reason))
+    return _keep_worst_float(model, names, ctx, choice.form, (result, done), calib, reference)
+
+
+def _keep_worst_float(model, names, ctx: _Context, form, quantized, calib, reference):
+    """Under TARGET_COSINE on calibration samples, the layers that `compare` measures adding
+    the most error are kept float, a few per round, while that raises the cosine: one
+    sensitive layer should not cost the whole model its fidelity. The warning names them."""
+    from compressor_gui.core.compare import compare_job
+    from compressor_gui.core.jobs import run_job
+
+    result, done = quantized
+    if reference is None:
+        reference = run_outputs(make_session(model), calib)
+    start = cosine = fidelity(reference, run_outputs(make_session(result), calib))[1]
+    kept: list[str] = []
+    for _ in range(FLOAT_ROUNDS):
+        if cosine >= TARGET_COSINE:
+            break
+        with tempfile.TemporaryDirectory(prefix="compressor-gui-") as tmp:
+            original, changed = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+            onnx.save(model, str(original))
+            onnx.save(result, str(changed))
+            try:
+                compared = run_job(compare_job(original, changed, calib.subset(COMPARE_SAMPLES)))
+            except CompressorError:
+                break
+        worst = [n for n in compared.worst(len(names)) if n in done][:FLOAT_PER_ROUND]
+        if not worst:
+            break
+        remaining = [n for n in names if n not in (*kept, *worst)]
+        try:
+            trial, trial_done = _static_int8_as(model, remaining, ctx, form, [])
+            trial_cosine = fidelity(reference, run_outputs(make_session(trial), calib))[1]
+        except CompressorError:
+            break
+        if trial_cosine <= cosine:
+            break
+        kept += worst
+        result, done, cosine = trial, trial_done, trial_cosine
+    if kept:
+        ctx.warnings.append(
+            f"kept float to hold the output cosine ({start:.4f} -> {cosine:.4f} on calibration "
+            f"samples): {', '.join(kept)}, the layers adding the most INT8 error"
+        )
     return result, done
 
 

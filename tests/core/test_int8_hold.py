@@ -1,0 +1,51 @@
+"""Default static INT8 keeps the layers that break the output float, and says which."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from compressor_gui.core.data import Dataset
+from compressor_gui.core.evaluate import fidelity, make_session, run_outputs
+from compressor_gui.core.plan import CompressionPlan, LayerSetting
+from compressor_gui.core.quantize import TARGET_COSINE, quantize_model
+
+
+def _outlier_input_model() -> onnx.ModelProto:
+    """Two MatMul layers; the first reads an input whose feature 0 is 1000x the others (its
+    weight row scaled down to match), so an INT8 input scale leaves the others nothing."""
+    rng = np.random.default_rng(0)
+    first = rng.normal(0, 0.2, (32, 32)).astype(np.float32)
+    first[0] *= 1e-3
+    second = rng.normal(0, 0.2, (32, 16)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["h"], name="outlier_fc"),
+            helper.make_node("Relu", ["h"], ["r"], name="relu"),
+            helper.make_node("MatMul", ["r", "w2"], ["y"], name="plain_fc"),
+        ],
+        "outlier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 16])],
+        [numpy_helper.from_array(first, "w1"), numpy_helper.from_array(second, "w2")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _data(count: int, seed: int) -> Dataset:
+    x = np.random.default_rng(seed).normal(0, 1, (count, 32)).astype(np.float32)
+    x[:, 0] *= 1000
+    return Dataset({"x": x}, {"x": "batch"}, source="outliers")
+
+
+def test_the_layer_that_breaks_int8_stays_float_and_is_named():
+    model = _outlier_input_model()
+    result = quantize_model(model, CompressionPlan(default=LayerSetting(bits=8)), _data(64, 1))
+    methods = {a.name: a.method for a in result.actions}
+    assert methods["outlier_fc"] == "float32 (kept)" and "INT8" in methods["plain_fc"]
+    assert any("kept float" in w and "outlier_fc" in w for w in result.warnings)
+    held_out = _data(32, 2)
+    reference = run_outputs(make_session(model), held_out)
+    cosine = fidelity(reference, run_outputs(make_session(result.model), held_out))[1]
+    assert cosine >= TARGET_COSINE
