@@ -49,3 +49,26 @@ def test_the_layer_that_breaks_int8_stays_float_and_is_named():
     reference = run_outputs(make_session(model), held_out)
     cosine = fidelity(reference, run_outputs(make_session(result.model), held_out))[1]
     assert cosine >= TARGET_COSINE
+
+
+def test_static_int8_stores_no_zero_zero_points_and_keeps_the_layer_names():
+    from tests.modelgen import conv_stack
+
+    model = conv_stack()
+    data = Dataset(
+        {"x": np.random.default_rng(0).normal(0, 1, (32, 8, 8, 8)).astype(np.float32)},
+        {"x": "batch"},
+    )
+    result = quantize_model(model, CompressionPlan(default=LayerSetting(bits=8)), data)
+    stored = {t.name: t.data_type for t in result.model.graph.initializer}
+    signed = (TensorProto.INT8, TensorProto.INT32)
+    weight_dqs = [
+        n
+        for n in result.model.graph.node
+        if n.op_type == "DequantizeLinear" and stored.get(n.input[0]) in signed
+    ]
+    assert weight_dqs and all(len(n.input) == 2 for n in weight_dqs)
+    layers = {n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")}
+    assert layers <= {n.name for n in result.model.graph.node}
+    reference = run_outputs(make_session(model), data)
+    assert fidelity(reference, run_outputs(make_session(result.model), data))[1] >= 0.99
