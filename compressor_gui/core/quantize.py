@@ -18,6 +18,7 @@ import dataclasses
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
 
 import onnx
@@ -303,9 +304,12 @@ def _static_int8(model, names, ctx: _Context):
 
 
 def _compact_added(result: onnx.ModelProto, model: onnx.ModelProto) -> onnx.ModelProto:
-    """Short names for the tensors and nodes the quantizer added, and no all-zero zero point
-    on int8 weights or int32 biases (0 is DequantizeLinear's default): on a small model such
-    as PP-OCR cls (145 k weights) names of 400 Q/DQ nodes and bias zero points made it 0.50x.
+    """Short names for what the quantizer added: stored tensors and their DequantizeLinear
+    outputs, QuantizeLinear outputs, nodes (activations' DequantizeLinear outputs keep theirs:
+    onnxruntime's QDQ debugger, which `compare` uses, pairs them by name), and no all-zero
+    zero point on int8 weights or int32 biases (0 is DequantizeLinear's default): on a small
+    model such as PP-OCR cls (145 k weights) names of 400 Q/DQ nodes and bias zero points
+    made it 0.50x.
     Names of the original model (layers, their tensors, inputs, outputs) stay."""
     from onnx import numpy_helper
 
@@ -331,16 +335,20 @@ def _compact_added(result: onnx.ModelProto, model: onnx.ModelProto) -> onnx.Mode
     def renamed(name: str) -> str:
         if not name or name in kept:
             return name
-        return short.setdefault(name, f"q{len(short):x}")
+        if name not in short:
+            short[name] = next(c for i in count(len(short)) if (c := f"q{i:x}") not in kept)
+        return short[name]
 
     for tensor in graph.initializer:
         tensor.name = renamed(tensor.name)
     original_nodes = set(node_names(model.graph))
+    for node in graph.node:  # the debugger pairs activations by X_DequantizeLinear_Output
+        if node.op_type == "QuantizeLinear" or node.input[0] in initializers:
+            node.output[0] = renamed(node.output[0])
     for index, node in enumerate(graph.node):
-        node.input[:] = [renamed(n) for n in node.input]
-        node.output[:] = [renamed(n) for n in node.output]
+        node.input[:] = [short.get(n, n) for n in node.input]
         if node.name not in original_nodes:
-            node.name = f"n{index:x}"
+            node.name = next(c for c in (f"n{index:x}", f"qdq_{index}") if c not in original_nodes)
     return result
 
 
