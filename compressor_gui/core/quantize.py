@@ -343,7 +343,7 @@ def _compact_added(result: onnx.ModelProto, model: onnx.ModelProto) -> onnx.Mode
         tensor.name = renamed(tensor.name)
     original_nodes = set(node_names(model.graph))
     for node in graph.node:  # the debugger pairs activations by X_DequantizeLinear_Output
-        if node.op_type == "QuantizeLinear" or node.input[0] in initializers:
+        if node.op_type == "QuantizeLinear" or (node.input and node.input[0] in initializers):
             node.output[0] = renamed(node.output[0])
     for index, node in enumerate(graph.node):
         node.input[:] = [short.get(n, n) for n in node.input]
@@ -373,7 +373,8 @@ def _keep_worst_float(model, names, ctx: _Context, form, quantized, calib, refer
             onnx.save(result, str(changed))
             try:
                 compared = run_job(compare_job(original, changed, calib.subset(COMPARE_SAMPLES)))
-            except CompressorError:
+            except CompressorError as exc:
+                ctx.warnings.append(f"could not rank the layers to keep float: {exc}")
                 break
         worst = [n for n in compared.worst(len(names)) if n in done][:FLOAT_PER_ROUND]
         if not worst:

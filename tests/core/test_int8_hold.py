@@ -72,3 +72,15 @@ def test_static_int8_stores_no_zero_zero_points_and_keeps_the_layer_names():
     assert layers <= {n.name for n in result.model.graph.node}
     reference = run_outputs(make_session(model), data)
     assert fidelity(reference, run_outputs(make_session(result.model), data))[1] >= 0.99
+
+
+def test_compacting_a_quantized_model_leaves_input_free_constant_nodes_as_they_are():
+    from compressor_gui.core.quantize import _compact_added
+
+    model = _outlier_input_model()
+    shape = numpy_helper.from_array(np.array([-1, 16], np.int64), "shape_value")
+    model.graph.node.append(helper.make_node("Constant", [], ["shape"], value=shape))
+    model.graph.node.append(helper.make_node("Reshape", ["y", "shape"], ["flat"], name="flat"))
+    model.graph.output[0].name = "flat"
+    compacted = _compact_added(onnx.ModelProto.FromString(model.SerializeToString()), model)
+    assert [n.output[0] for n in compacted.graph.node][-2:] == ["shape", "flat"]
