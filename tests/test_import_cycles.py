@@ -13,7 +13,6 @@ import compressor_gui
 PACKAGE = Path(compressor_gui.__file__).parent
 # Cycles that other work in progress is taking apart; this list may only shrink.
 KNOWN = {
-    frozenset({"compressor_gui.core.ops", "compressor_gui.core.torch_ops"}),
     frozenset(
         {"compressor_gui.core.distill", "compressor_gui.core.qat", "compressor_gui.core.trainer"}
     ),

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper
 from torch import nn
 
-from compressor_gui.core.ops import NodeView
+from compressor_gui.core.graph import NodeView
 
 _INT64_MAX = 2**63 - 1
 
