@@ -14,7 +14,7 @@ from compressor_gui.cli.sensitivity import (
     progress_printer,
 )
 from compressor_gui.core.data import load_dataset
-from compressor_gui.core.distill import DistillOptions
+from compressor_gui.core.distill_types import DistillOptions
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.jobs import run_job
 from compressor_gui.core.plan import save_recipe

@@ -119,7 +119,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 def distill_options(args: argparse.Namespace, epochs: int):
     """The DistillOptions the training flags describe."""
-    from compressor_gui.core.distill import DistillOptions
+    from compressor_gui.core.distill_types import DistillOptions
 
     return DistillOptions(
         epochs=epochs,

@@ -25,7 +25,8 @@ from compressor_gui.core.data import (
     load_dataset,
     random_dataset,
 )
-from compressor_gui.core.distill import DistillOptions, DistillReport, distill_job
+from compressor_gui.core.distill import distill_job
+from compressor_gui.core.distill_types import DistillOptions, DistillReport
 from compressor_gui.core.errors import CompressionError, CompressorError
 from compressor_gui.core.evaluate import (
     EvalResult,

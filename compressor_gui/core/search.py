@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from compressor_gui.core.data import Dataset, demo_dataset, is_demo_model, tuning_split
-from compressor_gui.core.distill import DistillOptions
+from compressor_gui.core.distill_types import DistillOptions
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.executors import ClusterConfig, Placement, run_all
 from compressor_gui.core.hardware import MachineInfo, local_machine
