@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from compressor_gui.core.data import RANDOM_SOURCE
 from compressor_gui.core.evaluate import EvalResult
 from compressor_gui.core.hardware import MachineInfo
-from compressor_gui.core.quantize import SIMULATED
+from compressor_gui.core.quant_passes import SIMULATED
 from compressor_gui.formatting import human_bytes
 
 if TYPE_CHECKING:
