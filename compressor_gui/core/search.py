@@ -72,7 +72,10 @@ class Budget:
 
     def file_size_bytes(self, reference_bytes: float) -> float | None:
         """The size a plan must fit: the smaller of `size_bytes` and `size_ratio` of
-        `reference_bytes` (None: no size budget)."""
+        `reference_bytes` (None: no size budget). A size budget is about the file the user
+        gets: with real verification the reference is the original file and each written
+        candidate is checked (the prediction counts weights only); a simulated verification
+        writes no file, so the reference is the weights."""
         if self.size_ratio is None:
             return self.size_bytes
         return min(self.size_bytes or math.inf, self.size_ratio * reference_bytes)
@@ -233,6 +236,7 @@ def autoplan_job(
     table: SensitivityTable | None = None,
     verification: str = "real",
     front_points: int = 3,
+    layers: Sequence[str] | None = None,
     workers: int = 2,
     cluster: ClusterConfig | None = None,
     machine: MachineInfo | None = None,
@@ -242,19 +246,21 @@ def autoplan_job(
 ) -> Job[AutoPlanResult]:
     """Sweep (or reuse `table`), choose a plan under `budget`, build and measure it, repair it
     if its measured drop is over, and build a few more plans for the size/accuracy front
-    (uniform INT8 and INT4 always among them). The sweep tunes on one part of `dataset` and
-    plans are measured on the other (see `tuning_split`); `machine` is the target. The sweep
-    runs on `workers` processes or on `cluster`; on a cluster, with real verification, so do
-    the plans that depend on nothing measured (uniform INT8/INT4 and the front). With
-    `recovery`, the chosen plan and the smaller front plans are also built with distillation
-    (`recovery.epochs` on the calibration data, plus `unlabeled`), and a recovered plan that
-    meets the budget better is chosen: the plan then says `distill_epochs`."""
+    (uniform INT8 and INT4 always among them). The sweep (of `layers`, default all) tunes on
+    one part of `dataset` and plans are measured on the other (see `tuning_split`); `machine`
+    is the target. The sweep runs on `workers` processes or on `cluster`; on a cluster, with
+    real verification, so do the plans that depend on nothing measured (uniform INT8/INT4
+    and the front). With `recovery`, the chosen plan and the smaller front plans are also
+    built with distillation (`recovery.epochs` on the calibration data, plus `unlabeled`),
+    and a recovered plan that meets the budget better is chosen: the plan then says
+    `distill_epochs`."""
     cancel = cancel or CancelToken()
     model = _plannable(loaded, verification, recovery)
     notes: list[str] = []
     if table is None:
-        where = {"workers": workers, "cluster": cluster, "machine": machine, "cancel": cancel}
-        table, dataset, calibration = yield from _swept(model, dataset, calibration, notes, where)
+        table, dataset, calibration = yield from _swept(
+            model, dataset, calibration, notes, layers, workers, cluster, machine, cancel
+        )
     notes.extend(table.notes)
     inventory = build_inventory(model)
     choices = choices_from_table(table, inventory)
@@ -288,9 +294,6 @@ def autoplan_job(
         built.extend(uniform)
         checks = [(independent[i][2], uniform[i].measured_drop, len(table.layers)) for i in (0, 1)]
         drops = DropModel.fit(table, checks)
-        # A size budget is about the file the user gets: with real verification a ratio is
-        # taken of the original file and checked on each written candidate (the prediction
-        # counts weights only); a simulated verification writes no file, so weights it is.
         reference = loaded.file_size_bytes if verification == "real" else original
         target_size = budget.file_size_bytes(reference)
         chosen = _choose_and_repair(choices, drops, budget, target_size, build, notes)
@@ -393,15 +396,24 @@ def _measure_independent(
     return measured
 
 
-def _swept(model: onnx.ModelProto, dataset: Dataset, calibration: Dataset | None, notes, where):
-    """(sensitivity table, held-out data, calibration data): the sweep tunes on one part of
-    `dataset` (also the calibration data unless other was given); plans are measured on the
-    other. `where`: sensitivity_job's workers, cluster, machine and cancel."""
+def _swept(model, dataset, calibration, notes, layers, workers, cluster, machine, cancel):
+    """(sensitivity table, held-out data, calibration data): the sweep of `layers` tunes on
+    one part of `dataset` (also the calibration data unless other was given); plans are
+    measured on the other. The rest is where and for which machine the sweep runs."""
     tune, held_out, how = tuning_split(model, dataset)
     notes.append(how)
     if calibration is None or calibration is dataset:
         calibration = tune
-    table = yield from sensitivity_job(model, tune, options=SEARCH_OPTIONS, **where)
+    table = yield from sensitivity_job(
+        model,
+        tune,
+        options=SEARCH_OPTIONS,
+        layers=layers,
+        workers=workers,
+        cluster=cluster,
+        machine=machine,
+        cancel=cancel,
+    )
     return table, held_out, calibration
 
 

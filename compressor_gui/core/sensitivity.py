@@ -15,6 +15,7 @@ hash + layer + option.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -161,6 +162,13 @@ def swept_layers(model: onnx.ModelProto, names: Sequence[str] | None = None) -> 
     (sweep the lifted model); others (already quantized, RNNs) are skipped. CompressorError
     only when layers were named and none of them can be swept."""
     return sweepable(model, names)[0]
+
+
+def largest_layers(model: onnx.ModelProto, count: int) -> list[str] | None:
+    """The `count` sweepable layers holding the most weights (None when none can be swept):
+    a capped sweep of a large model measures where most of its bytes are."""
+    found = sorted(swept_layers(model), key=lambda layer: math.prod(layer.shape), reverse=True)
+    return [layer.name for layer in found[:count]] or None
 
 
 def sweepable(
@@ -418,7 +426,7 @@ def sensitivity_job(
             tuple(o.name for o in options),
             tuple(points[key] for key in fast),
             cache.int8_form,
-            tuple(notes) or _cached_note(cache, here),
+            tuple(notes) or cache.int8_note(here),
             skipped_summary(skipped),
         )
 
@@ -483,16 +491,6 @@ def _with_cached_points(fast: dict, cache: SweepCache, int8_mode: _Int8Mode, met
         if hit is not None and hit.get("metric") == metric and _how(hit, wanted_how):
             points[(layer, option)] = replace(point, **hit)
     return points
-
-
-def _cached_note(cache: SweepCache, here: MachineInfo) -> tuple[str, ...]:
-    """Where the cached INT8 points were measured, when they came from the cache."""
-    if not cache.int8_form:
-        return ()
-    return (
-        f"INT8 points: each layer quantized alone and run in onnxruntime on "
-        f"{here.cpu_model} ({here.isa_class}), form {cache.int8_form} (from the cache)",
-    )
 
 
 @dataclass(frozen=True)
