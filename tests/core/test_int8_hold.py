@@ -9,7 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.evaluate import fidelity, make_session, run_outputs
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
-from compressor_gui.core.quantize import TARGET_COSINE, quantize_model
+from compressor_gui.core.quant_passes import TARGET_COSINE
+from compressor_gui.core.quantize import quantize_model
 
 
 def _outlier_input_model() -> onnx.ModelProto:
@@ -75,7 +76,7 @@ def test_static_int8_stores_no_zero_zero_points_and_keeps_the_layer_names():
 
 
 def test_compacting_a_quantized_model_leaves_input_free_constant_nodes_as_they_are():
-    from compressor_gui.core.quantize import _compact_added
+    from compressor_gui.core.quant_passes import _compact_added
 
     model = _outlier_input_model()
     shape = numpy_helper.from_array(np.array([-1, 16], np.int64), "shape_value")
