@@ -236,6 +236,10 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
         except CompressorError:
             break
         if trial_cosine <= cosine:
+            ctx.warnings.append(
+                f"keeping {', '.join(worst)} float (the layers adding the most INT8 error) did "
+                f"not raise the output cosine ({cosine:.4f} -> {trial_cosine:.4f}): kept INT8"
+            )
             break
         kept += worst
         result, done, cosine = trial, trial_done, trial_cosine
