@@ -31,6 +31,7 @@ from compressor_gui.core.errors import CompressorError, PlanError
 from compressor_gui.core.jobs import CancelToken, Progress
 from compressor_gui.core.plan import CompressionPlan, load_recipe, save_recipe
 from compressor_gui.core.prune import global_prune_ratios
+from compressor_gui.core.shapes import declared_input_shapes, dims_text
 from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.ui.charts import ChartsPanel
 from compressor_gui.ui.deploy_view import DeployView
@@ -67,6 +68,10 @@ class MainWindow(QMainWindow):
         self.layer_error = LayerErrorFeature(self)
         self.totals = QLabel("Open a model to start")
         self.statusBar().addPermanentWidget(self.totals, 1)
+        self.input_shape = QLabel("")
+        self.input_shape.setToolTip("The input shape every job uses: click to change it")
+        self.input_shape.linkActivated.connect(lambda _link: self.opener.ask_input_shape())
+        self.statusBar().addPermanentWidget(self.input_shape)
 
         self.opener = ModelOpener(self)
         self.runs = RunMenu(self)
@@ -177,6 +182,7 @@ class MainWindow(QMainWindow):
         self.charts.candidate_clicked.connect(self.runs.load_candidate)
         self.views.currentChanged.connect(self._view_changed)
         self.jobs.failed.connect(self.show_error)
+        self.jobs.shape_needed.connect(lambda message: self.opener.ask_input_shape(message))
         self.jobs.cancelled.connect(lambda _name: self.training.end(None))
         self.deploy_view.failed.connect(lambda message: self.show_error("Export", message))
         self.deploy_view.exported.connect(lambda folder: self.jobs.log_line(f"exported {folder}"))
@@ -211,9 +217,22 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"Compressor — {self.session.path.name}")
             self._fit_table_columns()
         self.graph.set_model(self.session.path)
+        self._show_input_shape()
         self.controls.set_layers([])
         self.charts.set_selection([])
         self._busy_changed(self.jobs.running)
+
+    def _show_input_shape(self) -> None:
+        """The shapes jobs run at, in the status bar; a click asks for others."""
+        loaded = self.session.opened.loaded if self.session.opened else None
+        if loaded is None or loaded.onnx_model is None:
+            self.input_shape.clear()
+            return
+        shapes, assumed = declared_input_shapes(loaded.onnx_model, self.opener.current_shapes())
+        text = ", ".join(dims_text(shape) or "scalar" for shape in shapes.values())
+        guessed = any(a.source == "assumed" for a in assumed)
+        note = " (dynamic dims taken as 1)" if guessed else ""
+        self.input_shape.setText(f'input <a href="shape">{text}</a>{note}')
 
     def _fit_table_columns(self) -> None:
         """Size columns to their contents and widen the table's pane (up to 55% of the
@@ -331,7 +350,7 @@ class MainWindow(QMainWindow):
 
     def _busy_changed(self, busy: bool) -> None:
         has_model = self.session.opened is not None
-        for action in (*self.job_actions, self.global_prune_action):
+        for action in (*self.job_actions, self.global_prune_action, self.input_shape_action):
             action.setEnabled(has_model and not busy)
         self.open_action.setEnabled(not busy)
 

@@ -6,6 +6,7 @@ the application layer's, shared with the CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from compressor_gui.core.workflows import (
     CompressRequest,
     SweepRequest,
     autoplan_work,
+    bench_input_shapes,
     bench_models_job,
     calibration_data,
     compress_work,
@@ -234,21 +236,22 @@ class RunMenu:
             models.append(("compressed", self.session.compressed_path))
         loaded, chosen = self._loaded(), self.session.data_path
         data = (lambda: evaluation_data(loaded, chosen)) if loaded else None
-        if self.window.targets.fanout.start(self.jobs, models, data):  # two or more checked
+        shapes = (lambda: bench_input_shapes(loaded)) if loaded else None
+        if self.window.targets.fanout.start(self.jobs, models, data, shapes):  # 2+ checked
             self.window.targets_dock.raise_()
             return
         config = choice.config()
+
+        def job(token: CancelToken):  # the shapes are tried in the worker, not the GUI thread
+            sized = dataclasses.replace(config, input_shapes=shapes()) if shapes else config
+            return (yield from bench_models_job(choice.target, models, sized, token))
 
         def done(outcome: tuple[dict[str, BenchResult], MachineInfo]) -> None:
             results, machine = outcome
             name = self.session.path.name
             self.session.add_result(bench_summary(choice.label, name, results, machine))
 
-        self.jobs.start(
-            f"Benchmark on {choice.label}",
-            lambda token: bench_models_job(choice.target, models, config, token),
-            done,
-        )
+        self.jobs.start(f"Benchmark on {choice.label}", job, done)
 
     def sensitivity(self) -> None:
         """Measure how much each selected layer's (or every layer's) metric drops per option;
