@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.report_pages import opened
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "resources" / "demo.onnx"
 GUARD = REPO / "tests" / "netguard"
@@ -44,6 +46,8 @@ def deployed(tmp_path_factory) -> tuple[Path, dict, Path]:
         "--runs",
         "10",
         "--json",
+        "--report",
+        str(root / "deploy.html"),
     ]
     done = subprocess.run(
         command, capture_output=True, text=True, env=_guarded_env(home, log), timeout=300
@@ -93,6 +97,16 @@ def test_the_guard_sees_openvino_telemetry_without_our_block(tmp_path) -> None:
     env = _guarded_env(tmp_path, log)
     subprocess.run([sys.executable, "-c", script], env=env, timeout=120, check=True)
     assert "google-analytics" in log.read_text()
+
+
+def test_deploy_report_shows_every_candidate_as_measured(deployed) -> None:
+    folder, printed, _ = deployed
+    page, data = opened(folder.parent / "deploy.html")
+    for row in printed["candidates"]:
+        assert row["label"] in page.cells
+        assert f"{row['p50_ms']:.3f}" in page.cells and f"{row['cosine']:.4f}" in page.cells
+    assert data["kind"] == "deploy" and data["result"]["recommended"] == printed["recommended"]
+    assert page.marks == 2 * len(printed["candidates"])  # a bar and a point per form
 
 
 def test_report_opens_in_a_browser_engine_with_every_plot_drawn(deployed, qtbot) -> None:

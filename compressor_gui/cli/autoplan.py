@@ -7,6 +7,7 @@ import json
 
 from compressor_gui.cli.compress import add_target_argument
 from compressor_gui.cli.inspect import add_loading_arguments
+from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.cli.sensitivity import (
     add_data_arguments,
     open_onnx_and_data,
@@ -16,6 +17,7 @@ from compressor_gui.cli.sensitivity import (
 from compressor_gui.core.data import load_dataset
 from compressor_gui.core.distill import DistillOptions
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.job_reports import autoplan_report
 from compressor_gui.core.jobs import run_job
 from compressor_gui.core.plan import save_recipe
 from compressor_gui.core.search import AutoPlanResult, Budget, Candidate
@@ -52,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --recover: more training samples without labels (the teacher labels them)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_report_argument(parser)
     add_target_argument(parser)
     add_loading_arguments(parser)
 
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(_to_json(result, args.output)))
     else:
         print(format_result(result, args.output))
+    save_report(args, lambda: autoplan_report(result, args.output))
     return 0
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor_gui.cli.inspect import parse_shapes
+from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.core.data import load_dataset
 from compressor_gui.core.errors import CompressorError, TargetError
 from compressor_gui.core.jobs import Progress, run_job
@@ -25,6 +26,7 @@ from compressor_gui.core.shapes import random_feed, resolve_input_shapes
 from compressor_gui.targets import get_target
 from compressor_gui.targets.base import RUNTIMES, BenchConfig, BenchResult, RuntimeOption, Target
 from compressor_gui.targets.fanout import Leg, bench_fanout_job, format_table
+from compressor_gui.targets.job_reports import bench_report, fanout_report, sweep_report
 
 FIDELITY_SAMPLES = 32
 RED, PLAIN = "\033[31m", "\033[0m"
@@ -69,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="input shape like 1x3x640x640 (repeat per input, in order) for dynamic dims; "
         "the batch dim follows --batch-size",
     )
+    add_report_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps([{**r.to_dict(), **fid, **ran_on} for r, fid in rows], indent=2))
         else:
             print(f"{format_sweep(rows)}\nmachine: {machine.summary}")
+        save_report(args, lambda: sweep_report(rows, machine))
         return 0
     results = [
         run_job(target.benchmark(args.model, config), _progress_printer(args.json))
@@ -115,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("\n\n".join(format_result(r) for r in results))
         print(f"machine: {machine.summary} (INT8 family {machine.isa_class})")
+    name = Path(args.model).name
+    named = {name if len(results) == 1 else f"{name} batch {r.batch_size}": r for r in results}
+    save_report(args, lambda: bench_report(named, machine))
     return 0
 
 
@@ -133,6 +140,7 @@ def _fan_out(names: list[str], configs: list[BenchConfig], args: argparse.Namesp
             marked = zip(lines[2:], rows, strict=True)
             lines[2:] = [text if row.ok else f"{RED}{text}{PLAIN}" for text, row in marked]
         print("\n".join(lines))
+    save_report(args, lambda: fanout_report(rows))
     return 0 if all(row.ok for row in rows) else 1
 
 

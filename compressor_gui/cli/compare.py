@@ -10,6 +10,7 @@ import sys
 import yaml
 
 from compressor_gui.cli.inspect import add_loading_arguments, open_model
+from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.cli.sensitivity import progress_printer
 from compressor_gui.core.compare import KEEP_FLOAT, CompareResult, LayerError, compare_job
 from compressor_gui.core.data import (
@@ -20,6 +21,7 @@ from compressor_gui.core.data import (
     random_dataset,
 )
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.job_reports import compare_report
 from compressor_gui.core.jobs import run_job
 from compressor_gui.core.plan import CompressionPlan, load_recipe, save_recipe
 from compressor_gui.core.shapes import resolve_input_shapes
@@ -49,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--recipe-out", metavar="R", help="write the recipe that keeps the N worst layers float"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_report_argument(parser)
     add_loading_arguments(parser)
 
 
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_result(result, args.top))
         print(format_keep_float(worst, args))
+    save_report(args, lambda: compare_report(result))
     return 0
 
 

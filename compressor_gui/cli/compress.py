@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 from compressor_gui.cli.inspect import add_loading_arguments, open_model
+from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.core.compress import CompressResult
 from compressor_gui.core.errors import PlanError
 from compressor_gui.core.int8_forms import form_from_flags
+from compressor_gui.core.job_reports import compress_report
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.plan import (
     CALIBRATION_METHODS,
@@ -49,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_training_arguments(parser)
     parser.add_argument("--no-latency", action="store_true", help="skip the latency runs")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_report_argument(parser)
     add_loading_arguments(parser)
 
 
@@ -215,7 +218,9 @@ def run(args: argparse.Namespace) -> int:
         plan = with_global_pruning(plan, loaded.onnx_model, args)
 
     distill = distill_options(args, args.distill) if args.distill else None
-    print_result(run_compress(args, loaded, plan, distill), args.json)
+    result = run_compress(args, loaded, plan, distill)
+    print_result(result, args.json)
+    save_report(args, lambda: compress_report(result))
     return 0
 
 

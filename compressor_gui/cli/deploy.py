@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 from compressor_gui.cli.inspect import add_loading_arguments, parse_shapes
+from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.core.data import eval_dataset
-from compressor_gui.core.deploy import Budget, DeployResult
+from compressor_gui.core.deploy import RECOVERY_EPOCHS, Budget, DeployResult
 from compressor_gui.core.deploy_report import REPORT_HTML, write_deployment
+from compressor_gui.core.job_reports import deploy_report
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import ModelSource
 from compressor_gui.core.plan import load_recipe
@@ -37,6 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-cosine", type=float, default=0.99, help="without labels: least output cosine"
     )
+    parser.add_argument(
+        "--recovery-epochs",
+        type=int,
+        default=RECOVERY_EPOCHS,
+        metavar="N",
+        help="channel-pruned forms are trained back towards the original this many epochs "
+        "where the data has labels (0: no training; without labels they are only scored)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--runs", type=int, default=50, help="timed runs per form per round")
     parser.add_argument("--threads", type=int, default=0, help="0: the runtime's default")
@@ -45,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accept-host-key", metavar="SHA256:...", help="trust this new SSH host key fingerprint"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_report_argument(parser)
     add_loading_arguments(parser)
 
 
@@ -66,7 +77,15 @@ def run(args: argparse.Namespace) -> int:
     work = default_work_dir()
     try:
         job = deploy_job(
-            source, target, work, plan, args.data, forms=forms, budget=budget, timing=timing
+            source,
+            target,
+            work,
+            plan,
+            args.data,
+            forms=forms,
+            budget=budget,
+            timing=timing,
+            recovery_epochs=args.recovery_epochs,
         )
         result = run_job(job, None if args.json else _show_progress)
         loaded = source.open()
@@ -78,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**result.to_dict(), "output_dir": str(folder)}, indent=2))
     else:
         print(format_deploy(result, folder))
+    save_report(args, lambda: deploy_report(result))
     return 0
 
 

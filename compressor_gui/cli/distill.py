@@ -19,8 +19,10 @@ from compressor_gui.cli.compress import (
     with_global_pruning,
 )
 from compressor_gui.cli.inspect import add_loading_arguments, parse_shapes
+from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.core.data import input_specs
 from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.job_reports import compress_report
 from compressor_gui.core.model import LoadedModel, load_model
 
 
@@ -44,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_plan_arguments(parser)
     parser.add_argument("--no-latency", action="store_true", help="skip the latency runs")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_report_argument(parser)
     add_loading_arguments(parser)
 
 
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_compress(args, student, plan, distill_options(args, args.epochs), teacher)
     heading = f"before: the teacher {teacher.path.name}; after: {student.path.name} distilled"
     print_result(result, args.json, heading)
+    save_report(args, lambda: compress_report(result, "distill"))
     return 0
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from compressor_gui.cli.inspect import add_loading_arguments, open_model
+from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.core.errors import ModelLoadError
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import load_onnx
@@ -18,6 +19,7 @@ from compressor_gui.core.workflows import evaluation_data, evaluation_models
 from compressor_gui.targets import get_target
 from compressor_gui.targets.base import BenchConfig
 from compressor_gui.targets.evaluate import TargetEvaluation, evaluate_on_target
+from compressor_gui.targets.job_reports import evaluation_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accept-host-key", metavar="SHA256:...", help="trust this new SSH host key fingerprint"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_report_argument(parser)
     add_loading_arguments(parser)
 
 
@@ -56,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(evaluation.to_dict(), indent=2))
     else:
         print(format_evaluation(evaluation, [Path(args.model).name, args.compressed]))
+    names = [Path(args.model).name, *([Path(args.compressed).name] if args.compressed else [])]
+    save_report(args, lambda: evaluation_report(evaluation, names))
     return 0
 
 

@@ -7,9 +7,11 @@ import json
 import sys
 
 from compressor_gui.cli.inspect import add_loading_arguments, open_model
+from compressor_gui.cli.reporting import add_report_argument, save_report
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.executors import ClusterConfig, Placement
+from compressor_gui.core.job_reports import sensitivity_report
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import LoadedModel
 from compressor_gui.core.sensitivity import (
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-cache", action="store_true", help="measure again, ignore the cache")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_report_argument(parser)
     add_loading_arguments(parser)
 
 
@@ -104,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"model": str(loaded.path), "samples": len(dataset), **table.to_dict()}))
     else:
         print(format_table(table, len(dataset)))
+    save_report(args, lambda: sensitivity_report(table))
     return 0
 
 

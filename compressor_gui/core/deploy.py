@@ -29,6 +29,11 @@ MIN_COSINE = 0.99  # without labels, a form must keep this output cosine to the 
 TIE_FRACTION = 0.02  # latencies within 2% of the fastest are a tie: the smaller file wins
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 REFERENCE_KEY = "ort-fp32"
+# When the plan does not prune, these shares of channels are tried too, in the INT8 forms
+# (channel pruning removes work in every runtime; recovered by distillation on labelled data)
+CHANNEL_SHARES = (0.25, 0.5)
+PRUNED_INT8 = ("ort-int8", "ov-int8")
+RECOVERY_EPOCHS = 10
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,14 @@ class FormSpec:
     runtime: str  # ort | openvino | trtexec (as BenchConfig names them)
     precision: str  # what the form computes in: fp32 | fp16 | bf16 | int8 | default
     device: str  # ORT provider, OpenVINO device, or GPU for trtexec
-    plan: str = "original"  # original | pruned (the plan's pruning applied)
+    plan: str = "original"  # original | pruned (the plan's pruning) | channels-25 (25% cut)
     bench_precision: str = "fp32"  # the runner's precision setting for this file
+    of: str = ""  # the unpruned form this one is a pruned variant of
+
+    @property
+    def kind(self) -> str:
+        """How its file is made (the builder's method), shared by its pruned variants."""
+        return _FILE_KIND[self.of or self.key]
 
     @property
     def label(self) -> str:
@@ -49,6 +60,8 @@ class FormSpec:
         words = f"{runtime[self.runtime]} {precision}"
         if self.runtime == "ort" and self.device not in ("", "CPUExecutionProvider"):
             words += f" ({self.device.removesuffix('ExecutionProvider')})"
+        if self.plan.startswith("channels-"):
+            return f"{words} {self.plan.removeprefix('channels-')}% channels pruned"
         return words + (" pruned" if self.plan == "pruned" else "")
 
 
@@ -58,7 +71,8 @@ def candidate_specs(
     """The forms worth measuring on a target offering `options` (runtime, device, precision)
     for `plan`: ORT FP32 (the reference) and INT8 on CPU, FP16 where a GPU provider is,
     OpenVINO FP32 / its default / BF16 where offered / NNCF INT8, TensorRT FP16 and INT8
-    where trtexec is; pruned variants of the main ones when the plan prunes."""
+    where trtexec is; pruned variants of the main ones when the plan prunes, else the INT8
+    forms with CHANNEL_SHARES of their channels pruned."""
     options = list(options)
     providers = [device for runtime, device, _ in options if runtime == "ort"]
     specs = [
@@ -83,12 +97,16 @@ def candidate_specs(
         ]
     if prunes(plan):
         pruned_of = ("ort-fp32", "ort-int8", "ov-default", "ov-int8", "trt-int8")
-        specs += [
-            dataclasses.replace(s, key=f"{s.key}-pruned", plan="pruned")
-            for s in list(specs)
-            if s.key in pruned_of
-        ]
+        return (*specs, *(_pruned(s, "pruned", "pruned") for s in specs if s.key in pruned_of))
+    for share in CHANNEL_SHARES:
+        percent = round(100 * share)
+        int8 = [s for s in specs if s.key in PRUNED_INT8]
+        specs += [_pruned(s, f"c{percent}", f"channels-{percent}") for s in int8]
     return tuple(specs)
+
+
+def _pruned(spec: FormSpec, suffix: str, plan: str) -> FormSpec:
+    return dataclasses.replace(spec, key=f"{spec.key}-{suffix}", plan=plan, of=spec.key)
 
 
 # --- plans for each form -------------------------------------------------------------------
@@ -122,6 +140,18 @@ def without_pruning(plan: CompressionPlan) -> CompressionPlan:
 def pruning_only(plan: CompressionPlan) -> CompressionPlan:
     """The plan's pruning with every layer left float (no fusion: runtimes fold BN)."""
     return _mapped(plan, lambda s: dataclasses.replace(s, bits=32), fuse=False)
+
+
+def channel_pruned(plan: CompressionPlan, share: float) -> CompressionPlan:
+    """`share` of the channels of every layer the plan compresses cut (layers it keeps float
+    stay whole): the pruned candidates tried when the plan does not prune."""
+
+    def cut(setting: LayerSetting) -> LayerSetting:
+        if setting.bits >= 32:
+            return setting
+        return dataclasses.replace(setting, prune_ratio=share, prune_pattern="channel")
+
+    return _mapped(plan, cut)
 
 
 def half_precision(plan: CompressionPlan) -> CompressionPlan:
@@ -165,14 +195,18 @@ def build_forms_job(
     evaluation: Dataset,
     machine: MachineInfo,
     cancel: CancelToken | None = None,
+    recovery_epochs: int = RECOVERY_EPOCHS,
 ) -> Job[tuple[BuiltForm, ...]]:
     """Build every form into `folder` (what a child process runs). A form that fails is
-    returned with its error; the others go on."""
+    returned with its error; the others go on. Channel-pruned forms are trained back
+    towards the original for `recovery_epochs` where the calibration data has labels."""
     cancel = cancel or CancelToken()
     loaded = source.open()
     if loaded.onnx_model is None:
         raise CompressorError(f"{source.path.name} has no ONNX graph ({'; '.join(loaded.notes)})")
-    builder = _Builder(loaded, plan, Path(folder), calibration, evaluation, machine, cancel)
+    builder = _Builder(
+        loaded, plan, Path(folder), (calibration, evaluation), machine, cancel, recovery_epochs
+    )
     built = []
     for index, spec in enumerate(specs):
         cancel.raise_if_cancelled()
@@ -191,41 +225,60 @@ def build_forms_job(
 
 
 class _Builder:
-    """Makes each form once; forms that share a file (OpenVINO hints) share it."""
+    """Makes each form once; forms that share a file (OpenVINO hints) share it, and the INT8
+    forms of a pruned plan quantize the same pruned (and recovered) float model."""
 
-    def __init__(self, loaded, plan, folder, calibration, evaluation, machine, cancel) -> None:
+    def __init__(self, loaded, plan, folder, data, machine, cancel, recovery_epochs) -> None:
         self.loaded, self.plan, self.folder = loaded, plan, folder
-        self.calibration, self.evaluation = calibration, evaluation
+        self.calibration, self.evaluation = data
         self.machine, self.cancel = machine, cancel
+        self.recovery_epochs = recovery_epochs
         self._made: dict[str, tuple[Path, str]] = {}
 
     def build(self, spec: FormSpec) -> tuple[Path, str]:
-        kind = _FILE_KIND[spec.key.removesuffix("-pruned")]
-        key = f"{kind}-{spec.plan}"
+        key = f"{spec.kind}-{spec.plan}"
         if key not in self._made:
-            self._made[key] = getattr(self, f"_{kind}")(spec.plan, key)
+            self._made[key] = getattr(self, f"_{spec.kind}")(spec.plan, key)
         return self._made[key]
 
+    def _plan_named(self, name: str) -> CompressionPlan:
+        if name == "original":
+            return without_pruning(self.plan)
+        if name == "pruned":
+            return self.plan
+        share = int(name.removeprefix("channels-")) / 100
+        return channel_pruned(without_pruning(self.plan), share)
+
     def _base(self, plan_name: str, _key: str = "") -> tuple[Path, str]:
+        """The float model of a plan: the original, or pruned (and, with labelled data,
+        trained back towards the original by distillation)."""
         if plan_name == "original":
             path = save_onnx(self.loaded.onnx_model, self.folder / "original.onnx")
             return path, "the model as given"
-        return self._compressed(pruning_only(self.plan), "pruned.onnx")
+        recovery = None
+        labelled = self.calibration.labels is not None
+        if labelled and plan_name.startswith("channels-") and self.recovery_epochs > 0:
+            from compressor_gui.core.distill import DistillOptions
+
+            recovery = DistillOptions(epochs=self.recovery_epochs)
+        plan = pruning_only(self._plan_named(plan_name))
+        return self._compressed(plan, f"{plan_name}.onnx", distill=recovery)
 
     def _int8(self, plan_name: str, key: str) -> tuple[Path, str]:
-        plan = self.plan if plan_name == "pruned" else without_pruning(self.plan)
-        return self._compressed(plan, f"{key}.onnx")
+        if not plan_name.startswith("channels-"):
+            return self._compressed(self._plan_named(plan_name), f"{key}.onnx")
+        base, how = self.build(FormSpec("base", "ort", "fp32", "", plan_name))
+        path, note = self._compressed(without_pruning(self.plan), f"{key}.onnx", source=base)
+        return path, f"{how}; then {note}"
 
     def _fp16(self, plan_name: str, key: str) -> tuple[Path, str]:
-        plan = self.plan if plan_name == "pruned" else without_pruning(self.plan)
-        return self._compressed(half_precision(plan), f"{key}.onnx")
+        return self._compressed(half_precision(self._plan_named(plan_name)), f"{key}.onnx")
 
     def _qdq_s8(self, plan_name: str, key: str) -> tuple[Path, str]:
         """TensorRT reads symmetric s8 activations and s8 weights only."""
         from compressor_gui.core.quantize import Int8Options
 
-        plan = self.plan if plan_name == "pruned" else without_pruning(self.plan)
-        plan = dataclasses.replace(plan, int8_form="u8s8")
+        plan = dataclasses.replace(self._plan_named(plan_name), int8_form="u8s8")
         return self._compressed(plan, f"{key}.onnx", Int8Options(activations="s8"))
 
     def _ir(self, plan_name: str, key: str) -> tuple[Path, str]:
@@ -239,7 +292,7 @@ class _Builder:
         from compressor_gui.core.inventory import build_inventory
         from compressor_gui.core.openvino_export import float_layers, nncf_int8
 
-        base, _ = self.build(FormSpec("base", "ort", "fp32", "", plan_name))
+        base, how = self.build(FormSpec("base", "ort", "fp32", "", plan_name))
         inventory = build_inventory(self.loaded.onnx_model)
         validation = self.calibration if self.calibration.labels is not None else None
         ir = nncf_int8(
@@ -250,13 +303,17 @@ class _Builder:
             validation=validation,
             max_drop_pt=self.plan.max_drop_pt,
         )
-        return ir.xml_path, ir.note
+        return ir.xml_path, ir.note if plan_name == "original" else f"{how}; then {ir.note}"
 
-    def _compressed(self, plan, name: str, options=None) -> tuple[Path, str]:
+    def _compressed(
+        self, plan, name: str, options=None, *, source: Path | None = None, distill=None
+    ) -> tuple[Path, str]:
+        """`plan` applied to the original (or to the model at `source`), written as `name`."""
         from compressor_gui.core.compress import compress_job
+        from compressor_gui.core.model import load_model
 
         job = compress_job(
-            self.loaded,
+            self.loaded if source is None else load_model(source),
             plan,
             self.folder / name,
             self.calibration,
@@ -265,8 +322,9 @@ class _Builder:
             options=options,
             latency=False,
             target=self.machine,
+            distill=distill,
         )
-        while True:  # the caller reports progress per form; the steps inside are quick
+        while True:  # the caller reports progress per form, not the steps inside one
             try:
                 next(job)
             except StopIteration as done:
@@ -278,7 +336,7 @@ class _Builder:
         return result.output_path, note
 
 
-# spec key (without "-pruned") -> the builder method that makes its file
+# spec key (of an unpruned form) -> the builder method that makes its file
 _FILE_KIND = {
     "base": "base",
     "ort-fp32": "base",

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from compressor_gui.core.data import Dataset, eval_dataset, tuning_split
 from compressor_gui.core.deploy import (
+    RECOVERY_EPOCHS,
     REFERENCE_KEY,
     Budget,
     BuiltForm,
@@ -70,10 +71,12 @@ def deploy_job(
     forms: Sequence[str] | None = None,
     budget: Budget | None = None,
     timing: Timing = Timing(),
+    recovery_epochs: int = RECOVERY_EPOCHS,
 ) -> Job[DeployResult]:
     """Build, time and score every form for `target`; return the table and the
     recommendation. The forms' files are written under `work_dir` (owned by the caller, so
-    a form can still be exported after the job); `forms` limits the candidates by key."""
+    a form can still be exported after the job); `forms` limits the candidates by key;
+    channel-pruned forms are distilled `recovery_epochs` where the data has labels."""
     cancel = cancel or CancelToken()
     plan = plan or default_plan()
     budget = budget or Budget(max_drop_pt=plan.max_drop_pt)
@@ -102,6 +105,7 @@ def deploy_job(
         held_out,
         machine,
         cancel=cancel,
+        recovery_epochs=recovery_epochs,
         what="building the forms",
     )
     built = yield from _part(build, "build")

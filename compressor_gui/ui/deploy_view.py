@@ -1,7 +1,8 @@
-"""The Deploy tab: every form the target measured (runtime x precision x plan) in one table
-with the recommended one marked and its reason; a click on a row exports that form as a
-deployment folder. The forms' files live in a work folder this view owns until the next
-deploy or until the window closes."""
+"""The Deploy tab, the benchmark sweep of one plan: every form the target measured (runtime x
+precision x plan) in one sortable table and one chart (quality against latency), the
+recommended one marked with its reason; a click on a row exports that form as a deployment
+folder, a click on a point selects its row. The forms' files live in a work folder this view
+owns until the next deploy or until the window closes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHeaderView,
     QLabel,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -20,11 +22,12 @@ from PySide6.QtWidgets import (
 )
 
 from compressor_gui.core.data import Dataset
-from compressor_gui.core.deploy import CandidateRow, DeployResult
+from compressor_gui.core.deploy import REFERENCE_KEY, CandidateRow, DeployResult
 from compressor_gui.core.deploy_report import write_deployment
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.formatting import human_bytes
 from compressor_gui.targets.deploy import default_work_dir
+from compressor_gui.ui.deploy_chart import FormsPlot
 
 COLUMNS = (
     "form",
@@ -32,6 +35,7 @@ COLUMNS = (
     "precision",
     "plan",
     "p50 ms",
+    "x FP32",
     "p90 ms",
     "p99 ms",
     "per s",
@@ -65,9 +69,20 @@ class DeployView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.setToolTip("Click a row to export that form as a deployment folder")
         self.table.cellClicked.connect(lambda row, _column: self.ask_export(row))
+        self.table.verticalHeader().setVisible(False)
+        # the target's order until a header is clicked (Qt would sort by column 0 at once)
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)
+        self.chart = FormsPlot()
+        self.chart.form_clicked.connect(self.select_form)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(self.chart)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         box = QVBoxLayout(self)
         box.addWidget(self.summary)
-        box.addWidget(self.table, 1)
+        box.addWidget(split, 1)
 
     def new_work_dir(self) -> Path:
         """A fresh folder for the next deploy's forms; the previous one goes."""
@@ -86,13 +101,14 @@ class DeployView(QWidget):
             f"<b>Recommended: {result.recommendation.reason}</b><br>"
             f"{result.target}: {result.machine.summary}<br>latency: {result.measurement}<br>"
             + "<br>".join(result.notes)
-            + "<br>Click a row to export that form."
+            + "<br>Click a row to export that form, a point to find its row, a header to sort."
         )
+        self.table.setSortingEnabled(False)  # rows stay where they are put while filling
         self.table.setRowCount(len(result.rows))
+        reference = result.row(REFERENCE_KEY).p50_ms
         for index, row in enumerate(result.rows):
-            cells = _cells(row)
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
+            for column, (text, order) in enumerate(_cells(row, reference)):
+                item = _SortableItem(text, order)
                 item.setData(Qt.ItemDataRole.UserRole, row.key)
                 item.setToolTip(row.error or row.note)
                 if row.key == result.recommendation.key:
@@ -100,6 +116,15 @@ class DeployView(QWidget):
                     font.setBold(True)
                     item.setFont(font)
                 self.table.setItem(index, column, item)
+        self.table.setSortingEnabled(True)
+        self.chart.show_result(result)
+
+    def select_form(self, key: str) -> None:
+        """Select the row of form `key` (wherever sorting has put it)."""
+        for index in range(self.table.rowCount()):
+            if self.table.item(index, 0).data(Qt.ItemDataRole.UserRole) == key:
+                self.table.selectRow(index)
+                self.table.scrollToItem(self.table.item(index, 0))
 
     def ask_export(self, row: int) -> None:
         """Ask where, then export the form in `row`."""
@@ -123,12 +148,37 @@ class DeployView(QWidget):
         self.exported.emit(written)
 
 
-def _cells(row: CandidateRow) -> tuple[str, ...]:
+class _SortableItem(QTableWidgetItem):
+    """A cell that sorts by its number (unmeasured cells last), not by its text."""
+
+    def __init__(self, text: str, order: float | str) -> None:
+        super().__init__(text)
+        self.order = order
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        mine, theirs = self.order, getattr(other, "order", other.text())
+        if isinstance(mine, float) and isinstance(theirs, float):
+            return mine < theirs
+        return str(mine) < str(theirs)
+
+
+def _cells(row: CandidateRow, reference_ms: float | None) -> tuple[tuple[str, float | str], ...]:
+    """(text, sort key) per column; numbers sort as numbers, unmeasured ones last."""
+    p50, p90, p99, rate, top1, cosine = row.measured_cells
+    speed = reference_ms / row.p50_ms if reference_ms and row.p50_ms else None
+    numbers = (
+        (p50, row.p50_ms),
+        ("" if speed is None else f"{speed:.2f}x", speed),
+        (p90, row.p90_ms),
+        (p99, row.p99_ms),
+        (rate, row.throughput_per_s),
+        (top1, row.top1),
+        (cosine, row.cosine),
+        (human_bytes(row.size_bytes), float(row.size_bytes)),
+    )
+    label = row.label + (f" - {row.error[:80]}" if row.error else "")
+    words = ((label, row.label), *((word, word) for word in (row.runtime, row.precision, row.plan)))
     return (
-        row.label + (f" - {row.error[:80]}" if row.error else ""),
-        row.runtime,
-        row.precision,
-        row.plan,
-        *row.measured_cells,
-        human_bytes(row.size_bytes),
+        *words,
+        *((text, float("inf") if value is None else float(value)) for text, value in numbers),
     )

@@ -52,6 +52,7 @@ class JobsPanel(QWidget):
     busy_changed = Signal(bool)
     failed = Signal(str, str)
     shape_needed = Signal(str)  # a job needs the input shape (core.shapes.InputShapeNeeded)
+    succeeded = Signal(str, object)  # the job's name and what it returned
     cancelled = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -187,6 +188,7 @@ class JobsPanel(QWidget):
         self._succeeded = True
         elapsed = time.monotonic() - self._started
         self.log_line(f"✔ {self._name} done in {elapsed:.1f} s")
+        self.succeeded.emit(self._name, result)
         try:
             on_result(result)
         except Exception as exc:  # a view failing to show a result must not kill the app

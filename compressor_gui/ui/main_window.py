@@ -42,6 +42,7 @@ from compressor_gui.ui.layer_controls import LayerControls
 from compressor_gui.ui.layer_error import LayerErrorFeature
 from compressor_gui.ui.layer_table import COLUMN_NAMES, LayerFilterProxy, LayerTableModel
 from compressor_gui.ui.model_opener import ModelOpener
+from compressor_gui.ui.report_saver import LastReport
 from compressor_gui.ui.results_view import ResultsView
 from compressor_gui.ui.run_menu import RunMenu
 from compressor_gui.ui.session import Session
@@ -150,6 +151,7 @@ class MainWindow(QMainWindow):
     def _build_docks(self) -> None:
         """Jobs, results and targets along the bottom."""
         self.jobs = JobsPanel()
+        self.last_report = LastReport(self.jobs)
         self.results = ResultsView()
         self.jobs_dock = self._dock("Jobs", self.jobs, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.results_dock = self._dock(
@@ -423,6 +425,7 @@ class MainWindow(QMainWindow):
         self.charts.set_colors(colors)
         self.layer_error.view.set_colors(colors)
         self.training.set_colors(colors)
+        self.deploy_view.chart.set_colors(colors)
         self.settings.set_theme(theme)
 
     def toggle_theme(self) -> None:

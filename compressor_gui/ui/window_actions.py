@@ -30,6 +30,12 @@ def build_actions(w: QMainWindow) -> None:
     w.demo_action = _action(w, "Open demo model", lambda: w.open_path(demo_model_path()))
     w.save_recipe_action = _action(w, "Save recipe…", w.save_recipe_dialog, Key.Save)
     w.load_recipe_action = _action(w, "Load recipe…", w.load_recipe_dialog)
+    w.save_report_action = _action(
+        w,
+        "Save report…",
+        lambda: w.last_report.save_dialog(w, w.settings.last_dir()),
+        tip="The last job's figures as a self-contained HTML page (and JSON beside it)",
+    )
     w.quit_action = _action(w, "Quit", w.close, Key.Quit)
     history = w.session.history
     # short toolbar labels; what would be undone goes into the tooltip
@@ -114,6 +120,7 @@ def build_menus(w: QMainWindow) -> None:
     w.recent_menu.aboutToShow.connect(w.opener.fill_recent)
     file_menu.addSeparator()
     file_menu.addActions([w.save_recipe_action, w.load_recipe_action])
+    file_menu.addAction(w.save_report_action)
     file_menu.addSeparator()
     file_menu.addAction(w.quit_action)
     edit_menu = menu.addMenu("&Edit")

@@ -6,6 +6,7 @@ from compressor_gui.core.deploy import (
     Budget,
     CandidateRow,
     candidate_specs,
+    channel_pruned,
     default_plan,
     recommend,
 )
@@ -67,7 +68,7 @@ def test_without_labels_the_cosine_budget_decides_and_unmeasured_quality_cannot_
 def test_openvino_and_pruned_forms_are_offered_only_where_they_apply() -> None:
     cpu_only = [("ort", "CPUExecutionProvider", "fp32")]
     keys = [s.key for s in candidate_specs(cpu_only, default_plan())]
-    assert keys == ["ort-fp32", "ort-int8"]
+    assert keys == ["ort-fp32", "ort-int8", "ort-int8-c25", "ort-int8-c50"]
     with_openvino = [*cpu_only, ("openvino", "CPU", "fp32"), ("openvino", "CPU", "bf16")]
     pruning = CompressionPlan(
         default=LayerSetting(bits=8, prune_ratio=0.5, prune_pattern="channel")
@@ -75,6 +76,23 @@ def test_openvino_and_pruned_forms_are_offered_only_where_they_apply() -> None:
     keys = [s.key for s in candidate_specs(with_openvino, pruning)]
     assert keys[:6] == ["ort-fp32", "ort-int8", "ov-fp32", "ov-default", "ov-bf16", "ov-int8"]
     assert {"ort-fp32-pruned", "ort-int8-pruned", "ov-int8-pruned"} <= set(keys)
+    assert not any("-c25" in key or "-c50" in key for key in keys)  # the plan's pruning only
     jetson = [("ort", "CUDAExecutionProvider", "fp32"), ("trtexec", "GPU", "int8")]
     keys = [s.key for s in candidate_specs(jetson, default_plan())]
-    assert keys == ["ort-fp32", "ort-int8", "ort-fp16", "trt-fp16", "trt-int8"]
+    assert keys[:5] == ["ort-fp32", "ort-int8", "ort-fp16", "trt-fp16", "trt-int8"]
+
+
+def test_without_pruning_in_the_plan_its_int8_forms_are_also_tried_channel_pruned() -> None:
+    options = [("ort", "CPUExecutionProvider", "fp32"), ("openvino", "CPU", "fp32")]
+    plan = default_plan().with_layers(["/stem/conv/Conv"], bits=32)
+    pruned = [s for s in candidate_specs(options, plan) if s.plan.startswith("channels-")]
+    assert [(s.key, s.of) for s in pruned] == [
+        ("ort-int8-c25", "ort-int8"),
+        ("ov-int8-c25", "ov-int8"),
+        ("ort-int8-c50", "ort-int8"),
+        ("ov-int8-c50", "ov-int8"),
+    ]
+    assert pruned[1].label == "OpenVINO INT8 25% channels pruned"
+    cut = channel_pruned(plan, 0.25)
+    assert (cut.default.prune_ratio, cut.default.prune_pattern) == (0.25, "channel")
+    assert cut.layers["/stem/conv/Conv"].prune_ratio == 0.0  # a layer kept float stays whole

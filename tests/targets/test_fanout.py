@@ -22,6 +22,7 @@ from compressor_gui.targets.local import LocalTarget
 from compressor_gui.targets.ssh import SshTarget
 from compressor_gui.targets.store import save_target
 from tests.modelgen import conv_stack
+from tests.report_pages import opened
 from tests.targets.conftest import _free_port, set_fake_jetson_logs, start_sshd
 from tests.targets.test_ssh import kill_sshd_tree, leftover_workdirs
 
@@ -91,7 +92,8 @@ def test_cli_bench_on_several_targets_reports_an_unreachable_one_and_exits_1(
     np.savez(data, x=np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32))
     argv = ["bench", str(conv_model), "--runs", "10", "--threads", "1", "--json"]
     targets = ["--target", "local", "--target", "box", "--target", "gone"]
-    code = main([*argv, "--data", str(data), *targets])
+    page = tmp_path / "fanout.html"
+    code = main([*argv, "--data", str(data), *targets, "--report", str(page)])
     rows = json.loads(capsys.readouterr().out)
     assert code == 1
     assert [(r["target"], r["ok"]) for r in rows] == [
@@ -102,6 +104,10 @@ def test_cli_bench_on_several_targets_reports_an_unreachable_one_and_exits_1(
     assert rows[2]["error"].startswith("cannot reach") and rows[2]["result"] is None
     assert rows[1]["result"]["runs"] == 10 and rows[1]["result"]["latency"]["p50_ms"] > 0
     assert rows[0]["quality"]["samples"] == rows[1]["quality"]["samples"] == 4
+    shown, _ = opened(page)  # the report has every row, the failed one with its reason
+    for row in rows[:2]:
+        assert f"{row['result']['latency']['p50_ms']:.3f}" in shown.cells
+    assert f"failed: {rows[2]['error']}" in shown.cells
 
 
 def test_cancel_stops_every_worker_and_leaves_nothing_on_the_box(sshd, trusting, conv_model):
