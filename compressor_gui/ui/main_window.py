@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QSplitter,
     QTableView,
     QTabWidget,
@@ -53,6 +54,16 @@ from compressor_gui.ui.training import TrainingPanel
 from compressor_gui.ui.window_actions import build_actions, build_menus
 
 RECIPE_FILTER = "Recipes (*.json *.yaml *.yml)"
+
+
+def _scrolled(widget: QWidget) -> QScrollArea:
+    """`widget` in a frameless scroll area: its minimum height no longer sets the window's,
+    which must fit a laptop screen."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setWidget(widget)
+    return area
 
 
 class MainWindow(QMainWindow):
@@ -139,7 +150,8 @@ class MainWindow(QMainWindow):
         self.controls = LayerControls(self.session)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.views)
-        right.addWidget(self.controls)
+        # scrolled, so a longer selection note never makes the window grow past the screen
+        right.addWidget(_scrolled(self.controls))
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 1)
         self.main_split = QSplitter()
@@ -159,8 +171,8 @@ class MainWindow(QMainWindow):
         )
         self.splitDockWidget(self.jobs_dock, self.results_dock, Qt.Orientation.Horizontal)
         self.targets = TargetsPanel(self.settings.target())
-        self.targets_dock = self._dock(
-            "Targets", self.targets, Qt.DockWidgetArea.BottomDockWidgetArea
+        self.targets_dock = self._dock(  # scrolled: its many fields would set a tall minimum
+            "Targets", _scrolled(self.targets), Qt.DockWidgetArea.BottomDockWidgetArea
         )
         self.tabifyDockWidget(self.results_dock, self.targets_dock)
         self.results_dock.raise_()

@@ -25,7 +25,6 @@ from compressor_gui.core.search import AutoPlanResult, Candidate
 from compressor_gui.core.sensitivity import SensitivityPoint, SensitivityTable
 from compressor_gui.core.summaries import bench_summary, compress_summary, evaluation_summary
 from compressor_gui.core.workflows import (
-    NO_DATA_FOR_SWEEP,
     CompressRequest,
     SweepRequest,
     autoplan_work,
@@ -102,7 +101,8 @@ class RunMenu:
             f"{path.name} has no data beside it and none was chosen. On random inputs only "
             "fidelity to the original can be measured (output cosine and SQNR), no accuracy."
             if random_allowed
-            else NO_DATA_FOR_SWEEP[0].upper() + NO_DATA_FOR_SWEEP[1:] + "."
+            else f"{what} measures accuracy drops, which need data: choose an .npz with x "
+            "(and labels y, if you have them). On random inputs the drops would mean nothing."
         )
         box = QMessageBox(QMessageBox.Icon.Question, f"{what}: no data", text, parent=self.window)
         box.setObjectName("data_question")
@@ -274,12 +274,15 @@ class RunMenu:
                 yield from sensitivity_work(loaded, dataset, request, machine, token, in_child=True)
             )
 
-        self.jobs.start(
+        started = self.jobs.start(
             "Sensitivity" if layers is None else f"Sensitivity of {len(layers)} layers",
             job,
             self.session.set_sensitivity,
             progress=self._sensitivity_progress,
         )
+        if started:  # the curves grow as points land: show them
+            self.window.views.setCurrentWidget(self.window.charts)
+            self.window.charts.setCurrentWidget(self.window.charts.sensitivity_plot)
 
     def _sensitivity_progress(self, step: Progress) -> None:
         if isinstance(step.payload, SensitivityTable):
