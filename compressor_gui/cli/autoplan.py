@@ -13,6 +13,7 @@ from compressor_gui.cli.sensitivity import (
     open_onnx_and_data,
     placement_from_args,
     progress_printer,
+    swept_layer_cap,
 )
 from compressor_gui.core.data import load_dataset
 from compressor_gui.core.distill import DistillOptions
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         get_target(args.target).machine(),
         recovery=recovery,
         unlabeled=unlabeled,
+        layers=swept_layer_cap(args, loaded),
     )
     result = run_job(job, progress_printer(args.json))
     save_recipe(result.chosen.plan, args.output)

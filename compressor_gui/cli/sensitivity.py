@@ -17,6 +17,7 @@ from compressor_gui.core.model import LoadedModel
 from compressor_gui.core.sensitivity import (
     OPTIONS,
     SensitivityTable,
+    largest_layers,
     options_named,
 )
 from compressor_gui.core.workflows import SweepRequest, sensitivity_work, sweep_data
@@ -43,6 +44,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--samples", type=int, default=256, help="use the first N samples (default 256)"
+    )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        metavar="N",
+        help="sweep only the N layers holding the most weights (default: all)",
     )
     parser.add_argument("--workers", type=int, help="local processes doing the work (default 2)")
     cluster = parser.add_argument_group(
@@ -80,6 +87,15 @@ def open_onnx_and_data(args: argparse.Namespace) -> tuple[LoadedModel, Dataset]:
     return loaded, sweep_data(loaded, args.data, args.samples)
 
 
+def swept_layer_cap(args: argparse.Namespace, loaded: LoadedModel) -> list[str] | None:
+    """The layers --layers N keeps (None: every layer)."""
+    if args.layers is None:
+        return None
+    if args.layers < 1:
+        raise CompressorError(f"--layers must be at least 1, not {args.layers}")
+    return largest_layers(loaded.onnx_model, args.layers)
+
+
 def progress_printer(quiet: bool):
     """A progress callback writing one overwritten line to stderr (nothing when quiet)."""
 
@@ -98,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     loaded, dataset = open_onnx_and_data(args)
     options = options_named(n.strip() for n in args.options.split(",") if n.strip())
     placement = placement_from_args(args)
-    request = SweepRequest(None, tuple(options), placement, use_cache=not args.no_cache)
+    cap = swept_layer_cap(args, loaded)
+    layers = tuple(cap) if cap else None
+    request = SweepRequest(layers, tuple(options), placement, use_cache=not args.no_cache)
     job = sensitivity_work(loaded, dataset, request)
     table = run_job(job, progress_printer(args.json))
     if sys.stderr.isatty() and not args.json:

@@ -382,6 +382,7 @@ def autoplan_job(
     table: SensitivityTable | None = None,
     verification: str = "real",
     front_points: int = 3,
+    layers: Sequence[str] | None = None,
     workers: int = 2,
     cluster: ClusterConfig | None = None,
     machine: MachineInfo | None = None,
@@ -391,10 +392,11 @@ def autoplan_job(
 ) -> Job[AutoPlanResult]:
     """Sweep (or reuse `table`), choose a plan under `budget`, build and measure it, repair it
     if its measured drop is over, and build a few more plans for the size/accuracy front
-    (uniform INT8 and INT4 always among them). The sweep tunes on one part of `dataset` and
-    plans are measured on the other (see `tuning_split`); `machine` is the target. The sweep
-    runs on `workers` processes or on `cluster`; on a cluster, with real verification, so do
-    the plans that depend on nothing measured (uniform INT8/INT4 and the front). With
+    (uniform INT8 and INT4 always among them). The sweep (of `layers`, default all) tunes on
+    one part of `dataset` and plans are measured on the other (see `tuning_split`); `machine`
+    is the target. The sweep runs on `workers` processes or on `cluster`; on a cluster, with
+    real verification, so do the plans that depend on nothing measured (uniform INT8/INT4
+    and the front). With
     `recovery`, the chosen plan and the smaller front plans are also built with distillation
     (`recovery.epochs` on the calibration data, plus `unlabeled`), and a recovered plan that
     meets the budget better is chosen: the plan then says `distill_epochs`."""
@@ -416,6 +418,7 @@ def autoplan_job(
             model,
             tune,
             options=SEARCH_OPTIONS,
+            layers=layers,
             workers=workers,
             cluster=cluster,
             machine=machine,

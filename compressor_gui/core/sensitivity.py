@@ -15,6 +15,7 @@ hash + layer + option.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -161,6 +162,13 @@ def swept_layers(model: onnx.ModelProto, names: Sequence[str] | None = None) -> 
     (sweep the lifted model); others (already quantized, RNNs) are skipped. CompressorError
     only when layers were named and none of them can be swept."""
     return sweepable(model, names)[0]
+
+
+def largest_layers(model: onnx.ModelProto, count: int) -> list[str] | None:
+    """The `count` sweepable layers holding the most weights (None when none can be swept):
+    a capped sweep of a large model measures where most of its bytes are."""
+    found = sorted(swept_layers(model), key=lambda layer: math.prod(layer.shape), reverse=True)
+    return [layer.name for layer in found[:count]] or None
 
 
 def sweepable(

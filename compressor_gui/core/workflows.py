@@ -314,10 +314,13 @@ def autoplan_work(
     in_child: bool = False,
     recovery: DistillOptions | None = None,
     unlabeled: Dataset | None = None,
+    layers: Sequence[str] | None = None,
 ) -> Job[AutoPlanResult]:
-    """A plan under `budget`, chosen on `dataset`, built and measured (`verification`); with
-    `recovery`, plans also built with distillation on `calibration` (plus `unlabeled`)."""
+    """A plan under `budget`, chosen on `dataset` (sweeping `layers`, default all), built and
+    measured (`verification`); with `recovery`, plans also built with distillation on
+    `calibration` (plus `unlabeled`)."""
     options = dict(
+        layers=layers,
         calibration=calibration,
         verification=verification,
         workers=placement.workers,

@@ -1,0 +1,79 @@
+"""Issue 14's verb x model matrix: every CLI verb on every real model of the suite.
+
+inspect, compress (--int8 with data, --fp16, --int4), sensitivity, evaluate and bench exit 0
+with a result; the other verbs exit 0, or 2 with a one-line reason. Exit 3 (internal error)
+or a traceback fails every cell. compress --int8 with calibration data that fits the model
+writes a file <= 0.35x the original that keeps cosine >= 0.99 on held-out data.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.realmodels.matrix import MUST_SUCCEED, VERBS
+from tests.realmodels.suite import MODELS
+
+# Cells that fail today because of work in progress elsewhere, in one place:
+# (model, verb) -> (what happens, who is fixing it). Remove an entry once its fix lands.
+_OLD_OPSET_INT8 = (
+    "Paddle export (opset 11/12), file > 0.35x: at 678808e the layers stayed float (1.00x det "
+    "and rec, 0.91x cls: per-channel DequantizeLinear needs opset 13, the fixed-shape fallback "
+    "fed dims = 1); after aec6736/86cf368 cls is raised to opset 13 and all 54 Conv are INT8, "
+    "yet the file is 0.50x",
+    "opstable: old-opset DequantizeLinear, weights in Constant nodes; graphkit: input shapes",
+)
+EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
+    ("ppocr-det", "compress --int8"): _OLD_OPSET_INT8,
+    ("ppocr-rec", "compress --int8"): _OLD_OPSET_INT8,
+    ("ppocr-cls", "compress --int8"): _OLD_OPSET_INT8,
+    ("layout-picodet", "compress --int8"): (
+        "0.31x but cosine 0.959 on rendered pages (< 0.99); cause not yet known",
+        "unassigned: found by the real-model matrix",
+    ),
+    ("silero-vad", "compress --int8"): (
+        "INT8 weight-only in the If subgraphs keeps cosine 0.963 on voiced audio (< 0.99)",
+        "opstable: weights anywhere",
+    ),
+    ("silero-vad", "bench"): (
+        "bench has no --input-shape and feeds the dynamic [?, ?] audio input as 1 x 1: "
+        "'Pad reflect requires axis length >= 2', exit 2",
+        "graphkit: one notion of input shapes (targets: bench)",
+    ),
+}
+
+# compress --int8 of a Paddle export (calibration, fallbacks, evaluation) took over five
+# minutes of wall time on two cores shared with other work (load average 12-18).
+pytestmark = pytest.mark.timeout(900)
+
+
+def _cases():
+    for model in MODELS:
+        for verb in VERBS:
+            marks = []
+            if (model.name, verb) in EXPECTED_FAILURES:
+                what, owner = EXPECTED_FAILURES[(model.name, verb)]
+                marks.append(pytest.mark.xfail(reason=f"{what} ({owner})", strict=False))
+            yield pytest.param(model.name, verb, marks=marks, id=f"{model.name}:{verb}")
+
+
+@pytest.mark.parametrize(("model_name", "verb"), list(_cases()))
+def test_verb_on_real_model(workspace, model_name, verb):
+    cell = workspace.cell(model_name, verb)
+    assert "Traceback" not in cell.stderr, cell.stderr
+    assert cell.exit_code != 3, cell.stderr
+    if verb in MUST_SUCCEED:
+        assert cell.exit_code == 0, cell.reason
+        assert cell.result, f"no result printed: {cell.stdout[:200]}"
+    else:
+        assert cell.exit_code in (0, 2), cell.stderr
+        if cell.exit_code == 2:
+            assert cell.reason and "\n" not in cell.reason
+    if verb == "compress --int8":
+        _assert_really_quantized(cell.result)
+
+
+def _assert_really_quantized(result: dict) -> None:
+    before, after = result["before"], result["after"]
+    ratio = after["size_bytes"] / before["size_bytes"]
+    assert ratio <= 0.35, f"file {ratio:.2f}x the original"
+    assert after["eval"]["cosine"] >= 0.99
