@@ -151,7 +151,10 @@ class MainWindow(QMainWindow):
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.views)
         # scrolled, so a longer selection note never makes the window grow past the screen
-        right.addWidget(_scrolled(self.controls))
+        controls_area = _scrolled(self.controls)
+        # room for the sliders and pattern; a long skipped-layers note scrolls instead
+        controls_area.setMinimumHeight(self.controls.minimumSizeHint().height())
+        right.addWidget(controls_area)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 1)
         self.main_split = QSplitter()
@@ -244,7 +247,7 @@ class MainWindow(QMainWindow):
             return
         shapes, assumed = declared_input_shapes(loaded.onnx_model, self.opener.current_shapes())
         text = ", ".join(dims_text(shape) or "scalar" for shape in shapes.values())
-        guessed = any(a.source == "assumed" for a in assumed)
+        guessed = any(a.source == "assumed" and a.dim > 0 for a in assumed)  # not the batch
         note = " (dynamic dims taken as 1)" if guessed else ""
         self.input_shape.setText(f'input <a href="shape">{text}</a>{note}')
 
