@@ -23,7 +23,6 @@ class ResultsView(QWidget):
         super().__init__(parent)
         self.history = QListWidget()
         self.history.setMinimumWidth(180)
-        self.history.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keep the model's name
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Metric", "Original", "Compressed", "Change"])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)

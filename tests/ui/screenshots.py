@@ -84,6 +84,7 @@ def shoot_input_shape(app: QApplication, window, tmp: Path) -> None:
     path = tmp / "detector.onnx"
     onnx.save(modelgen.dynamic_detector(), str(path))
     window.views.setCurrentWidget(window.charts)
+    window.charts.setCurrentWidget(window.charts.size_chart)
     window.open_path(path)
     _wait(app, lambda: window.opener.shape_dialog is not None, 60)
     _settle(app, 1)
