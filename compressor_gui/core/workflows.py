@@ -29,7 +29,7 @@ from compressor_gui.core.data import (
     is_demo_model,
     load_dataset,
 )
-from compressor_gui.core.distill import DistillOptions
+from compressor_gui.core.distill_types import DistillOptions
 from compressor_gui.core.errors import CompressorError, error_text
 from compressor_gui.core.executors import Placement
 from compressor_gui.core.graph import make_session
