@@ -96,3 +96,14 @@ def test_inspect_counts_macs_at_the_given_shape(detector, capsys):
     assert len(assumed["assumptions"]) == 3 and given["assumptions"] == []
     # the stem conv alone: 8 x 3 x 3 x 3 MACs per output pixel, 160 x 160 of them
     assert given["layers"][0]["macs"] == 8 * 27 * 160 * 160
+
+
+def test_pruning_counts_macs_at_the_given_input_shape():
+    from compressor_gui.core.inventory import build_inventory
+    from compressor_gui.core.prune import prune_unstructured
+
+    model, shapes = modelgen.dynamic_detector(), {"images": (1, 3, 64, 64)}
+    _, report = prune_unstructured(model, {"stem": 0.5}, input_shapes=shapes)
+    at_shape = build_inventory(model, input_shapes=shapes).total_macs
+    assert report.macs_before == report.macs_after == at_shape
+    assert at_shape > 100 * build_inventory(model).total_macs

@@ -94,7 +94,7 @@ def apply_pruning(
     """Prune every Conv/Gemm/MatMul layer whose plan setting has a ratio above 0: channels
     first (they change shapes), then 2:4, then unstructured; each result is checked to run
     on inputs of `input_shapes` (default: dynamic dims 1)."""
-    inventory = build_inventory(model)
+    inventory = build_inventory(model, input_shapes=input_shapes)
     prunable = {name for name, _ in _layers(model)}
     by_pattern: dict[str, dict[str, float]] = {"channel": {}, "2:4": {}, "unstructured": {}}
     for name, setting in plan.resolved(inventory).items():
@@ -149,7 +149,8 @@ def prune_unstructured(
             LayerPrune(name, "unstructured", ratio, _sparsity(flat), weight_count=flat.size)
         )
     check_same_interface(model, result, "unstructured pruning", random_feed(model, input_shapes))
-    return result, _totals(PruneReport(layers=tuple(done), skipped=tuple(skipped)), model, result)
+    report = PruneReport(layers=tuple(done), skipped=tuple(skipped))
+    return result, _totals(report, model, result, input_shapes)
 
 
 def global_unstructured_ratios(
@@ -276,7 +277,7 @@ def prune_n_m(
         )
     check_same_interface(model, result, f"{pattern} pruning", random_feed(model, input_shapes))
     report = PruneReport(layers=tuple(done), skipped=tuple(skipped), n_m_weights=tuple(sparse))
-    return result, _totals(report, model, result)
+    return result, _totals(report, model, result, input_shapes)
 
 
 # --- structured channels ---------------------------------------------------------------------
@@ -350,7 +351,7 @@ def prune_channels(
     report = PruneReport(
         layers=tuple(done), skipped=tuple(skipped), groups=tuple(groups), notes=tuple(notes)
     )
-    return result, _totals(report, model, result)
+    return result, _totals(report, model, result, input_shapes)
 
 
 def channel_groups(model: onnx.ModelProto) -> list[tuple[tuple[str, ...], int, str | None]]:
@@ -442,8 +443,15 @@ def _sparsity(array: np.ndarray) -> float:
     return float(1.0 - np.count_nonzero(array) / array.size) if array.size else 0.0
 
 
-def _totals(report: PruneReport, before: onnx.ModelProto, after: onnx.ModelProto) -> PruneReport:
-    first, last = build_inventory(before), build_inventory(after)
+def _totals(
+    report: PruneReport,
+    before: onnx.ModelProto,
+    after: onnx.ModelProto,
+    input_shapes: Shapes | None,
+) -> PruneReport:
+    """Params and MACs before and after, MACs counted at the job's input shapes."""
+    first = build_inventory(before, input_shapes=input_shapes)
+    last = build_inventory(after, input_shapes=input_shapes)
     return replace(
         report,
         params_before=first.total_params,

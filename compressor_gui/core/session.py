@@ -147,6 +147,13 @@ class Session:
         self.model_changed.emit()
         self.plan_changed.emit()
 
+    def set_input_shapes(self, opened: OpenedModel) -> None:
+        """The same model with the user's input shapes (its inventory counted at them): the
+        plan, its history and the measurements stay; every job from now on runs at them."""
+        self.opened = opened
+        self.model_changed.emit()
+        self.plan_changed.emit()
+
     def set_sensitivity(self, table: SensitivityTable) -> None:
         self.sensitivity = table
         self.sensitivity_changed.emit()

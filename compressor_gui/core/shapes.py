@@ -47,6 +47,9 @@ class InputShapeNeeded(CompressorError):
         super().__init__(message)
         self.inputs = inputs
 
+    def __reduce__(self):  # a job in a child process sends it back pickled, inputs and all
+        return type(self), (str(self), self.inputs)
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -133,6 +136,60 @@ def resolve_input_shapes(
     if probe and guessed:
         _probe(model, shapes, [spec for spec in specs if spec.name in guessed])
     return {spec.name: shapes[spec.name] for spec in specs}
+
+
+@dataclass(frozen=True)
+class ShapeQuestion:
+    """Dynamic input dims a user should size before any job runs: why, whether the model
+    runs with them taken as 1 anyway, and a shape per real input to offer."""
+
+    reason: str
+    runs_as_assumed: bool
+    suggested: Shapes
+
+
+IMAGE_SIDE = 640  # offered for an image input's dynamic height and width
+
+
+def shape_question(
+    model: onnx.ModelProto, given: Sequence[Sequence[int]] | None = None
+) -> ShapeQuestion | None:
+    """What to ask before the first job, or None: a model that does not run with its dynamic
+    dims taken as 1, or an image input (rank 4) whose height or width would be 1 (it may
+    run, but calibration, MACs and latency at a 1x1 image mean nothing). Batch dims and
+    inputs the user or the model's metadata sized are not asked about."""
+    if given:
+        return None
+    shapes, assumed = declared_input_shapes(model)
+    open_dims = [a for a in assumed if a.source == "assumed" and a.dim > 0]
+    if not open_dims:
+        return None
+    ranks = {name: len(shape) for name, shape in shapes.items()}
+    image_sides = [a for a in open_dims if ranks[a.input] == 4 and a.dim in (2, 3)]
+    suggested = {name: list(shape) for name, shape in shapes.items()}
+    for dim in image_sides:
+        suggested[dim.input][dim.dim] = IMAGE_SIDE
+    declared = {spec.name: spec.shape for spec in input_specs(model)}
+    named = "; ".join(
+        f"{name} {shape_text(declared[name])}" for name in sorted({a.input for a in open_dims})
+    )
+    offered = {name: tuple(shape) for name, shape in suggested.items()}
+    try:
+        resolve_input_shapes(model)
+    except InputShapeNeeded as exc:
+        failure = error_text(exc.__cause__, 200) if exc.__cause__ else str(exc)
+        reason = (
+            f"The model's inputs have dynamic dims ({named}) and it does not run with them "
+            f"set to 1 (onnxruntime: {failure}). Give the shape it takes."
+        )
+        return ShapeQuestion(reason, False, offered)
+    if not image_sides:
+        return None
+    reason = (
+        f"The model's inputs have dynamic dims ({named}). It runs with them set to 1, but a "
+        "1x1 image makes calibration, MACs and latency meaningless. Give the size it takes."
+    )
+    return ShapeQuestion(reason, True, offered)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compressor_gui.core.data import RANDOM_SOURCE
 from compressor_gui.core.evaluate import EvalResult
 from compressor_gui.core.hardware import MachineInfo
+from compressor_gui.core.model import file_size_bytes
 from compressor_gui.core.quant_passes import SIMULATED
 from compressor_gui.formatting import human_bytes
 
@@ -220,7 +220,7 @@ _BENCH_METRICS: tuple[tuple[str, str, Callable[[Any], float], Callable[[float], 
     ("latency p50", "time", lambda r: r.latency.p50_ms, lambda v: _ms(v)),
     ("latency p99", "time", lambda r: r.latency.p99_ms, lambda v: _ms(v)),
     ("throughput", "rate", lambda r: r.throughput_per_s, lambda v: f"{v:.0f} /s"),
-    ("file size", "size", lambda r: Path(r.model_path).stat().st_size, human_bytes),
+    ("file size", "size", lambda r: file_size_bytes(r.model_path), human_bytes),
 )
 
 

@@ -9,6 +9,7 @@ targets/.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable, Sequence
@@ -29,8 +30,9 @@ from compressor_gui.core.data import (
     load_dataset,
 )
 from compressor_gui.core.distill_types import DistillOptions
-from compressor_gui.core.errors import CompressorError
+from compressor_gui.core.errors import CompressorError, error_text
 from compressor_gui.core.executors import Placement
+from compressor_gui.core.graph import make_session
 from compressor_gui.core.inventory import ModelInventory, build_inventory, build_tensor_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress, job_in_child_process
 from compressor_gui.core.model import LoadedModel, load_model
@@ -43,7 +45,7 @@ from compressor_gui.core.sensitivity import (
     sensitivity_job,
     sensitivity_source_job,
 )
-from compressor_gui.core.shapes import resolve_input_shapes
+from compressor_gui.core.shapes import dims_text, random_feed, resolve_input_shapes
 
 if TYPE_CHECKING:
     from compressor_gui.core.hardware import MachineInfo
@@ -106,6 +108,28 @@ def open_model_job(
     inventory = inventory_of(loaded, input_shapes)
     yield Progress(2, 2, f"{len(inventory.layers)} layers")
     return OpenedModel(loaded, inventory)
+
+
+def with_input_shapes_job(opened: OpenedModel, shapes: Sequence[Sequence[int]]) -> Job[OpenedModel]:
+    """The open model with the user's input shapes (one per real input, in order): run once at
+    them, so a shape the model does not take is refused now rather than by every job, and its
+    layers counted again (MACs grow with the image)."""
+    loaded = dataclasses.replace(
+        require_graph(opened.loaded), input_shapes=tuple(tuple(int(d) for d in s) for s in shapes)
+    )
+    resolved = resolve_input_shapes(loaded.onnx_model, loaded.input_shapes)
+    yield Progress(
+        0, 2, f"running the model once at {', '.join(map(dims_text, resolved.values()))}"
+    )
+    session = make_session(loaded.onnx_model)
+    try:
+        session.run(None, random_feed(loaded.onnx_model, resolved))
+    except Exception as exc:  # onnxruntime raises its own types for shape errors
+        raise CompressorError(
+            f"the model does not run at that shape (onnxruntime: {error_text(exc, 300)})"
+        ) from exc
+    yield Progress(1, 2, "counting MACs at that shape")
+    return OpenedModel(loaded, inventory_of(loaded))
 
 
 def require_graph(loaded: LoadedModel) -> LoadedModel:
@@ -338,6 +362,13 @@ def _start(
             child, loaded.source, *args, cancel=cancel, what=what, **options
         )
     return local(loaded if first is None else first, *args, cancel=cancel, **options)
+
+
+def bench_input_shapes(loaded: LoadedModel) -> dict[str, list[int]]:
+    """The shapes a benchmark feeds (BenchConfig.input_shapes), by the one shape policy:
+    the user's answer, else the model's own dims (InputShapeNeeded when they do not run)."""
+    shapes = resolve_input_shapes(require_graph(loaded).onnx_model, loaded.input_shapes)
+    return {name: list(shape) for name, shape in shapes.items()}
 
 
 def bench_models_job(

@@ -5,6 +5,7 @@ failed or dropped its link is a red row with the reason."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -95,10 +96,11 @@ class FanoutView(QWidget):
         jobs: JobsPanel,
         models: list[tuple[str, Path]],
         data: Callable[[], Dataset] | None = None,
+        input_shapes: Callable[[], dict[str, list[int]]] | None = None,
     ) -> bool:
         """Run the models on every checked target as one job (scored on `data()`, loaded in
-        the worker, when the user asks); False (nothing started) when fewer than two are
-        checked, so Benchmark uses the one target of the toolbar."""
+        the worker, when the user asks; fed at `input_shapes()`); False (nothing started)
+        when fewer than two are checked, so Benchmark uses the one target of the toolbar."""
         legs = self.checked_legs()
         if len(legs) < 2:
             return False
@@ -108,7 +110,13 @@ class FanoutView(QWidget):
 
         def job(token: CancelToken) -> Job[list[FanoutRow]]:
             dataset = data() if data is not None else None
-            return (yield from bench_fanout_job(legs, models, token, dataset))
+            sized = legs
+            if input_shapes is not None:
+                shapes = input_shapes()
+                sized = [
+                    replace(leg, config=replace(leg.config, input_shapes=shapes)) for leg in legs
+                ]
+            return (yield from bench_fanout_job(sized, models, token, dataset))
 
         name = f"Benchmark on {len(legs)} targets"
         if not jobs.start(name, job, self.show_rows, progress=self._progress):

@@ -26,6 +26,7 @@ from superqt.utils import GeneratorWorker, create_worker
 from compressor_gui.core.errors import CompressorError, JobCancelled
 from compressor_gui.core.jobs import CancelToken, EtaEstimator, Progress
 from compressor_gui.core.logs import out_of_memory_text, record_internal_error
+from compressor_gui.core.shapes import InputShapeNeeded
 from compressor_gui.formatting import human_seconds
 
 JobFactory = Callable[[CancelToken], Generator[Progress, None, Any]]
@@ -50,6 +51,7 @@ class JobsPanel(QWidget):
 
     busy_changed = Signal(bool)
     failed = Signal(str, str)
+    shape_needed = Signal(str)  # a job needs the input shape (core.shapes.InputShapeNeeded)
     succeeded = Signal(str, object)  # the job's name and what it returned
     cancelled = Signal(str)
 
@@ -199,6 +201,8 @@ class JobsPanel(QWidget):
         self.log_line(f"✘ {self._name} failed: {message}")
         if self._on_error_callback is not None:
             self._on_error_callback(message)
+        elif isinstance(exc, InputShapeNeeded):
+            self.shape_needed.emit(message)
         else:
             self.failed.emit(self._name, message)
 

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QSplitter,
     QTableView,
     QTabWidget,
@@ -31,6 +32,7 @@ from compressor_gui.core.errors import CompressorError, PlanError
 from compressor_gui.core.jobs import CancelToken, Progress
 from compressor_gui.core.plan import CompressionPlan, load_recipe, save_recipe
 from compressor_gui.core.prune import global_prune_ratios
+from compressor_gui.core.shapes import declared_input_shapes, dims_text
 from compressor_gui.formatting import human_bytes, human_count
 from compressor_gui.ui.charts import ChartsPanel
 from compressor_gui.ui.deploy_view import DeployView
@@ -54,6 +56,16 @@ from compressor_gui.ui.window_actions import build_actions, build_menus
 RECIPE_FILTER = "Recipes (*.json *.yaml *.yml)"
 
 
+def _scrolled(widget: QWidget) -> QScrollArea:
+    """`widget` in a frameless scroll area: its minimum height no longer sets the window's,
+    which must fit a laptop screen."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setWidget(widget)
+    return area
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
@@ -68,6 +80,10 @@ class MainWindow(QMainWindow):
         self.layer_error = LayerErrorFeature(self)
         self.totals = QLabel("Open a model to start")
         self.statusBar().addPermanentWidget(self.totals, 1)
+        self.input_shape = QLabel("")
+        self.input_shape.setToolTip("The input shape every job uses: click to change it")
+        self.input_shape.linkActivated.connect(lambda _link: self.opener.ask_input_shape())
+        self.statusBar().addPermanentWidget(self.input_shape)
 
         self.opener = ModelOpener(self)
         self.runs = RunMenu(self)
@@ -134,7 +150,11 @@ class MainWindow(QMainWindow):
         self.controls = LayerControls(self.session)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.views)
-        right.addWidget(self.controls)
+        # scrolled, so a longer selection note never makes the window grow past the screen
+        controls_area = _scrolled(self.controls)
+        # room for the sliders and pattern; a long skipped-layers note scrolls instead
+        controls_area.setMinimumHeight(self.controls.minimumSizeHint().height())
+        right.addWidget(controls_area)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 1)
         self.main_split = QSplitter()
@@ -154,8 +174,8 @@ class MainWindow(QMainWindow):
         )
         self.splitDockWidget(self.jobs_dock, self.results_dock, Qt.Orientation.Horizontal)
         self.targets = TargetsPanel(self.settings.target())
-        self.targets_dock = self._dock(
-            "Targets", self.targets, Qt.DockWidgetArea.BottomDockWidgetArea
+        self.targets_dock = self._dock(  # scrolled: its many fields would set a tall minimum
+            "Targets", _scrolled(self.targets), Qt.DockWidgetArea.BottomDockWidgetArea
         )
         self.tabifyDockWidget(self.results_dock, self.targets_dock)
         self.results_dock.raise_()
@@ -179,6 +199,7 @@ class MainWindow(QMainWindow):
         self.charts.candidate_clicked.connect(self.runs.load_candidate)
         self.views.currentChanged.connect(self._view_changed)
         self.jobs.failed.connect(self.show_error)
+        self.jobs.shape_needed.connect(lambda message: self.opener.ask_input_shape(message))
         self.jobs.cancelled.connect(lambda _name: self.training.end(None))
         self.deploy_view.failed.connect(lambda message: self.show_error("Export", message))
         self.deploy_view.exported.connect(lambda folder: self.jobs.log_line(f"exported {folder}"))
@@ -213,9 +234,22 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"Compressor — {self.session.path.name}")
             self._fit_table_columns()
         self.graph.set_model(self.session.path)
+        self._show_input_shape()
         self.controls.set_layers([])
         self.charts.set_selection([])
         self._busy_changed(self.jobs.running)
+
+    def _show_input_shape(self) -> None:
+        """The shapes jobs run at, in the status bar; a click asks for others."""
+        loaded = self.session.opened.loaded if self.session.opened else None
+        if loaded is None or loaded.onnx_model is None:
+            self.input_shape.clear()
+            return
+        shapes, assumed = declared_input_shapes(loaded.onnx_model, self.opener.current_shapes())
+        text = ", ".join(dims_text(shape) or "scalar" for shape in shapes.values())
+        guessed = any(a.source == "assumed" and a.dim > 0 for a in assumed)  # not the batch
+        note = " (dynamic dims taken as 1)" if guessed else ""
+        self.input_shape.setText(f'input <a href="shape">{text}</a>{note}')
 
     def _fit_table_columns(self) -> None:
         """Size columns to their contents and widen the table's pane (up to 55% of the
@@ -333,7 +367,7 @@ class MainWindow(QMainWindow):
 
     def _busy_changed(self, busy: bool) -> None:
         has_model = self.session.opened is not None
-        for action in (*self.job_actions, self.global_prune_action):
+        for action in (*self.job_actions, self.global_prune_action, self.input_shape_action):
             action.setEnabled(has_model and not busy)
         self.open_action.setEnabled(not busy)
 

@@ -9,8 +9,16 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from compressor_gui.core.errors import CompressorError, PlanError
-from compressor_gui.core.workflows import OpenedModel, open_model_job
+from compressor_gui.core.jobs import Progress
+from compressor_gui.core.shapes import (
+    ShapeQuestion,
+    declared_input_shapes,
+    input_specs,
+    shape_question,
+)
+from compressor_gui.core.workflows import OpenedModel, open_model_job, with_input_shapes_job
 from compressor_gui.ui.drafts import Draft, discard_draft, load_draft, save_draft
+from compressor_gui.ui.input_shape_dialog import InputShapeDialog
 
 MODEL_FILTER = "Models (*.onnx *.pt *.pth *.pt2 *.ts *.jit *.bin *.ckpt);;All files (*)"
 
@@ -22,6 +30,7 @@ class ModelOpener:
         self.window = window
         self.session = window.session
         self.draft_offer: QMessageBox | None = None
+        self.shape_dialog: InputShapeDialog | None = None
         # every plan change is kept as a draft on disk (debounced: a slider drag is many)
         self.draft_timer = QTimer(window)
         self.draft_timer.setSingleShot(True)
@@ -45,14 +54,23 @@ class ModelOpener:
     def open_path(self, path: str | Path, trust_pickle: bool = False) -> bool:
         """Load in a worker; the window stays usable and shows a dialog if the file is bad."""
         path = Path(path)
+
+        def job(_token):  # dynamic input dims are tried before any job needs them
+            opened = yield from open_model_job(path, trust_pickle)
+            question = None
+            if opened.loaded.onnx_model is not None:
+                yield Progress(2, 2, "trying the model at its dynamic input dims")
+                question = shape_question(opened.loaded.onnx_model, opened.loaded.input_shapes)
+            return opened, question
+
         return self.window.jobs.start(
             f"Open {path.name}",
-            lambda _token: open_model_job(path, trust_pickle),
-            self.opened,
+            job,
+            lambda outcome: self.opened(*outcome),
             on_error=lambda message: self._open_failed(path, trust_pickle, message),
         )
 
-    def opened(self, opened: OpenedModel) -> None:
+    def opened(self, opened: OpenedModel, question: ShapeQuestion | None = None) -> None:
         if self.draft_offer is not None:
             self.draft_offer.reject()  # that model's draft stays on disk for next time
         draft = load_draft(opened.loaded.path)
@@ -71,6 +89,67 @@ class ModelOpener:
         self.window.settings.set_last_dir(opened.loaded.path.parent)
         for note in (*opened.loaded.notes, *opened.inventory.assumptions):
             self.window.jobs.log_line(f"note: {note}")
+        if question is not None:
+            self.ask_input_shape(question.reason, question.suggested)
+
+    # --- input shapes ---------------------------------------------------------------------
+
+    def ask_input_shape(
+        self, reason: str | None = None, suggested: dict[str, tuple[int, ...]] | None = None
+    ) -> None:
+        """Ask (window-modal, the event loop runs) the shape of each dynamic input; the answer
+        is tried once and then used by every job on this model."""
+        opened = self.session.opened
+        if opened is None or opened.loaded.onnx_model is None or self.shape_dialog is not None:
+            return
+        model = opened.loaded.onnx_model
+        current = suggested or declared_input_shapes(model, self.current_shapes())[0]
+        reason = reason or (
+            "The size each input takes in every job (calibration, evaluation on random "
+            "inputs, sensitivity, benchmark, deploy). Dynamic dims are marked ?."
+        )
+        dialog = InputShapeDialog(model, current, reason, self.window)
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def answered(result: int) -> None:
+            self.shape_dialog = None
+            if result == InputShapeDialog.DialogCode.Accepted:
+                self.set_input_shapes(dialog.shapes())
+
+        dialog.finished.connect(answered)
+        self.shape_dialog = dialog
+        dialog.open()
+
+    def current_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shapes the user gave for the open model, by input name ({} if none)."""
+        opened = self.session.opened
+        if opened is None or opened.loaded.onnx_model is None or not opened.loaded.input_shapes:
+            return {}
+        return _by_name(opened.loaded.onnx_model, opened.loaded.input_shapes)
+
+    def set_input_shapes(self, shapes: tuple[tuple[int, ...], ...]) -> bool:
+        """Try the model at `shapes` in a worker, then make them the model's; a shape it does
+        not run at asks again, with onnxruntime's reason."""
+        opened = self.session.opened
+        if opened is None:
+            return False
+        text = ", ".join("x".join(map(str, shape)) for shape in shapes)
+
+        def done(reshaped: OpenedModel) -> None:
+            if self.session.path != reshaped.loaded.path:
+                return  # another model was opened meanwhile
+            self.session.set_input_shapes(reshaped)
+            self.window.jobs.log_line(f"input shape {text}: every job on this model uses it")
+
+        return self.window.jobs.start(
+            f"Input shape {text}",
+            lambda _token: with_input_shapes_job(opened, shapes),
+            done,
+            on_error=lambda message: self.ask_input_shape(
+                message, _by_name(opened.loaded.onnx_model, shapes)
+            ),
+        )
 
     def _offer_draft(self, path: Path, draft: Draft) -> None:
         """Ask (window-modal, the event loop runs) whether to bring back the unsaved plan."""
@@ -137,3 +216,7 @@ class ModelOpener:
         for file in self.window.settings.recent_files():
             self.window.recent_menu.addAction(file, lambda f=file: self.open_path(f))
         self.window.recent_menu.setEnabled(bool(self.window.settings.recent_files()))
+
+
+def _by_name(model, shapes: tuple[tuple[int, ...], ...]) -> dict[str, tuple[int, ...]]:
+    return dict(zip((spec.name for spec in input_specs(model)), shapes, strict=False))

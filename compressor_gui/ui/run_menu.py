@@ -6,6 +6,7 @@ the application layer's, shared with the CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -24,10 +25,10 @@ from compressor_gui.core.search import AutoPlanResult, Candidate
 from compressor_gui.core.sensitivity import SensitivityPoint, SensitivityTable
 from compressor_gui.core.summaries import bench_summary, compress_summary, evaluation_summary
 from compressor_gui.core.workflows import (
-    NO_DATA_FOR_SWEEP,
     CompressRequest,
     SweepRequest,
     autoplan_work,
+    bench_input_shapes,
     bench_models_job,
     calibration_data,
     compress_work,
@@ -100,7 +101,8 @@ class RunMenu:
             f"{path.name} has no data beside it and none was chosen. On random inputs only "
             "fidelity to the original can be measured (output cosine and SQNR), no accuracy."
             if random_allowed
-            else NO_DATA_FOR_SWEEP[0].upper() + NO_DATA_FOR_SWEEP[1:] + "."
+            else f"{what} measures accuracy drops, which need data: choose an .npz with x "
+            "(and labels y, if you have them). On random inputs the drops would mean nothing."
         )
         box = QMessageBox(QMessageBox.Icon.Question, f"{what}: no data", text, parent=self.window)
         box.setObjectName("data_question")
@@ -234,21 +236,22 @@ class RunMenu:
             models.append(("compressed", self.session.compressed_path))
         loaded, chosen = self._loaded(), self.session.data_path
         data = (lambda: evaluation_data(loaded, chosen)) if loaded else None
-        if self.window.targets.fanout.start(self.jobs, models, data):  # two or more checked
+        shapes = (lambda: bench_input_shapes(loaded)) if loaded else None
+        if self.window.targets.fanout.start(self.jobs, models, data, shapes):  # 2+ checked
             self.window.targets_dock.raise_()
             return
         config = choice.config()
+
+        def job(token: CancelToken):  # the shapes are tried in the worker, not the GUI thread
+            sized = dataclasses.replace(config, input_shapes=shapes()) if shapes else config
+            return (yield from bench_models_job(choice.target, models, sized, token))
 
         def done(outcome: tuple[dict[str, BenchResult], MachineInfo]) -> None:
             results, machine = outcome
             name = self.session.path.name
             self.session.add_result(bench_summary(choice.label, name, results, machine))
 
-        self.jobs.start(
-            f"Benchmark on {choice.label}",
-            lambda token: bench_models_job(choice.target, models, config, token),
-            done,
-        )
+        self.jobs.start(f"Benchmark on {choice.label}", job, done)
 
     def sensitivity(self) -> None:
         """Measure how much each selected layer's (or every layer's) metric drops per option;
@@ -271,12 +274,15 @@ class RunMenu:
                 yield from sensitivity_work(loaded, dataset, request, machine, token, in_child=True)
             )
 
-        self.jobs.start(
+        started = self.jobs.start(
             "Sensitivity" if layers is None else f"Sensitivity of {len(layers)} layers",
             job,
             self.session.set_sensitivity,
             progress=self._sensitivity_progress,
         )
+        if started:  # the curves grow as points land: show them
+            self.window.views.setCurrentWidget(self.window.charts)
+            self.window.charts.setCurrentWidget(self.window.charts.sensitivity_plot)
 
     def _sensitivity_progress(self, step: Progress) -> None:
         if isinstance(step.payload, SensitivityTable):

@@ -52,6 +52,7 @@ class Session(QObject):
     compressed_path = _read("compressed_path", writable=True)
 
     set_model = _call("set_model")
+    set_input_shapes = _call("set_input_shapes")
     set_sensitivity = _call("set_sensitivity")
     set_autoplan = _call("set_autoplan")
     add_sensitivity_point = _call("add_sensitivity_point")

@@ -100,6 +100,13 @@ def build_actions(w: QMainWindow) -> None:
         w.runs.choose_compute,
         tip="Local processes for Sensitivity and Auto plan, or a Dask cluster",
     )
+    w.input_shape_action = _action(
+        w,
+        "Input shape…",
+        lambda: w.opener.ask_input_shape(),
+        tip="The size each dynamic input takes in every job (calibration, evaluation, "
+        "sensitivity, benchmark, deploy)",
+    )
     w.theme_action = _action(w, "Dark theme", w.toggle_theme)
     w.theme_action.setCheckable(True)
 
@@ -122,6 +129,8 @@ def build_menus(w: QMainWindow) -> None:
     edit_menu.addAction(w.global_prune_action)
     w.int8_form_menu = Int8FormMenu(w.session, w)
     edit_menu.addMenu(w.int8_form_menu)
+    model_menu = menu.addMenu("&Model")
+    model_menu.addAction(w.input_shape_action)
     # the jobs a model makes possible: in the Run menu and the toolbar, off while one runs
     w.job_actions = (
         w.sensitivity_action,

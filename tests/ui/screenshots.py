@@ -74,6 +74,26 @@ def shoot_layer_error(app: QApplication, window) -> None:
     window.select_layers(["/block3/conv1/Conv"])
 
 
+def shoot_input_shape(app: QApplication, window, tmp: Path) -> None:
+    """The question a detector with dynamic height and width gets on opening (the dialog is
+    a window of its own: the screen is grabbed where the main window is)."""
+    import onnx
+
+    from tests import modelgen
+
+    path = tmp / "detector.onnx"
+    onnx.save(modelgen.dynamic_detector(), str(path))
+    window.views.setCurrentWidget(window.charts)
+    window.charts.setCurrentWidget(window.charts.size_chart)
+    window.open_path(path)
+    _wait(app, lambda: window.opener.shape_dialog is not None, 60)
+    _settle(app, 1)
+    frame = window.frameGeometry()
+    shot = app.primaryScreen().grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
+    shot.save(str(OUT / "input-shape.png"))
+    window.opener.shape_dialog.reject()
+
+
 def main() -> int:
     import os
 
@@ -112,6 +132,7 @@ def main() -> int:
     window.select_layers(["/block3/conv2/Conv"])
     _settle(app, 2)
     window.grab().save(str(OUT / "graph.png"))
+    shoot_input_shape(app, window, Path(tmp))
     window.close()
     return 0
 

