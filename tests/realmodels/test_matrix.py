@@ -15,17 +15,23 @@ from tests.realmodels.suite import MODELS
 
 # Cells that fail today because of work in progress elsewhere, in one place:
 # (model, verb) -> (what happens, who is fixing it). Remove an entry once its fix lands.
-_OLD_OPSET_INT8 = (
-    "Paddle export (opset 11/12), file > 0.35x: at 678808e the layers stayed float (1.00x det "
-    "and rec, 0.91x cls: per-channel DequantizeLinear needs opset 13, the fixed-shape fallback "
-    "fed dims = 1); after aec6736/86cf368 cls is raised to opset 13 and all 54 Conv are INT8, "
-    "yet the file is 0.50x",
-    "opstable: old-opset DequantizeLinear, weights in Constant nodes; graphkit: input shapes",
-)
+_PADDLE_INT8 = "paddleint8: INT8 fidelity of the Paddle exports"
 EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
-    ("ppocr-det", "compress --int8"): _OLD_OPSET_INT8,
-    ("ppocr-rec", "compress --int8"): _OLD_OPSET_INT8,
-    ("ppocr-cls", "compress --int8"): _OLD_OPSET_INT8,
+    ("ppocr-det", "compress --int8"): (
+        "0.32x, every Conv INT8, but cosine 0.96 on rendered pages (best form u8s8-rr 0.9585 on "
+        "calibration); keeping the worst-ranked layers float does not yet reach 0.99",
+        _PADDLE_INT8,
+    ),
+    ("ppocr-rec", "compress --int8"): (
+        "0.29x but cosine 0.93-0.95 (u8u8); keeping the two layers compare ranks worst float "
+        "does not raise it: the loss is not in one Conv (attention MatMul/Softmax activations?)",
+        _PADDLE_INT8,
+    ),
+    ("ppocr-cls", "compress --int8"): (
+        "cosine 1.0000, file 0.37x after the Q/DQ compaction (0.50x before): the activation "
+        "DequantizeLinear names onnxruntime's QDQ debugger needs cost the last 0.02x",
+        _PADDLE_INT8,
+    ),
     ("layout-picodet", "compress --int8"): (
         "0.31x but cosine 0.959 on rendered pages (< 0.99); cause not yet known",
         "unassigned: found by the real-model matrix",
