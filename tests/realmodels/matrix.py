@@ -24,11 +24,15 @@ import numpy as np
 
 from tests.realmodels.suite import MODELS, MODELS_BY_NAME, RealModel, model_path
 
-CALIBRATION_SAMPLES = 16
-EVAL_SAMPLES = 16
+# Caps that keep the whole matrix near four minutes of wall time on two cores (make test):
+# 8 samples calibrate and evaluate, sweeps look at 2 layers on 4 samples, timings are a few
+# runs (the matrix checks that every verb works, benchmarks/ measures speed).
+CALIBRATION_SAMPLES = 8
+EVAL_SAMPLES = 8
 CALIBRATION_SEED, EVAL_SEED = 1, 2
 SWEEP_SAMPLES = 4
-SWEEP_LAYERS = 4
+SWEEP_LAYERS = 2
+TIMED_RUNS = 3
 
 VERBS = (
     "inspect",
@@ -168,7 +172,8 @@ class Workspace:
                 *shape,
             ]
         if verb == "bench":
-            return ["bench", path, "--warmup", "1", "--runs", "5", "--threads", "2", "--json"]
+            runs = ["--warmup", "1", "--runs", str(TIMED_RUNS), "--threads", "2"]
+            return ["bench", path, *runs, "--json", *shape]
         if verb == "compare":
             compressed = self._written(model, "compress --int8", "int8.onnx")
             return [
@@ -183,7 +188,7 @@ class Workspace:
                 *shape,
             ]
         if verb == "deploy":
-            timing = ["--forms", "ort-fp32,ort-int8", "--rounds", "1", "--runs", "3"]
+            timing = ["--forms", "ort-fp32,ort-int8", "--rounds", "1", "--runs", str(TIMED_RUNS)]
             return [
                 "deploy",
                 path,
