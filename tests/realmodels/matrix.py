@@ -173,7 +173,8 @@ class Workspace:
             ]
         if verb == "bench":
             runs = ["--warmup", "1", "--runs", str(TIMED_RUNS), "--threads", "2"]
-            return ["bench", path, *runs, "--json", *shape]
+            # the timed runs feed real data: silero-vad's sample rate picks its 16 kHz branch
+            return ["bench", path, *runs, "--data", held_out, "--json", *shape]
         if verb == "compare":
             compressed = self._written(model, "compress --int8", "int8.onnx")
             return [

@@ -34,11 +34,6 @@ EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
         "INT8 weight-only in the If subgraphs keeps cosine 0.963 on voiced audio (< 0.99)",
         "opstable: weights anywhere",
     ),
-    ("silero-vad", "bench"): (
-        "bench has no --input-shape and feeds the dynamic [?, ?] audio input as 1 x 1: "
-        "'Pad reflect requires axis length >= 2', exit 2",
-        "graphkit: one notion of input shapes (targets: bench)",
-    ),
 }
 
 # compress --int8 of a Paddle export (calibration, fallbacks, evaluation) took over five
