@@ -73,6 +73,7 @@ class Cell:
     seconds: float
     stdout: str
     stderr: str
+    stray_files: tuple[str, ...] = ()  # what it left in the (empty) folder it ran in
 
     @property
     def result(self) -> dict[str, Any] | None:
@@ -125,7 +126,8 @@ class Workspace:
         if key not in self._cells:
             model = MODELS_BY_NAME[model_name]
             argv = self.argv(model, verb)
-            self._cells[key] = run_cli(model_name, verb, argv)
+            folder = self.scratch / "cwd" / f"{model_name}-{verb.replace(' ', '')}"
+            self._cells[key] = run_cli(model_name, verb, argv, folder)
         return self._cells[key]
 
     def argv(self, model: RealModel, verb: str) -> list[str]:
@@ -230,16 +232,24 @@ def _quiet(shape: list[str]) -> list[str]:
     return ["--json", "--no-latency", *shape]
 
 
-def run_cli(model_name: str, verb: str, argv: list[str]) -> Cell:
-    """One command through the CLI's own entry point, its output captured."""
+def run_cli(model_name: str, verb: str, argv: list[str], folder: Path) -> Cell:
+    """One command through the CLI's own entry point, its output captured, run in an empty
+    `folder` as working directory: the tool writes nothing outside its output paths (the
+    symbolic shape inference of onnxruntime saves files into the working directory)."""
     from compressor_gui.cli import main
 
+    folder.mkdir(parents=True, exist_ok=True)
     stdout, stderr = io.StringIO(), io.StringIO()
     start = time.perf_counter()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    with (
+        contextlib.chdir(folder),
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
         exit_code = main(argv)
     seconds = time.perf_counter() - start
-    return Cell(model_name, verb, exit_code, seconds, stdout.getvalue(), stderr.getvalue())
+    stray = tuple(sorted(path.name for path in folder.iterdir()))
+    return Cell(model_name, verb, exit_code, seconds, stdout.getvalue(), stderr.getvalue(), stray)
 
 
 def summary(cell: Cell) -> str:

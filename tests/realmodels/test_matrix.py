@@ -1,9 +1,10 @@
 """Issue 14's verb x model matrix: every CLI verb on every real model of the suite.
 
 inspect, compress (--int8 with data, --fp16, --int4), sensitivity, evaluate and bench exit 0
-with a result; the other verbs exit 0, or 2 with a one-line reason. Exit 3 (internal error)
-or a traceback fails every cell. compress --int8 with calibration data that fits the model
-writes a file <= 0.35x the original that keeps cosine >= 0.99 on held-out data.
+with a result; the other verbs exit 0, or 2 with a one-line reason. Exit 3 (internal error),
+a traceback or a file left in the working directory fails every cell. compress --int8 with
+calibration data that fits the model writes a file <= 0.35x the original that keeps cosine
+>= 0.99 on held-out data.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def _cases():
 def test_verb_on_real_model(workspace, model_name, verb):
     cell = workspace.cell(model_name, verb)
     assert "Traceback" not in cell.stderr, cell.stderr
+    assert cell.stray_files == (), f"left in the working directory: {cell.stray_files}"
     assert cell.exit_code != 3, cell.stderr
     if verb in MUST_SUCCEED:
         assert cell.exit_code == 0, cell.reason
