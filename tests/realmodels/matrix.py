@@ -29,7 +29,8 @@ from tests.realmodels.suite import MODELS, MODELS_BY_NAME, RealModel, model_path
 # runs (the matrix checks that every verb works, benchmarks/ measures speed).
 CALIBRATION_SAMPLES = 8
 EVAL_SAMPLES = 8
-CALIBRATION_SEED, EVAL_SEED = 1, 2
+TRAIN_SAMPLES = 10  # distillation trains on no fewer
+CALIBRATION_SEED, EVAL_SEED, TRAIN_SEED = 1, 2, 3
 SWEEP_SAMPLES = 4
 SWEEP_LAYERS = 2
 TIMED_RUNS = 3
@@ -107,14 +108,14 @@ class Workspace:
         return model_path(model, self.cache, self.scratch)
 
     def data_file(self, model: RealModel, split: str) -> Path:
-        """`calib` and `eval`: different renderings (seeds) of the same kind of data."""
+        """`calib`, `eval` and `train`: different renderings (seeds) of the same kind of data."""
         path = self.folder(model) / f"{split}.npz"
         if not path.exists():
-            count, seed = (
-                (CALIBRATION_SAMPLES, CALIBRATION_SEED)
-                if split == "calib"
-                else (EVAL_SAMPLES, EVAL_SEED)
-            )
+            count, seed = {
+                "calib": (CALIBRATION_SAMPLES, CALIBRATION_SEED),
+                "eval": (EVAL_SAMPLES, EVAL_SEED),
+                "train": (TRAIN_SAMPLES, TRAIN_SEED),
+            }[split]
             np.savez(path, **model.data(count, seed))
         return path
 
@@ -140,7 +141,9 @@ class Workspace:
             return ["inspect", path, "--json", *shape]
         if verb.startswith("compress"):
             flag = verb.split()[1]
-            action = ["--prune", "0.5"] if flag == "--prune" else [flag]
+            # channels, so that the file shrinks (zeros in place keep its size) and distill
+            # gets a smaller student
+            action = ["--prune", "0.5", "--pattern", "channel"] if flag == "--prune" else [flag]
             name = f"{flag.removeprefix('--')}.onnx"
             data = ["--data", calib, "--eval-data", held_out]
             return ["compress", path, *action, *data, "-o", str(out(model, name)), *_quiet(shape)]
@@ -205,7 +208,8 @@ class Workspace:
             ]
         if verb == "distill":
             student = self._written(model, "compress --prune", "prune.onnx")
-            training = ["--data", calib, "--eval-data", held_out, "--epochs", "1"]
+            train = str(self.data_file(model, "train"))
+            training = ["--data", train, "--eval-data", held_out, "--epochs", "1"]
             return [
                 "distill",
                 path,
