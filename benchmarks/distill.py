@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from compressor_gui.core.compress import CompressResult, compress_job  # noqa: E402
 from compressor_gui.core.data import Dataset, dataset_from_arrays, demo_dataset  # noqa: E402
-from compressor_gui.core.distill import DistillOptions  # noqa: E402
+from compressor_gui.core.distill_types import DistillOptions  # noqa: E402
 from compressor_gui.core.hardware import local_machine  # noqa: E402
 from compressor_gui.core.jobs import run_job  # noqa: E402
 from compressor_gui.core.model import load_model  # noqa: E402

@@ -33,7 +33,8 @@ from compressor_gui.core.data import Dataset, dataset_from_arrays, demo_dataset 
 from compressor_gui.core.evaluate import evaluate, make_session, sample_feed  # noqa: E402
 from compressor_gui.core.inventory import build_inventory  # noqa: E402
 from compressor_gui.core.plan import CompressionPlan, LayerSetting  # noqa: E402
-from compressor_gui.core.quantize import Int8Options, quantize_model  # noqa: E402
+from compressor_gui.core.quant_passes import Int8Options  # noqa: E402
+from compressor_gui.core.quantize import quantize_model  # noqa: E402
 
 THREADS = 2
 

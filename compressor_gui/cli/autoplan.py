@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from compressor_gui.cli.arguments import MODEL_HELP, add_common_arguments
 from compressor_gui.cli.compress import add_target_argument
-from compressor_gui.cli.inspect import add_loading_arguments
-from compressor_gui.cli.reporting import add_report_argument, save_report
+from compressor_gui.cli.reporting import save_report
 from compressor_gui.cli.sensitivity import (
     add_data_arguments,
     open_onnx_and_data,
@@ -16,7 +16,7 @@ from compressor_gui.cli.sensitivity import (
     swept_layer_cap,
 )
 from compressor_gui.core.data import load_dataset
-from compressor_gui.core.distill import DistillOptions
+from compressor_gui.core.distill_types import DistillOptions
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.job_reports import autoplan_report
 from compressor_gui.core.jobs import run_job
@@ -27,7 +27,7 @@ from compressor_gui.targets import get_target
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="ONNX, TorchScript (.pt) or torch.export (.pt2) file")
+    parser.add_argument("model", help=MODEL_HELP)
     add_data_arguments(parser)
     parser.add_argument(
         "--size-ratio",
@@ -54,10 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="U",
         help="with --recover: more training samples without labels (the teacher labels them)",
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    add_report_argument(parser)
     add_target_argument(parser)
-    add_loading_arguments(parser)
+    add_common_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

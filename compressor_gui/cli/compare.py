@@ -9,8 +9,13 @@ import sys
 
 import yaml
 
-from compressor_gui.cli.inspect import add_loading_arguments, open_model
-from compressor_gui.cli.reporting import add_report_argument, save_report
+from compressor_gui.cli.arguments import (
+    add_common_arguments,
+    add_data_argument,
+    add_samples_argument,
+)
+from compressor_gui.cli.inspect import open_model
+from compressor_gui.cli.reporting import save_report
 from compressor_gui.cli.sensitivity import progress_printer
 from compressor_gui.core.compare import KEEP_FLOAT, CompareResult, LayerError, compare_job
 from compressor_gui.core.data import (
@@ -25,6 +30,7 @@ from compressor_gui.core.job_reports import compare_report
 from compressor_gui.core.jobs import run_job
 from compressor_gui.core.plan import CompressionPlan, load_recipe, save_recipe
 from compressor_gui.core.shapes import resolve_input_shapes
+from compressor_gui.core.summaries import layer_error_cells
 
 MIN_TABLE_ROWS = 15
 
@@ -32,15 +38,12 @@ MIN_TABLE_ROWS = 15
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("original", help="the model before compression (ONNX, .pt, .pt2)")
     parser.add_argument("compressed", help="the compressed ONNX model")
-    parser.add_argument(
-        "--data",
-        metavar="D",
-        help=".npz (x[, y]) or image folder; the bundled demo uses its held-out split; "
+    add_data_argument(
+        parser,
+        ".npz (x[, y]) or image folder; the bundled demo uses its held-out split; "
         "without data: random inputs, fidelity only",
     )
-    parser.add_argument(
-        "--samples", type=int, default=256, help="use the first N samples (default 256)"
-    )
+    add_samples_argument(parser)
     parser.add_argument(
         "--top", type=int, default=3, metavar="N", help="keep the N worst layers float (3)"
     )
@@ -50,9 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recipe-out", metavar="R", help="write the recipe that keeps the N worst layers float"
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    add_report_argument(parser)
-    add_loading_arguments(parser)
+    add_common_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,18 +139,11 @@ def format_result(result: CompareResult, top: int) -> str:
 
 
 def _row(error: LayerError, qdq: bool) -> tuple[str, ...]:
-    def number(value: float | None, form: str) -> str:
-        return "-" if value is None else format(value, form)
-
-    row = (
-        error.name,
-        error.op_type,
-        number(error.sqnr_db, ".1f"),
-        number(error.relative_error, ".4f"),
-        number(error.input_relative_error, ".4f"),
-        number(error.added_error, "+.4f"),
-    )
-    return row + (number(error.simulated_sqnr_db, ".1f"),) if qdq else row
+    row = layer_error_cells(error, "-")
+    if not qdq:
+        return row
+    simulated = error.simulated_sqnr_db
+    return (*row, "-" if simulated is None else format(simulated, ".1f"))
 
 
 def format_keep_float(worst: tuple[str, ...], args: argparse.Namespace) -> str:

@@ -9,8 +9,13 @@ import json
 import sys
 from pathlib import Path
 
-from compressor_gui.cli.inspect import add_loading_arguments, open_model
-from compressor_gui.cli.reporting import add_report_argument, save_report
+from compressor_gui.cli.arguments import (
+    MODEL_HELP,
+    add_common_arguments,
+    add_data_argument,
+)
+from compressor_gui.cli.inspect import open_model
+from compressor_gui.cli.reporting import save_report
 from compressor_gui.core.compress import CompressResult
 from compressor_gui.core.errors import PlanError
 from compressor_gui.core.int8_forms import form_from_flags
@@ -28,18 +33,15 @@ from compressor_gui.core.workflows import CompressRequest, compress_work
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="ONNX, TorchScript (.pt) or torch.export (.pt2) file")
+    parser.add_argument("model", help=MODEL_HELP)
     add_plan_arguments(parser)
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="model to write")
-    parser.add_argument(
-        "--data",
-        metavar="D",
-        help=".npz (x[, y] or one array per input) or image folder with preprocess.json; "
+    add_data_argument(
+        parser,
+        ".npz (x[, y] or one array per input) or image folder with preprocess.json; "
         "calibrates and evaluates (the bundled demo uses its own splits by default)",
     )
-    parser.add_argument(
-        "--eval-data", metavar="E", help="held-out data to evaluate on (default: the --data)"
-    )
+    add_data_argument(parser, "held-out data to evaluate on (default: the --data)", "--eval-data")
     parser.add_argument(
         "--distill",
         type=int,
@@ -50,9 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_training_arguments(parser)
     parser.add_argument("--no-latency", action="store_true", help="skip the latency runs")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    add_report_argument(parser)
-    add_loading_arguments(parser)
+    add_common_arguments(parser)
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +122,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 def distill_options(args: argparse.Namespace, epochs: int):
     """The DistillOptions the training flags describe."""
-    from compressor_gui.core.distill import DistillOptions
+    from compressor_gui.core.distill_types import DistillOptions
 
     return DistillOptions(
         epochs=epochs,

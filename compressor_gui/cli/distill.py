@@ -9,6 +9,7 @@ import dataclasses
 
 import onnx
 
+from compressor_gui.cli.arguments import add_common_arguments, add_data_argument
 from compressor_gui.cli.compress import (
     add_plan_arguments,
     add_training_arguments,
@@ -18,8 +19,8 @@ from compressor_gui.cli.compress import (
     run_compress,
     with_global_pruning,
 )
-from compressor_gui.cli.inspect import add_loading_arguments, parse_shapes
-from compressor_gui.cli.reporting import add_report_argument, save_report
+from compressor_gui.cli.inspect import parse_shapes
+from compressor_gui.cli.reporting import save_report
 from compressor_gui.core.data import input_specs
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.job_reports import compress_report
@@ -29,25 +30,20 @@ from compressor_gui.core.model import LoadedModel, load_model
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("teacher", help="the original model (ONNX, TorchScript or .pt2)")
     parser.add_argument("student", help="the compressed model to train, with float weights")
-    parser.add_argument(
-        "--data",
-        metavar="D",
-        help="training data: .npz (x[, y]) or image folder; labels optional (default for the "
+    add_data_argument(
+        parser,
+        "training data: .npz (x[, y]) or image folder; labels optional (default for the "
         "bundled demo teacher: its calibration split)",
     )
-    parser.add_argument(
-        "--eval-data",
-        metavar="E",
-        help="held-out data for the before/after table (never trained on)",
+    add_data_argument(
+        parser, "held-out data for the before/after table (never trained on)", "--eval-data"
     )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="model to write")
     add_training_arguments(parser)
     add_plan_arguments(parser)
     parser.add_argument("--no-latency", action="store_true", help="skip the latency runs")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    add_report_argument(parser)
-    add_loading_arguments(parser)
+    add_common_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

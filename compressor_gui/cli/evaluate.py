@@ -9,8 +9,9 @@ import json
 import sys
 from pathlib import Path
 
-from compressor_gui.cli.inspect import add_loading_arguments, open_model
-from compressor_gui.cli.reporting import add_report_argument, save_report
+from compressor_gui.cli.arguments import add_common_arguments, add_data_argument
+from compressor_gui.cli.inspect import open_model
+from compressor_gui.cli.reporting import save_report
 from compressor_gui.core.errors import ModelLoadError
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import load_onnx
@@ -25,10 +26,9 @@ from compressor_gui.targets.job_reports import evaluation_report
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="the original model (ONNX, TorchScript or .pt2)")
     parser.add_argument("compressed", nargs="?", help="an ONNX model to compare with it")
-    parser.add_argument(
-        "--data",
-        metavar="D",
-        help=".npz (x[, y] or one array per input) or image folder with preprocess.json "
+    add_data_argument(
+        parser,
+        ".npz (x[, y] or one array per input) or image folder with preprocess.json "
         "(default: <model>_eval.npz beside it, the demo's held-out split, else random inputs: "
         "fidelity only)",
     )
@@ -38,9 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--accept-host-key", metavar="SHA256:...", help="trust this new SSH host key fingerprint"
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    add_report_argument(parser)
-    add_loading_arguments(parser)
+    add_common_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

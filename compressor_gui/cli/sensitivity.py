@@ -6,8 +6,14 @@ import argparse
 import json
 import sys
 
-from compressor_gui.cli.inspect import add_loading_arguments, open_model
-from compressor_gui.cli.reporting import add_report_argument, save_report
+from compressor_gui.cli.arguments import (
+    MODEL_HELP,
+    add_common_arguments,
+    add_data_argument,
+    add_samples_argument,
+)
+from compressor_gui.cli.inspect import open_model
+from compressor_gui.cli.reporting import save_report
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.executors import ClusterConfig, Placement
@@ -24,7 +30,7 @@ from compressor_gui.core.workflows import SweepRequest, sensitivity_work, sweep_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="ONNX, TorchScript (.pt) or torch.export (.pt2) file")
+    parser.add_argument("model", help=MODEL_HELP)
     add_data_arguments(parser)
     parser.add_argument(
         "--options",
@@ -32,19 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated changes to try per layer (default: all of them)",
     )
     parser.add_argument("--no-cache", action="store_true", help="measure again, ignore the cache")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    add_report_argument(parser)
-    add_loading_arguments(parser)
+    add_common_arguments(parser)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with `autoplan`: which data, how much of it, where the work runs."""
-    parser.add_argument(
-        "--data", help=".npz (x[, y]) or image folder; optional for the bundled demo model"
-    )
-    parser.add_argument(
-        "--samples", type=int, default=256, help="use the first N samples (default 256)"
-    )
+    add_data_argument(parser, ".npz (x[, y]) or image folder; optional for the bundled demo model")
+    add_samples_argument(parser)
     parser.add_argument(
         "--layers",
         type=int,

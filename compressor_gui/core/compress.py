@@ -25,7 +25,8 @@ from compressor_gui.core.data import (
     load_dataset,
     random_dataset,
 )
-from compressor_gui.core.distill import DistillOptions, DistillReport, distill_job
+from compressor_gui.core.distill import distill_job
+from compressor_gui.core.distill_types import DistillOptions, DistillReport
 from compressor_gui.core.errors import CompressionError, CompressorError
 from compressor_gui.core.evaluate import (
     EvalResult,
@@ -40,7 +41,8 @@ from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.latency import LatencyStats
 from compressor_gui.core.model import LoadedModel, ModelSource, file_size_bytes, save_onnx
 from compressor_gui.core.plan import CompressionPlan
-from compressor_gui.core.quantize import SIMULATED, Int8Options, LayerAction, quantize_model
+from compressor_gui.core.quant_passes import SIMULATED, Int8Options, LayerAction
+from compressor_gui.core.quantize import quantize_model
 from compressor_gui.core.shapes import resolve_input_shapes
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
 from compressor_gui.core.weights import already_quantized, lift_weights
@@ -127,36 +129,24 @@ def compress_job(
     model is for (None: this one): its CPU family decides the INT8 form. With `distill` (or
     the plan's `distill_epochs`), the pruned model is trained on `data` towards `teacher`
     (default: the original) before it is fused and quantized; a given teacher is also what
-    the result is measured against, and `unlabeled` data adds samples the teacher alone
-    labels. `finish_training` ends the training early with its best epoch and goes on to
-    write."""
+    the result is measured against, `unlabeled` data adds samples the teacher alone labels,
+    and `finish_training` ends the training early with its best epoch and goes on to write."""
     cancel = cancel or CancelToken()
     here = local_machine()
     target = target or here
     options = dataclasses.replace(options or Int8Options(), machine=target)
-    if loaded.onnx_model is None:
-        raise CompressionError(
-            f"{loaded.path.name} has no ONNX graph to compress ({'; '.join(loaded.notes)})"
-        )
-    original = loaded.onnx_model
+    original = _onnx_graph(loaded)
     out_path = Path(out_path)
     warnings: list[str] = []
     steps: list[str] = []
 
     yield Progress(0, _STEPS, "checking the plan")
-    inventory = build_inventory(original)
-    plan.validate(inventory)
-    prediction = plan.predict(inventory)
+    inventory, prediction, settings = _checked_plan(plan, original)
     reference = teacher or loaded  # the model measured as "before" and distilled towards
     calib, evald, source = _datasets(reference.path, original, data, eval_data, loaded)
     shapes = resolve_input_shapes(original, loaded.input_shapes, calib or evald)
-    settings = plan.resolved(inventory)
-    if distill is None and plan.distill_epochs:  # the recipe's recovery step, QAT when quantized
-        distill = DistillOptions(
-            epochs=plan.distill_epochs, qat=any(s.bits < 32 for s in settings.values())
-        )
-    if isinstance(unlabeled, str | os.PathLike):
-        unlabeled = load_dataset(unlabeled, original)
+    distill = distill or _recipe_recovery(plan, settings)
+    unlabeled = _opened(unlabeled, original)
     _check_not_quantized_twice(loaded, plan, settings, distill is not None, warnings)
     training = (distill, calib, unlabeled, evald, target, (cancel, finish_training))
     model, plan, n_m_weights, report = yield from _reshaped(
@@ -179,9 +169,8 @@ def compress_job(
 
     yield Progress(5, _STEPS, "evaluating")
     before, after = _measure(reference.onnx_model, out_path, reference, evald, latency, cancel)
-    warnings.extend(
-        _result_warnings(plan, before, after, actions, target, here, report is not None)
-    )
+    distilled = report is not None
+    warnings.extend(_result_warnings(plan, before, after, actions, target, here, distilled))
     yield Progress(6, _STEPS, "done")
     return CompressResult(
         input_path=loaded.path,
@@ -199,6 +188,30 @@ def compress_job(
         measured_on=here,
         target=target,
         distill=report,
+    )
+
+
+def _checked_plan(plan: CompressionPlan, model: onnx.ModelProto):
+    """(inventory, prediction, per-layer settings) of `plan` on `model`, which it must fit."""
+    inventory = build_inventory(model)
+    plan.validate(inventory)
+    return inventory, plan.predict(inventory), plan.resolved(inventory)
+
+
+def _onnx_graph(loaded: LoadedModel) -> onnx.ModelProto:
+    if loaded.onnx_model is None:
+        raise CompressionError(
+            f"{loaded.path.name} has no ONNX graph to compress ({'; '.join(loaded.notes)})"
+        )
+    return loaded.onnx_model
+
+
+def _recipe_recovery(plan: CompressionPlan, settings) -> DistillOptions | None:
+    """The recipe's recovery step (`distill_epochs`), with QAT when the plan quantizes."""
+    if not plan.distill_epochs:
+        return None
+    return DistillOptions(
+        epochs=plan.distill_epochs, qat=any(s.bits < 32 for s in settings.values())
     )
 
 
@@ -341,13 +354,15 @@ def _plain_u8s8(action: LayerAction) -> bool:
     )
 
 
-def _datasets(path, model, data, eval_data, loaded) -> tuple[Dataset | None, Dataset | None, str]:
-    def opened(value):
-        if value is None or isinstance(value, Dataset):
-            return value
-        return load_dataset(value, model)
+def _opened(data: Dataset | str | os.PathLike[str] | None, model) -> Dataset | None:
+    """`data` as a dataset checked against `model` (a path is loaded)."""
+    if data is None or isinstance(data, Dataset):
+        return data
+    return load_dataset(data, model)
 
-    calib, evald = opened(data), opened(eval_data)
+
+def _datasets(path, model, data, eval_data, loaded) -> tuple[Dataset | None, Dataset | None, str]:
+    calib, evald = _opened(data, model), _opened(eval_data, model)
     if calib is None and is_demo_model(path):
         calib = demo_dataset(model, "calib")
         evald = evald or demo_dataset(model, "eval")

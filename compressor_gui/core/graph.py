@@ -14,6 +14,8 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -165,6 +167,38 @@ def node_attribute(node: onnx.NodeProto, name: str, default):
         if attr.name == name:
             return helper.get_attribute_value(attr)
     return default
+
+
+class UnsupportedOpError(CompressorError):
+    """A node the torch conversion cannot run (unknown op, or a mode it does not cover)."""
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What a builder may know about one node: its attributes, the values of its stored
+    (initializer or Constant) inputs, and the model's opset."""
+
+    node: onnx.NodeProto
+    opset: int
+    constants: Mapping[str, np.ndarray]
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        value = node_attribute(self.node, name, default)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def has_input(self, index: int) -> bool:
+        return len(self.node.input) > index and bool(self.node.input[index])
+
+    def constant(self, index: int) -> np.ndarray | None:
+        """The stored value of input `index`, or None when it is computed or absent."""
+        if not self.has_input(index):
+            return None
+        return self.constants.get(self.node.input[index])
+
+    def unsupported(self, why: str) -> UnsupportedOpError:
+        return UnsupportedOpError(
+            f"node {self.node.name or '(unnamed)'} ({self.node.op_type}): {why}"
+        )
 
 
 def opset(model: onnx.ModelProto) -> int:

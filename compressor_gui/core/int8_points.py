@@ -24,7 +24,8 @@ from compressor_gui.core.graph import contained
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.int8_forms import FORMS, Int8Form
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
-from compressor_gui.core.quantize import CALIBRATION_SAMPLES, Int8Options, quantize_model
+from compressor_gui.core.quant_passes import CALIBRATION_SAMPLES, Int8Options
+from compressor_gui.core.quantize import quantize_model
 
 
 class RuntimeInt8Layers:

@@ -11,7 +11,7 @@ from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.report import Bars, Report, Scatter, Table
 from compressor_gui.core.search import AutoPlanResult
 from compressor_gui.core.sensitivity import SensitivityTable
-from compressor_gui.core.summaries import Summary, compress_summary
+from compressor_gui.core.summaries import Summary, compress_summary, layer_error_cells
 
 MAX_BARS = 20  # per-layer plots show the worst this many
 
@@ -227,22 +227,7 @@ def autoplan_report(result: AutoPlanResult, recipe: str = "") -> Report:
 
 def compare_report(result: CompareResult) -> Report:
     """Each layer's output error against the original, worst first."""
-
-    def number(value: float | None, spec: str) -> str:
-        return "" if value is None else format(value, spec)
-
-    rows = tuple(
-        (
-            e.name,
-            e.op_type,
-            number(e.sqnr_db, ".1f"),
-            number(e.relative_error, ".4f"),
-            number(e.input_relative_error, ".4f"),
-            number(e.added_error, "+.4f"),
-            e.note,
-        )
-        for e in result.layers
-    )
+    rows = tuple((*layer_error_cells(e), e.note) for e in result.layers)
     ranked = [e for e in result.layers if e.added_error is not None][:MAX_BARS]
     totals = [f"output SQNR {result.output_sqnr_db:.1f} dB"]
     if result.agreement_top1 is not None:

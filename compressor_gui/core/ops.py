@@ -9,7 +9,8 @@ follows channels through it (`channels`: the name of a rule in `prune_graph`). B
 (how a graph is rewritten) stays in the modules that do it; the facts they key on live here.
 
 The table stays importable without torch (the desktop bundle ships without it): torch
-builders live in `torch_ops` and are imported on first use.
+builders live in `torch_ops` (which sees a node through `graph.NodeView`, never this table)
+and are imported on first use.
 """
 
 from __future__ import annotations
@@ -22,44 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from compressor_gui.core.errors import CompressorError
-from compressor_gui.core.graph import node_attribute
-
-
-class UnsupportedOpError(CompressorError):
-    """A node the torch conversion cannot run (unknown op, or a mode it does not cover)."""
-
-
-@dataclass(frozen=True)
-class NodeView:
-    """What a builder may know about one node: its attributes, the values of its stored
-    (initializer or Constant) inputs, and the model's opset."""
-
-    node: onnx.NodeProto
-    opset: int
-    constants: Mapping[str, np.ndarray]
-
-    def attr(self, name: str, default: Any = None) -> Any:
-        for attribute in self.node.attribute:
-            if attribute.name == name:
-                value = onnx.helper.get_attribute_value(attribute)
-                return value.decode() if isinstance(value, bytes) else value
-        return default
-
-    def has_input(self, index: int) -> bool:
-        return len(self.node.input) > index and bool(self.node.input[index])
-
-    def constant(self, index: int) -> np.ndarray | None:
-        """The stored value of input `index`, or None when it is computed or absent."""
-        if not self.has_input(index):
-            return None
-        return self.constants.get(self.node.input[index])
-
-    def unsupported(self, why: str) -> UnsupportedOpError:
-        return UnsupportedOpError(
-            f"node {self.node.name or '(unnamed)'} ({self.node.op_type}): {why}"
-        )
-
+from compressor_gui.core.graph import NodeView, node_attribute
 
 # Builds a torch.nn.Module whose forward takes the node's inputs (None for absent optional
 # ones) and returns its output, or a tuple of outputs.

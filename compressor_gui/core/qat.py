@@ -17,7 +17,7 @@ import onnx
 import torch
 from torch import nn
 
-from compressor_gui.core.distill import QatLayer
+from compressor_gui.core.distill_types import QatLayer
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.int8_forms import FORMS, Int8Form, rule_form
 from compressor_gui.core.ops import weight_axes

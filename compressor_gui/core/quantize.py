@@ -10,72 +10,45 @@ Each layer is routed to the best path that really exists for its op (see `quant_
   kernel is faster: "simulated: no runtime kernel".
 Every pass is checked by loading and running the result in onnxruntime; a pass that breaks
 the model is undone and its layers stay float, with a warning saying why.
+Routing and checking live here; the passes themselves are `quant_passes`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import onnx
 
-from compressor_gui.core.data import Dataset, calibration_reader
-from compressor_gui.core.errors import CompressionError, CompressorError, error_text
-from compressor_gui.core.evaluate import fidelity, run_outputs, sample_feed
+from compressor_gui.core.data import Dataset
+from compressor_gui.core.errors import CompressorError, error_text
+from compressor_gui.core.evaluate import sample_feed
 from compressor_gui.core.graph import (
     check_runs,
     constants_to_initializers,
-    contained,
     gemm_as_matmul_ok,
-    gemm_to_matmul,
     make_session,
     name_nodes,
     node_names,
     nodes_by_name,
     opset,
-    toposort,
 )
-from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
-from compressor_gui.core.plan import INT4_BLOCK_SIZE, CompressionPlan, LayerSetting
+from compressor_gui.core.plan import CompressionPlan, LayerSetting
 from compressor_gui.core.quant_ops import rule_for
-from compressor_gui.core.shapes import Shapes, resolve_input_shapes, restore_io, with_input_shapes
-from compressor_gui.core.weight_codes import encode_stored
+from compressor_gui.core.quant_passes import (
+    HANDLERS,
+    INT4_OPSET,
+    LABELS,
+    Int8Options,
+    LayerAction,
+    PassContext,
+    QuantLayer,
+)
+from compressor_gui.core.shapes import Shapes, resolve_input_shapes
 
-SIMULATED = "simulated: no runtime kernel"
-CALIBRATION_SAMPLES = 256
-FORM_CHECK_SAMPLES = 64  # calibration samples each INT8 form candidate is scored on
-INT4_OPSET = 21
 PER_CHANNEL_OPSET = 13  # DequantizeLinear takes an `axis` (per-channel scales) from opset 13
 _AXIS_ROUTES = ("static_int8", "dynamic_int8", "weight_only", "int4_dq")
-
-
-@dataclass(frozen=True)
-class LayerAction:
-    """What was done to one layer, in words for the CLI/UI, and whether it is simulated."""
-
-    name: str
-    op_type: str
-    bits: int
-    method: str
-    simulated: bool = False
-
-
-@dataclass(frozen=True)
-class Int8Options:
-    """Runtime choices for static INT8 that change speed, not the plan: QDQ or QOperator,
-    u8 or s8 activations, per-channel or per-tensor weights (None: from the plan), which
-    op types get quantized (None: every op with a kernel), and the machine that will run the
-    model (None: this one), whose CPU family decides the INT8 form."""
-
-    quant_format: str = "qdq"  # qdq | qoperator
-    activations: str = "u8"  # u8 | s8
-    per_channel: bool | None = None
-    op_types: tuple[str, ...] | None = None
-    machine: MachineInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -85,18 +58,6 @@ class QuantizeResult:
     warnings: tuple[str, ...]
     int8_form: str = ""  # which INT8 form was used and why ("" when nothing went INT8)
     int8_form_name: str = ""  # the static INT8 form's key in int8_forms.FORMS, if any
-
-
-@dataclass
-class _Layer:
-    name: str
-    op_type: str
-    setting: LayerSetting
-    node: onnx.NodeProto
-    graph: onnx.GraphProto
-    main_graph: bool
-    weights: tuple[str, ...]  # stored tensors the inventory traced to this layer, main first
-    shares: str  # the inventory's note when its main weight belongs to an earlier layer
 
 
 def quantize_model(
@@ -140,7 +101,7 @@ def quantize_model(
         words = "INT4 weights are stored as int8 codes"
         work = _upgrade_opset(work, feed, INT4_OPSET, warnings, words)
     original_nodes = frozenset(node_names(work.graph))
-    context = _Context(
+    context = PassContext(
         plan,
         dataset,
         options,
@@ -152,7 +113,7 @@ def quantize_model(
         shapes,
     )
     actions: dict[str, LayerAction] = {}
-    for method, handler in _HANDLERS.items():
+    for method, handler in HANDLERS.items():
         names = routes.get(method, [])
         if not names and not (method == "fp16" and plan.default.bits == 16):
             continue
@@ -162,7 +123,7 @@ def quantize_model(
             candidate, done = handler(candidate, names, context)
             check_runs(candidate, feed)
         except CompressorError as exc:
-            warnings.append(f"{_LABELS[method]} failed, {len(names)} layer(s) left float: {exc}")
+            warnings.append(f"{LABELS[method]} failed, {len(names)} layer(s) left float: {exc}")
             continue
         work = candidate
         actions.update(done)
@@ -190,30 +151,7 @@ def _can(node: onnx.NodeProto, path: str) -> bool:
     return rule is not None and getattr(rule, path)
 
 
-@dataclass(frozen=True)
-class _Context:
-    plan: CompressionPlan
-    dataset: Dataset | None
-    options: Int8Options
-    warnings: list[str]
-    layers: dict[str, _Layer]
-    original_nodes: frozenset[str]  # node names before any pass added nodes
-    layer_nodes: frozenset[str]  # every weight-bearing node, 32-bit ones included
-    forms: list[tuple[str, str]]  # (form name, why) of each INT8 pass
-    shapes: Shapes  # the input shapes every pass is run on
-
-
-_LABELS = {
-    "static_int8": "static INT8 (QDQ)",
-    "dynamic_int8": "dynamic INT8",
-    "nbits": "INT4 MatMulNBits",
-    "int4_dq": "INT4 weight-only",
-    "weight_only": "weight-only quantization",
-    "fp16": "FP16 conversion",
-}
-
-
-def _route(layers: dict[str, _Layer], has_data: bool, model: onnx.ModelProto) -> dict:
+def _route(layers: dict[str, QuantLayer], has_data: bool, model: onnx.ModelProto) -> dict:
     """Which path each layer takes, from its bits and its op's rule."""
     routes: dict[str, list[str]] = {}
     for name, layer in layers.items():
@@ -241,301 +179,12 @@ def _route(layers: dict[str, _Layer], has_data: bool, model: onnx.ModelProto) ->
     return routes
 
 
-def _has_init_weight(layer: _Layer) -> bool:
+def _has_init_weight(layer: QuantLayer) -> bool:
     rule = rule_for(layer.node)
     if rule is None or len(layer.node.input) <= rule.weight_input:
         return False
     wanted = layer.node.input[rule.weight_input]
     return any(t.name == wanted for t in layer.graph.initializer)
-
-
-# --- passes --------------------------------------------------------------------------------
-
-
-def _static_int8(model, names, ctx: _Context):
-    """Static INT8 in the form the plan names, or (auto) the form that measures best on the
-    target machine's family (see `int8_forms`); the result says which form and why."""
-    from compressor_gui.core.int8_forms import FORMS, FormScore, choose_form
-
-    if ctx.plan.int8_form != "auto":
-        form = FORMS[ctx.plan.int8_form]
-        ctx.forms.append((form.name, f"{form.name} as the plan says"))
-        return _static_int8_as(model, names, ctx, form, ctx.warnings)
-    built: dict[str, tuple] = {}
-    calib = ctx.dataset.subset(FORM_CHECK_SAMPLES)
-    reference = None
-
-    def score(form) -> FormScore | None:
-        nonlocal reference
-        warnings: list[str] = []
-        try:
-            built[form.name] = (*_static_int8_as(model, names, ctx, form, warnings), warnings)
-            if reference is None:
-                reference = run_outputs(make_session(model), calib)
-            outputs = run_outputs(make_session(built[form.name][0]), calib)
-        except CompressorError:
-            built.pop(form.name, None)
-            return None
-        agreement, cosine, _ = fidelity(reference, outputs)
-        return FormScore(form.name, agreement, cosine)
-
-    target = ctx.options.machine or local_machine()
-    choice = choose_form(target, score, measured_here=_same_family(target))
-    if choice.form.name not in built:
-        built[choice.form.name] = (
-            *_static_int8_as(model, names, ctx, choice.form, warnings := []),
-            warnings,
-        )
-    result, done, warnings = built[choice.form.name]
-    ctx.warnings.extend(warnings)
-    ctx.forms.append((choice.form.name, choice.reason))
-    return result, done
-
-
-def _same_family(target: MachineInfo) -> bool:
-    here = local_machine()
-    return target.isa_class == here.isa_class and target.arch == here.arch
-
-
-def _static_int8_as(model, names, ctx: _Context, form, warnings: list[str]):
-    """onnxruntime quantize_static in one INT8 form, with fallbacks when shape inference or
-    the result fails: symbolic shape inference -> ONNX shape inference only -> fixed input
-    shapes -> without the nodes the error names."""
-    from onnxruntime.quantization import quant_pre_process, quantize_static
-
-    arguments, method = _static_arguments(names, ctx, form, warnings)
-    whole = ctx.plan.default.bits == 8
-    others = sorted(ctx.layer_nodes - set(names))
-    excluded: list[str] = []
-    last_error = ""
-    with tempfile.TemporaryDirectory(prefix="compressor-gui-") as tmp:
-        for attempt in ("pre_process", "onnx_shapes", "fixed_shapes", "exclude"):
-            source = Path(tmp) / f"{attempt}_in.onnx"
-            target = Path(tmp) / f"{attempt}_out.onnx"
-            candidate = with_input_shapes(model, ctx.shapes) if attempt == "fixed_shapes" else model
-            onnx.save(candidate, str(source))
-            try:
-                if attempt == "pre_process":
-                    prepared = Path(tmp) / "pre.onnx"
-                    with contained():
-                        quant_pre_process(str(source), str(prepared), skip_optimization=True)
-                    source = prepared
-                if attempt == "exclude":
-                    excluded = [n for n in node_names(model.graph) if n in last_error]
-                    if not excluded:
-                        break
-                batch = 1 if attempt == "fixed_shapes" else 16
-                with contained():
-                    quantize_static(
-                        str(source),
-                        str(target),
-                        calibration_reader(ctx.dataset, CALIBRATION_SAMPLES, batch),
-                        nodes_to_quantize=None
-                        if whole
-                        else [n for n in names if n not in excluded],
-                        nodes_to_exclude=others + excluded,
-                        **arguments,
-                    )
-                result = onnx.load(str(target))
-                check_runs(result, sample_feed(result, ctx.dataset))
-            except Exception as exc:  # quantizer internals raise anything; we fall back
-                last_error = error_text(exc)
-                continue
-            if attempt != "pre_process":
-                warnings.append(
-                    f"static INT8: onnxruntime's recommended path failed ({last_error}); "
-                    f"quantized with {_FALLBACK_WORDS[attempt]}"
-                    + (f" (left float: {', '.join(excluded)})" if excluded else "")
-                )
-            if attempt == "fixed_shapes":
-                restore_io(result, model)
-            quantized = [n for n in names if n not in excluded and _was_quantized(result, n)]
-            return result, _actions_for(ctx, quantized, 8, method)
-    raise CompressionError(last_error or "no quantized model came out")
-
-
-def _static_arguments(names, ctx: _Context, form, warnings: list[str]) -> tuple[dict, str]:
-    """quantize_static's keyword arguments for these layers in this form, and the words
-    that describe the method to the user."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
-
-    method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[ctx.plan.calibration]
-    chosen = [ctx.layers[n] for n in names]
-    per_channel = ctx.options.per_channel
-    if per_channel is None:
-        per_channel = all(layer.setting.per_channel for layer in chosen)
-        if len({layer.setting.per_channel for layer in chosen}) > 1:
-            warnings.append("INT8 layers mix per-channel and per-tensor: all quantized per-tensor")
-    s8 = ctx.options.activations == "s8"
-    qoperator = ctx.options.quant_format == "qoperator"
-    extra = {
-        "WeightSymmetric": all(layer.setting.symmetric for layer in chosen),
-        "ActivationSymmetric": s8,
-    }
-    if method == CalibrationMethod.Percentile:
-        extra["CalibPercentile"] = 99.99
-    arguments = {
-        "quant_format": QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
-        "op_types_to_quantize": list(ctx.options.op_types) if ctx.options.op_types else None,
-        "per_channel": per_channel,
-        "activation_type": QuantType.QInt8 if s8 else QuantType.QUInt8,
-        "weight_type": QuantType.QUInt8 if form.weight_type == "u8" else QuantType.QInt8,
-        "reduce_range": form.reduce_range,
-        "calibrate_method": method,
-        "extra_options": extra,
-    }
-    words = (
-        f"INT8 static {'QOperator' if qoperator else 'QDQ'} "
-        f"({'per-channel' if per_channel else 'per-tensor'}, "
-        f"{ctx.plan.calibration} calibration, {'s8' if s8 else 'u8'} activations, "
-        f"{form.weight_type} weights{', reduce_range' if form.reduce_range else ''})"
-    )
-    return arguments, words
-
-
-_FALLBACK_WORDS = {
-    "onnx_shapes": "ONNX shape inference only",
-    "fixed_shapes": "input shapes fixed",
-    "exclude": "the failing nodes excluded",
-}
-
-
-def _dynamic_int8(model, names, ctx: _Context):
-    """onnxruntime quantize_dynamic in the form the plan names, or the target's rule form
-    (without data there is nothing to measure candidates on)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from compressor_gui.core.int8_forms import FORMS, rule_form
-
-    target = ctx.options.machine or local_machine()
-    if ctx.plan.int8_form != "auto":
-        form = FORMS[ctx.plan.int8_form]
-        ctx.forms.append((form.name, f"dynamic INT8 {form.name} as the plan says"))
-    else:
-        form = rule_form(target)
-        ctx.forms.append(
-            (
-                form.name,
-                f"dynamic INT8 {form.name} by rule for {target.cpu_model} "
-                f"({target.isa_class}); no data to measure forms on",
-            )
-        )
-    per_channel = all(ctx.layers[n].setting.per_channel for n in names)
-    with tempfile.TemporaryDirectory(prefix="compressor-gui-") as tmp:
-        source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
-        onnx.save(model, str(source))
-        try:
-            with contained():
-                quantize_dynamic(
-                    str(source),
-                    str(target),
-                    nodes_to_quantize=list(names),
-                    per_channel=per_channel,
-                    weight_type=QuantType.QUInt8 if form.weight_type == "u8" else QuantType.QInt8,
-                    reduce_range=form.reduce_range,
-                )
-        except Exception as exc:
-            raise CompressionError(error_text(exc)) from exc
-        result = onnx.load(str(target))
-    done = [n for n in names if _was_quantized(result, n)]
-    words = f"{form.weight_type} weights" + (", reduce_range" if form.reduce_range else "")
-    return result, _actions_for(ctx, done, 8, f"INT8 dynamic ({words}, activations at run)")
-
-
-def _nbits(model, names, ctx: _Context):
-    """MatMulNBits: INT4 blocks of 32 with a real onnxruntime kernel; Gemm is first split
-    into MatMul + Add (keeping the layer's name on the MatMul)."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    by_name = nodes_by_name(model.graph)
-    for name in names:
-        node, graph = by_name[name]
-        if node.op_type == "Gemm":
-            gemm_to_matmul(graph, node)
-    symmetric = all(ctx.layers[n].setting.symmetric for n in names)
-    try:
-        with contained():
-            quantizer = MatMulNBitsQuantizer(
-                model,
-                bits=4,
-                block_size=INT4_BLOCK_SIZE,
-                is_symmetric=symmetric,
-                nodes_to_include=list(names),
-            )
-            quantizer.process()
-    except Exception as exc:
-        raise CompressionError(error_text(exc)) from exc
-    result = quantizer.model.model
-    done = [n for n in names if not any(node.name == n for node in result.graph.node)]
-    return result, _actions_for(ctx, done, 4, f"INT4 MatMulNBits (blocks of {INT4_BLOCK_SIZE})")
-
-
-def _weight_only(model, names, ctx: _Context):
-    """Weights as integer codes + per-channel scales behind a DequantizeLinear that takes the
-    stored tensor's place (wherever it lives: initializer, Constant, subgraph), so the file
-    shrinks and accuracy is real; the op itself still computes in float."""
-    int4_storage = opset(model) >= INT4_OPSET
-    by_name = nodes_by_name(model.graph)
-    done: dict[str, LayerAction] = {}
-    for name in names:
-        layer = ctx.layers[name]
-        node, _ = by_name[name]
-        bits = layer.setting.bits
-        stored = 0
-        for weight in layer.weights:
-            stored += encode_stored(
-                model.graph, weight, bits, layer.setting.per_channel, node, int4_storage
-            )
-        if not stored and layer.shares:
-            method = f"weights quantized with the layer that owns them ({layer.shares})"
-            done[name] = LayerAction(name, layer.op_type, bits, method, simulated=bits in (2, 1))
-            continue
-        if not stored:
-            ctx.warnings.append(f"{name}: no float weight of 2+ dims found: left float")
-            continue
-        if bits in (2, 1):
-            word = "ternary (TWN)" if bits == 2 else "binary (XNOR-Net)"
-            per_byte = 4 if bits == 2 else 8
-            method = f"{word} weights, packed {per_byte} per byte, unpacked at load; {SIMULATED}"
-        else:
-            store = "int4 blocks of 32" if bits == 4 and int4_storage else "int8 per channel"
-            method = f"INT{bits} weight-only ({store} + DequantizeLinear, float compute)"
-        done[name] = LayerAction(name, layer.op_type, bits, method, simulated=bits in (2, 1))
-    return model, done
-
-
-def _fp16(model, names, ctx: _Context):
-    """onnxruntime's float16 converter with every node outside the FP16 layers blocked
-    (or, when the default is 16 bits, only the layers at other widths and added nodes)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    allowed = set(names)
-    if ctx.plan.default.bits == 16:
-        layer_names = set(ctx.layer_nodes)
-        allowed |= {n for n in ctx.original_nodes if n not in layer_names}
-    name_nodes(model.graph, prefix="node_")
-    block = [n for n in node_names(model.graph) if n not in allowed]
-    try:
-        with contained():
-            result = convert_float_to_float16(model, keep_io_types=True, node_block_list=block)
-    except Exception as exc:
-        raise CompressionError(error_text(exc)) from exc
-    toposort(result.graph)
-    return result, _actions_for(ctx, names, 16, "FP16 (IO kept float32)")
-
-
-_HANDLERS: dict[str, Callable] = {
-    "static_int8": _static_int8,
-    "dynamic_int8": _dynamic_int8,
-    "nbits": _nbits,
-    "int4_dq": _weight_only,
-    "weight_only": _weight_only,
-    "fp16": _fp16,
-}
 
 
 def _layers(model: onnx.ModelProto, settings: dict[str, LayerSetting], inventory) -> dict:
@@ -549,7 +198,7 @@ def _layers(model: onnx.ModelProto, settings: dict[str, LayerSetting], inventory
         node, graph = by_name[name]
         if setting.bits == 32:
             continue
-        layers[name] = _Layer(
+        layers[name] = QuantLayer(
             name,
             node.op_type,
             setting,
@@ -560,22 +209,6 @@ def _layers(model: onnx.ModelProto, settings: dict[str, LayerSetting], inventory
             next((n for n in info[name].notes if n.startswith("shares")), ""),
         )
     return layers
-
-
-def _was_quantized(model: onnx.ModelProto, name: str) -> bool:
-    """The node is gone (QOperator / dynamic / MatMulNBits replace it) or its weight now
-    comes from a DequantizeLinear (QDQ)."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    for node in model.graph.node:
-        if node.name == name:
-            rule = rule_for(node)
-            weight = node.input[rule.weight_input] if rule else ""
-            return producers.get(weight, onnx.NodeProto()).op_type == "DequantizeLinear"
-    return True
-
-
-def _actions_for(ctx: _Context, names, bits: int, method: str) -> dict[str, LayerAction]:
-    return {n: LayerAction(n, ctx.layers[n].op_type, bits, method) for n in names}
 
 
 def _upgrade_opset(

@@ -16,7 +16,6 @@ import dataclasses
 import functools
 import math
 import tempfile
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,24 +23,29 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from compressor_gui.core.data import Dataset, demo_dataset, is_demo_model, tuning_split
-from compressor_gui.core.distill import DistillOptions
+from compressor_gui.core.data import Dataset, tuning_split
+from compressor_gui.core.distill_types import DistillOptions
+from compressor_gui.core.drop_model import DropModel, output_noise
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.executors import ClusterConfig, Placement, run_all
-from compressor_gui.core.hardware import MachineInfo, local_machine
+from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.inventory import ModelInventory, build_inventory
-from compressor_gui.core.jobs import CancelToken, Job, Progress, run_job
+from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import LoadedModel, ModelSource
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
+from compressor_gui.core.plan_builds import (
+    BuildState,
+    BuildWork,
+    build_plan,
+    build_setup,
+    build_work,
+    simulated_verifier,
+)
 from compressor_gui.core.sensitivity import (
     OPTIONS_BY_NAME,
-    OverrideSession,
-    Reference,
     SensitivityTable,
-    measure,
     options_named,
     sensitivity_job,
-    swept_layers,
 )
 
 SEARCH_OPTIONS = options_named(["int8", "int4", "int2", "int1", "channel25", "channel50"])
@@ -65,6 +69,16 @@ class Budget:
             raise CompressorError(f"size ratio must be within (0, 1], not {self.size_ratio}")
         if self.max_drop is not None and self.max_drop < 0:
             raise CompressorError(f"maximum drop must be 0 or more points, not {self.max_drop}")
+
+    def file_size_bytes(self, reference_bytes: float) -> float | None:
+        """The size a plan must fit: the smaller of `size_bytes` and `size_ratio` of
+        `reference_bytes` (None: no size budget). A size budget is about the file the user
+        gets: with real verification the reference is the original file and each written
+        candidate is checked (the prediction counts weights only); a simulated verification
+        writes no file, so the reference is the weights."""
+        if self.size_ratio is None:
+            return self.size_bytes
+        return min(self.size_bytes or math.inf, self.size_ratio * reference_bytes)
 
 
 @dataclass(frozen=True)
@@ -143,70 +157,13 @@ def choices_from_table(table: SensitivityTable, inventory: ModelInventory) -> _C
                 continue  # saves nothing in the file (unstructured and 2:4 stay dense)
             layer_settings.append(setting)
             layer_sizes.append(size.size_bytes)
-            layer_costs.append(_noise(point))
+            layer_costs.append(output_noise(point))
         layers.append(name)
         settings.append(tuple(layer_settings))
         sizes.append(tuple(layer_sizes))
         costs.append(tuple(layer_costs))
     fixed = base.size_bytes - sum(base.layers[name].size_bytes for name in layers)
     return _Choices(tuple(layers), tuple(settings), tuple(sizes), tuple(costs), fixed)
-
-
-def _noise(point) -> float:
-    return 10 ** (-(point.output_sqnr_db if point.output_sqnr_db is not None else 0.0) / 10)
-
-
-@dataclass(frozen=True)
-class DropModel:
-    """Predicted drop (points) from total output noise, fitted on measured points: the
-    sweep's single-layer points and measured whole plans (a float sweep corrected by
-    measured checks). A non-decreasing curve through (noise, drop) by weighted
-    pool-adjacent-violators, read with interpolation in log-noise; a measured plan weighs
-    as much as the layers it changes. No constant is assumed."""
-
-    log_noise: tuple[float, ...]
-    drops: tuple[float, ...]
-
-    @classmethod
-    def fit(
-        cls, table: SensitivityTable, checks: Sequence[tuple[float, float, int]] = ()
-    ) -> DropModel:
-        """`checks`: (total noise, measured drop, layers changed) of plans really built."""
-        pairs = [
-            (math.log10(max(_noise(p), 1e-20)), max(p.drop, 0.0), 1.0)
-            for p in table.points
-            if p.measured
-        ]
-        pairs += [(math.log10(max(n, 1e-20)), max(d, 0.0), float(max(w, 1))) for n, d, w in checks]
-        if not pairs:
-            return cls((0.0,), (0.0,))
-        blocks: list[list[float]] = []  # [weighted x, weighted drop, weight], non-decreasing
-        for x, drop, weight in sorted(pairs):
-            blocks.append([x * weight, drop * weight, weight])
-            while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] > blocks[-1][1] / blocks[-1][2]:
-                last = blocks.pop()
-                blocks[-1] = [a + b for a, b in zip(blocks[-1], last, strict=True)]
-        return cls(tuple(b[0] / b[2] for b in blocks), tuple(b[1] / b[2] for b in blocks))
-
-    def drop(self, noise: float) -> float:
-        """Predicted drop for a total noise (0 noise: 0 points)."""
-        if noise <= 0:
-            return 0.0
-        return float(np.interp(math.log10(noise), self.log_noise, self.drops, left=0.0))
-
-    def noise_for(self, drop: float) -> float:
-        """The largest total noise whose predicted drop is at most `drop`."""
-        allowed = [x for x, d in zip(self.log_noise, self.drops, strict=True) if d <= drop]
-        if not allowed:
-            return 0.0
-        higher = [x for x in self.log_noise if x > allowed[-1]]
-        if not higher:
-            return 10 ** allowed[-1]
-        # between the last knot within the budget and the next one, interpolate
-        x0, x1 = allowed[-1], higher[0]
-        d0, d1 = self.drop(10**x0), self.drop(10**x1)
-        x = x0 if d1 <= d0 else x0 + (x1 - x0) * (drop - d0) / (d1 - d0)
-        return 10 ** min(x, x1)
 
 
 def knapsack(
@@ -267,109 +224,6 @@ def uniform_plan(table: SensitivityTable, bits: int) -> CompressionPlan:
     return CompressionPlan(layers={name: LayerSetting(bits=bits) for name in table.layers})
 
 
-# --- verification --------------------------------------------------------------------------
-
-
-def simulated_verifier(loaded: LoadedModel, dataset: Dataset, table: SensitivityTable):
-    """Measure a plan by running all its simulated weights in one session (no graph rebuild):
-    weight-only, so INT8 activation quantization is not part of the figure."""
-    model = loaded.onnx_model
-    session = OverrideSession(model, swept_layers(model, table.layers), threads=2)
-    batches = list(dataset.batches(256))
-    reference = Reference(session.run(batches, {}), dataset.labels)
-
-    def verify(plan: CompressionPlan) -> tuple[float, float, int | None]:
-        value, drop, _ = measure(session, batches, reference, dict(plan.layers))
-        return value, drop, None
-
-    return verify
-
-
-@dataclass(frozen=True)
-class _BuildWork:
-    """What a worker needs to build and evaluate plans (sent once): the model as ONNX, the
-    data, and the machine the model is for (the INT8 form is chosen for it, not the worker)."""
-
-    name: str
-    model_bytes: bytes
-    dataset: Dataset
-    calibration: Dataset | None
-    target: MachineInfo
-    recovery: DistillOptions | None = None  # how a plan with distill_epochs trains
-    unlabeled: Dataset | None = None  # more training samples for recovery, without labels
-
-
-@dataclass
-class _BuildState:
-    folder: Path
-    loaded: LoadedModel
-    work: _BuildWork
-    built: int = 0
-
-
-def _build_work(
-    loaded: LoadedModel,
-    dataset: Dataset,
-    calibration: Dataset | None,
-    machine: MachineInfo | None = None,
-    recovery: DistillOptions | None = None,
-    unlabeled: Dataset | None = None,
-) -> _BuildWork:
-    if calibration is None and is_demo_model(loaded.path):  # what compress_job would take
-        calibration = demo_dataset(loaded.onnx_model, "calib")
-    model_bytes = loaded.onnx_model.SerializeToString()
-    target = machine or local_machine()
-    return _BuildWork(
-        loaded.path.name, model_bytes, dataset, calibration, target, recovery, unlabeled
-    )
-
-
-def _build_setup(work: _BuildWork) -> _BuildState:
-    """A worker's own copy of the model file in a temporary folder (removed with the state)."""
-    folder = tempfile.TemporaryDirectory(prefix="autoplan-worker-")
-    path = Path(folder.name) / f"{Path(work.name).stem}.onnx"
-    path.write_bytes(work.model_bytes)
-    loaded = LoadedModel(path, "onnx", onnx.load_from_string(work.model_bytes))
-    state = _BuildState(path.parent, loaded, work)
-    weakref.finalize(state, folder.cleanup)
-    return state
-
-
-def build_plan(state: _BuildState, plan: CompressionPlan) -> tuple[float, float, int | None]:
-    """(metric value, drop in points, written file size) of `plan` built for real."""
-    from compressor_gui.core.compress import compress_job
-
-    out = state.folder / f"candidate{state.built}.onnx"
-    state.built += 1
-    work = state.work
-    recovery = None
-    if plan.distill_epochs:
-        recovery = dataclasses.replace(
-            work.recovery or DistillOptions(qat=True), epochs=plan.distill_epochs
-        )
-    try:
-        result = run_job(
-            compress_job(
-                state.loaded,
-                plan,
-                out,
-                work.calibration,
-                eval_data=work.dataset,
-                latency=False,
-                target=work.target,
-                distill=recovery,
-                unlabeled=work.unlabeled if recovery else None,
-            )
-        )
-    finally:
-        out.unlink(missing_ok=True)
-    before, after = result.before.eval, result.after.eval
-    key = "top1" if work.dataset.labels is not None else "agreement_top1"
-    baseline = 1.0 if key == "agreement_top1" else getattr(before, key)
-    value = getattr(after, key)
-    return value, 100.0 * (baseline - value), result.after.size_bytes
-
-
 # --- the job -------------------------------------------------------------------------------
 
 
@@ -396,121 +250,55 @@ def autoplan_job(
     one part of `dataset` and plans are measured on the other (see `tuning_split`); `machine`
     is the target. The sweep runs on `workers` processes or on `cluster`; on a cluster, with
     real verification, so do the plans that depend on nothing measured (uniform INT8/INT4
-    and the front). With
-    `recovery`, the chosen plan and the smaller front plans are also built with distillation
-    (`recovery.epochs` on the calibration data, plus `unlabeled`), and a recovered plan that
-    meets the budget better is chosen: the plan then says `distill_epochs`."""
+    and the front). With `recovery`, the chosen plan and the smaller front plans are also
+    built with distillation (`recovery.epochs` on the calibration data, plus `unlabeled`),
+    and a recovered plan that meets the budget better is chosen: the plan then says
+    `distill_epochs`."""
     cancel = cancel or CancelToken()
-    model = loaded.onnx_model
-    if model is None:
-        raise CompressorError(f"{loaded.path.name} has no ONNX graph to plan for")
-    if recovery is not None and verification != "real":
-        raise CompressorError(
-            "recovery by distillation is measured by building plans: use real verification"
-        )
+    model = _plannable(loaded, verification, recovery)
     notes: list[str] = []
     if table is None:
-        tune, held_out, how = tuning_split(model, dataset)
-        notes.append(how)
-        if calibration is None or calibration is dataset:
-            calibration = tune
-        table = yield from sensitivity_job(
-            model,
-            tune,
-            options=SEARCH_OPTIONS,
-            layers=layers,
-            workers=workers,
-            cluster=cluster,
-            machine=machine,
-            cancel=cancel,
+        table, dataset, calibration = yield from _swept(
+            model, dataset, calibration, notes, layers, workers, cluster, machine, cancel
         )
-        dataset = held_out
     notes.extend(table.notes)
     inventory = build_inventory(model)
     choices = choices_from_table(table, inventory)
     drops = DropModel.fit(table)
     original = inventory.total_bytes
     with tempfile.TemporaryDirectory(prefix="autoplan-") as tmp:
+        state = None
         if verification == "real":
-            work = _build_work(loaded, dataset, calibration, machine, recovery, unlabeled)
-            state = _BuildState(Path(tmp), loaded, work)
-            verify = functools.partial(build_plan, state)
-        else:
-            verify = simulated_verifier(loaded, dataset, table)
-            notes.append("simulated verification: weights simulated in one session, weight-only")
+            work = build_work(loaded, dataset, calibration, machine, recovery, unlabeled)
+            state = BuildState(Path(tmp), loaded, work)
+        verify = _verifier(state, loaded, dataset, table, notes)
         built: list[Candidate] = []
 
-        def pinned(plan: CompressionPlan) -> CompressionPlan:
-            # built in the INT8 form the sweep measured, so predictions and builds agree
-            return dataclasses.replace(plan, int8_form=table.int8_form or "auto")
-
         def candidate(label: str, plan: CompressionPlan, noise: float, measured) -> Candidate:
-            value, drop, size = measured
-            predicted_size = plan.predict(inventory).size_bytes
-            return Candidate(
-                label, plan, predicted_size, drops.drop(noise), value, drop, size, verification
-            )
+            predicted = plan.predict(inventory).size_bytes
+            return Candidate(label, plan, predicted, drops.drop(noise), *measured, verification)
 
         def build(label: str, plan: CompressionPlan, noise: float) -> Candidate:
             cancel.raise_if_cancelled()
-            plan = pinned(plan)
+            plan = _pinned(plan, table)
             built.append(candidate(label, plan, noise, verify(plan)))
             return built[-1]
 
-        # Uniform INT8/INT4 and the front depend on nothing measured: built first (side by
-        # side on a cluster). The uniform plans are the measured checks that correct the
-        # sweep's additive-noise prediction before the plan is chosen.
-        independent = [
-            (f"uniform INT{bits}", pinned(plan), _predicted_cost(choices, plan))
-            for bits in (8, 4)
-            for plan in [uniform_plan(table, bits)]
-        ]
-        int8_size = independent[0][1].predict(inventory).size_bytes
-        smallest = choices.fixed_size_bytes + sum(min(s) for s in choices.sizes)
-        for index, size in enumerate(np.geomspace(int8_size, smallest, front_points + 1)[1:]):
-            solved = solve(choices, size_bytes=size)
-            if solved is not None:
-                independent.append((f"front {index + 1}", pinned(solved[0]), solved[1]))
+        independent = _independent_plans(table, choices, inventory, front_points)
         total = len(independent) + 2
-        # Only a cluster gets them: a fresh local process pays seconds of imports before its
-        # first build (onnxruntime.tools imports torch), more than a build of most models
-        # takes once warm (demo, 2 cores: 11 s per pooled build vs 0.4-2.4 s in this process).
-        if verification == "real" and cluster is not None:
-            plans = [(plan,) for _, plan, _ in independent]
-            where = Placement(cluster=cluster)
-            results = run_all(where, _build_setup, state.work, build_plan, plans, cancel)
-        else:
-            results = ((i, verify(plan)) for i, (_, plan, _) in enumerate(independent))
-        measured: dict[int, tuple] = {}
-        for index, result in results:
-            measured[index] = result
-            yield Progress(len(measured), total, f"{independent[index][0]} measured")
+        pooled = state if cluster is not None else None
+        measured = yield from _measure_independent(
+            independent, verify, pooled, cluster, cancel, total
+        )
         uniform = [candidate(*independent[i], measured[i]) for i in range(2)]
         built.extend(uniform)
         checks = [(independent[i][2], uniform[i].measured_drop, len(table.layers)) for i in (0, 1)]
         drops = DropModel.fit(table, checks)
-
-        # A size budget is about the file the user gets: with real verification a ratio is
-        # taken of the original file and checked on each written candidate (the prediction
-        # counts weights only); a simulated verification writes no file, so weights it is.
         reference = loaded.file_size_bytes if verification == "real" else original
-        target_size = budget.size_bytes
-        if budget.size_ratio is not None:
-            target_size = min(target_size or math.inf, budget.size_ratio * reference)
+        target_size = budget.file_size_bytes(reference)
         chosen = _choose_and_repair(choices, drops, budget, target_size, build, notes)
         yield Progress(total - 1, total, f"chosen plan: measured drop {chosen.measured_drop:.2f}")
-        int8 = uniform[0]
-        # at uniform INT8's size, the plan must also be at least as accurate as INT8 measured
-        at_int8 = _choose_and_repair(  # sizes compared as predicted, like the front
-            choices,
-            drops,
-            Budget(max_drop=max(int8.measured_drop, 0.0)),
-            int8.predicted_size_bytes,
-            build,
-            notes,
-            label="auto at uniform INT8 size",
-            file_budget=False,
-        )
+        at_int8 = _at_int8_size(choices, drops, uniform[0], build, notes)
         built.extend(candidate(*independent[i], measured[i]) for i in range(2, len(independent)))
         if recovery is not None:
             recovered = yield from _recovered(built, chosen, recovery.epochs, work, verify)
@@ -521,6 +309,114 @@ def autoplan_job(
     )
 
 
+def _plannable(
+    loaded: LoadedModel, verification: str, recovery: DistillOptions | None
+) -> onnx.ModelProto:
+    """The ONNX graph to plan for, or why there is none to plan this way."""
+    if loaded.onnx_model is None:
+        raise CompressorError(f"{loaded.path.name} has no ONNX graph to plan for")
+    if recovery is not None and verification != "real":
+        raise CompressorError(
+            "recovery by distillation is measured by building plans: use real verification"
+        )
+    return loaded.onnx_model
+
+
+def _verifier(state: BuildState | None, loaded, dataset: Dataset, table, notes: list[str]):
+    """How a plan is measured: built for real from `state`, else simulated."""
+    if state is not None:
+        return functools.partial(build_plan, state)
+    notes.append("simulated verification: weights simulated in one session, weight-only")
+    return simulated_verifier(loaded, dataset, table)
+
+
+def _at_int8_size(choices: _Choices, drops, int8: Candidate, build, notes: list[str]) -> Candidate:
+    """The plan at uniform INT8's predicted size (sizes compared as predicted, like the
+    front) that is also at least as accurate as INT8 measured."""
+    return _choose_and_repair(
+        choices,
+        drops,
+        Budget(max_drop=max(int8.measured_drop, 0.0)),
+        int8.predicted_size_bytes,
+        build,
+        notes,
+        label="auto at uniform INT8 size",
+        file_budget=False,
+    )
+
+
+def _pinned(plan: CompressionPlan, table: SensitivityTable) -> CompressionPlan:
+    """`plan` built in the INT8 form the sweep measured, so predictions and builds agree."""
+    return dataclasses.replace(plan, int8_form=table.int8_form or "auto")
+
+
+def _independent_plans(
+    table: SensitivityTable, choices: _Choices, inventory: ModelInventory, front_points: int
+) -> list[tuple[str, CompressionPlan, float]]:
+    """(label, plan, predicted cost) of the plans that depend on nothing measured: uniform
+    INT8 and INT4 first (the measured checks that correct the sweep's additive-noise
+    prediction before a plan is chosen), then `front_points` plans down to the smallest."""
+    independent = [
+        (f"uniform INT{bits}", _pinned(plan, table), _predicted_cost(choices, plan))
+        for bits in (8, 4)
+        for plan in [uniform_plan(table, bits)]
+    ]
+    int8_size = independent[0][1].predict(inventory).size_bytes
+    smallest = choices.fixed_size_bytes + sum(min(s) for s in choices.sizes)
+    for index, size in enumerate(np.geomspace(int8_size, smallest, front_points + 1)[1:]):
+        solved = solve(choices, size_bytes=size)
+        if solved is not None:
+            independent.append((f"front {index + 1}", _pinned(solved[0], table), solved[1]))
+    return independent
+
+
+def _measure_independent(
+    independent,
+    verify,
+    pooled: BuildState | None,
+    cluster: ClusterConfig | None,
+    cancel: CancelToken,
+    total: int,
+) -> Job[dict[int, tuple]]:
+    """Each independent plan's measurement by its index: real builds side by side on
+    `cluster` from `pooled`'s work, else one after another here through `verify`."""
+    # Only a cluster gets them: a fresh local process pays seconds of imports before its
+    # first build (onnxruntime.tools imports torch), more than a build of most models
+    # takes once warm (demo, 2 cores: 11 s per pooled build vs 0.4-2.4 s in this process).
+    if pooled is not None:
+        plans = [(plan,) for _, plan, _ in independent]
+        where = Placement(cluster=cluster)
+        results = run_all(where, build_setup, pooled.work, build_plan, plans, cancel)
+    else:
+        results = ((i, verify(plan)) for i, (_, plan, _) in enumerate(independent))
+    measured: dict[int, tuple] = {}
+    for index, result in results:
+        measured[index] = result
+        yield Progress(len(measured), total, f"{independent[index][0]} measured")
+    return measured
+
+
+def _swept(model, dataset, calibration, notes, layers, workers, cluster, machine, cancel):
+    """(sensitivity table, held-out data, calibration data): the sweep of `layers` tunes on
+    one part of `dataset` (also the calibration data unless other was given); plans are
+    measured on the other. The rest is where and for which machine the sweep runs."""
+    tune, held_out, how = tuning_split(model, dataset)
+    notes.append(how)
+    if calibration is None or calibration is dataset:
+        calibration = tune
+    table = yield from sensitivity_job(
+        model,
+        tune,
+        options=SEARCH_OPTIONS,
+        layers=layers,
+        workers=workers,
+        cluster=cluster,
+        machine=machine,
+        cancel=cancel,
+    )
+    return table, held_out, calibration
+
+
 def autoplan_source_job(
     source: ModelSource, dataset: Dataset, budget: Budget, cancel=None, **options
 ) -> Job[AutoPlanResult]:
@@ -528,7 +424,7 @@ def autoplan_source_job(
     return (yield from autoplan_job(source.open(), dataset, budget, cancel=cancel, **options))
 
 
-def _recovered(built, chosen, epochs: int, work: _BuildWork, verify) -> Job[list[Candidate]]:
+def _recovered(built, chosen, epochs: int, work: BuildWork, verify) -> Job[list[Candidate]]:
     """The chosen plan and the smaller front plans built again with `epochs` of distillation
     on the calibration data (never on the data the plans are measured on)."""
     if work.calibration is None:

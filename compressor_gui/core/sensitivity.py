@@ -408,19 +408,12 @@ def sensitivity_job(
     cancel = cancel or CancelToken()
     model = lift_weights(model)
     batches = list(dataset.batches(_BATCH))
-    labels = dataset.labels
-    targets, skipped = sweepable(model, layers)
-    if not targets:
-        raise CompressorError("the model has no layer whose weight can be swept")
-    weights = {t.name: numpy_helper.to_array(_initializer(model, t.weight_name)) for t in targets}
-
-    fast = {(t.name, o.name): fast_point(weights[t.name], t, o) for t in targets for o in options}
+    targets, skipped, fast = _fast_pass(model, layers, options)
     total = len(fast)
     here = local_machine()
     int8_mode = _int8_mode(options, here, machine or here)
     cache = SweepCache(model, dataset, here, use_cache)
-    metric = "top1" if labels is not None else "agreement"
-    settings = {option.name: option.setting for option in options}
+    metric = "top1" if dataset.labels is not None else "agreement"
     notes = [int8_mode.note] if int8_mode.note else []
 
     def table(points: dict, baseline: float) -> SensitivityTable:
@@ -433,24 +426,11 @@ def sensitivity_job(
             tuple(o.name for o in options),
             tuple(points[key] for key in fast),
             cache.int8_form,
-            tuple(notes) or cached_note(),
+            tuple(notes) or cache.int8_note(here),
             skipped_summary(skipped),
         )
 
-    def cached_note() -> tuple[str, ...]:
-        if not cache.int8_form:
-            return ()
-        return (
-            f"INT8 points: each layer quantized alone and run in onnxruntime on "
-            f"{here.cpu_model} ({here.isa_class}), form {cache.int8_form} (from the cache)",
-        )
-
-    points = dict(fast)
-    for (layer, option), point in fast.items():
-        hit = cache.points.get(point_key(layer, option))
-        wanted_how = int8_mode.how if option in int8_mode.options else "simulated"
-        if hit is not None and hit.get("metric") == metric and _how(hit, wanted_how):
-            points[(layer, option)] = replace(point, **hit)
+    points = _with_cached_points(fast, cache, int8_mode, metric)
     baseline = cache.points.get("__baseline__", {}).get("value")
     todo = [key for key, point in points.items() if not point.measured]
     first = "fast pass" + (f" ({skipped_summary(skipped)})" if skipped else "")
@@ -460,9 +440,8 @@ def sensitivity_job(
 
     cancel.raise_if_cancelled()
     local = OverrideSession(model, targets, threads=1)
-    reference = Reference(local.run(batches, {}), labels)
-    baseline = reference.baseline
-    cache.points["__baseline__"] = {"value": baseline}
+    reference = Reference(local.run(batches, {}), dataset.labels)
+    cache.points["__baseline__"] = {"value": reference.baseline}
 
     def record(layer: str, option: str, value, drop, out_db, how="simulated") -> Progress:
         found = {"metric": metric, "value": value, "drop": drop, "output_sqnr_db": out_db}
@@ -483,12 +462,35 @@ def sensitivity_job(
             todo = [key for key in todo if not points[key].measured]
         placement = Placement(workers, cluster)
         for layer, option, result in _measure_all(
-            model, targets, batches, reference, settings, todo, placement, cancel
+            model, targets, batches, reference, options, todo, placement, cancel
         ):
             yield record(layer, option, *result)
     finally:
         cache.save()
-    return table(points, baseline)
+    return table(points, reference.baseline)
+
+
+def _fast_pass(model: onnx.ModelProto, layers: Sequence[str] | None, options):
+    """(layers swept, layers skipped, fast-pass point per (layer, option)): the estimate from
+    the weights alone, before anything runs."""
+    targets, skipped = sweepable(model, layers)
+    if not targets:
+        raise CompressorError("the model has no layer whose weight can be swept")
+    weights = {t.name: numpy_helper.to_array(_initializer(model, t.weight_name)) for t in targets}
+    fast = {(t.name, o.name): fast_point(weights[t.name], t, o) for t in targets for o in options}
+    return targets, skipped, fast
+
+
+def _with_cached_points(fast: dict, cache: SweepCache, int8_mode: _Int8Mode, metric: str) -> dict:
+    """The fast-pass points, each replaced by its measured point from the cache where that
+    was measured the same way (same metric; INT8 run as wanted now)."""
+    points = dict(fast)
+    for (layer, option), point in fast.items():
+        hit = cache.points.get(point_key(layer, option))
+        wanted_how = int8_mode.how if option in int8_mode.options else "simulated"
+        if hit is not None and hit.get("metric") == metric and _how(hit, wanted_how):
+            points[(layer, option)] = replace(point, **hit)
+    return points
 
 
 @dataclass(frozen=True)
@@ -552,11 +554,12 @@ def _runtime_int8(model, dataset, batches, reference, todo, here, cache, notes, 
         prepared.close()
 
 
-def _measure_all(model, targets, batches, reference, settings, todo, placement, cancel):
+def _measure_all(model, targets, batches, reference, options, todo, placement, cancel):
     """Measure `todo` points where `placement` says (core/executors.py), yielding each as it
     finishes; every worker builds its own single-threaded session once."""
+    settings = {option.name: option.setting for option in options}
     work = _PointWork(
-        model.SerializeToString(), tuple(targets), tuple(batches), reference, dict(settings)
+        model.SerializeToString(), tuple(targets), tuple(batches), reference, settings
     )
     for index, result in run_all(placement, _point_session, work, _measure_point, todo, cancel):
         yield *todo[index], result

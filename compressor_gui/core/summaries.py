@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from compressor_gui.core.data import RANDOM_SOURCE
 from compressor_gui.core.evaluate import EvalResult
 from compressor_gui.core.hardware import MachineInfo
-from compressor_gui.core.quantize import SIMULATED
+from compressor_gui.core.quant_passes import SIMULATED
 from compressor_gui.formatting import human_bytes
 
 if TYPE_CHECKING:
+    from compressor_gui.core.compare import LayerError
     from compressor_gui.core.compress import CompressResult
 
 
@@ -252,3 +253,20 @@ def _size_row(metric: str, before: int, after: int) -> Row:
 
 def _ms(value: float) -> str:
     return f"{value:.3f} ms"
+
+
+def layer_error_cells(error: LayerError, missing: str = "") -> tuple[str, ...]:
+    """One layer's output error as the CLI table and the report show it: name, op, SQNR dB,
+    relative error, its input's, the error it adds; `missing` where nothing was measured."""
+
+    def number(value: float | None, spec: str) -> str:
+        return missing if value is None else format(value, spec)
+
+    return (
+        error.name,
+        error.op_type,
+        number(error.sqnr_db, ".1f"),
+        number(error.relative_error, ".4f"),
+        number(error.input_relative_error, ".4f"),
+        number(error.added_error, "+.4f"),
+    )

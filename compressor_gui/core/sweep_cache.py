@@ -105,6 +105,15 @@ class SweepCache:
     def int8_form(self, name: str) -> None:
         self.points["__int8_form__"] = {"name": name}
 
+    def int8_note(self, here: MachineInfo) -> tuple[str, ...]:
+        """Where the cached INT8 points were measured, when there are any."""
+        if not self.int8_form:
+            return ()
+        return (
+            f"INT8 points: each layer quantized alone and run in onnxruntime on "
+            f"{here.cpu_model} ({here.isa_class}), form {self.int8_form} (from the cache)",
+        )
+
     def save(self) -> None:
         if self.enabled:
             _write_cache(self.path, self.model_hash, self.data_hash, self.machine, self.points)

@@ -21,8 +21,8 @@ from onnx import numpy_helper
 from torch import nn
 
 from compressor_gui.core.errors import CompressorError, error_text
-from compressor_gui.core.graph import constant_value, has_subgraphs
-from compressor_gui.core.ops import OPS, NodeView, UnsupportedOpError, facts_for, is_trainable_input
+from compressor_gui.core.graph import NodeView, UnsupportedOpError, constant_value, has_subgraphs
+from compressor_gui.core.ops import OPS, facts_for, is_trainable_input
 
 
 def tensor_key(name: str) -> str:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper
 from torch import nn
 
-from compressor_gui.core.ops import NodeView
+from compressor_gui.core.graph import NodeView
 
 _INT64_MAX = 2**63 - 1
 
@@ -75,6 +75,15 @@ def _window(view: NodeView, ndim: int):
     return kernel, strides, dilations
 
 
+def _plain(fn: Callable, op_type: str) -> Callable[[NodeView], nn.Module]:
+    """The builder of an op that is one torch function of its inputs, with no attribute."""
+
+    def build(view: NodeView) -> nn.Module:
+        return Op(fn, op_type)
+
+    return build
+
+
 # --- layers with weights -----------------------------------------------------------------------
 
 
@@ -128,8 +137,7 @@ def gemm(view: NodeView) -> nn.Module:
     return Op(run, "Gemm")
 
 
-def matmul(view: NodeView) -> nn.Module:
-    return Op(torch.matmul, "MatMul")
+matmul = _plain(torch.matmul, "MatMul")
 
 
 class BatchNorm(nn.Module):
@@ -163,15 +171,13 @@ def layer_norm(view: NodeView) -> nn.Module:
     return Op(run, "LayerNormalization")
 
 
-def prelu(view: NodeView) -> nn.Module:
-    return Op(lambda x, slope: torch.where(x >= 0, x, x * slope), "PRelu")
+prelu = _plain(lambda x, slope: torch.where(x >= 0, x, x * slope), "PRelu")
 
 
 # --- activations -------------------------------------------------------------------------------
 
 
-def relu(view: NodeView) -> nn.Module:
-    return Op(F.relu, "Relu")
+relu = _plain(F.relu, "Relu")
 
 
 def leaky_relu(view: NodeView) -> nn.Module:
@@ -184,8 +190,7 @@ def elu(view: NodeView) -> nn.Module:
     return Op(lambda x: F.elu(x, alpha), "Elu")
 
 
-def sigmoid(view: NodeView) -> nn.Module:
-    return Op(torch.sigmoid, "Sigmoid")
+sigmoid = _plain(torch.sigmoid, "Sigmoid")
 
 
 def hard_sigmoid(view: NodeView) -> nn.Module:
@@ -193,16 +198,9 @@ def hard_sigmoid(view: NodeView) -> nn.Module:
     return Op(lambda x: torch.clamp(alpha * x + beta, 0.0, 1.0), "HardSigmoid")
 
 
-def hard_swish(view: NodeView) -> nn.Module:
-    return Op(F.hardswish, "HardSwish")
-
-
-def tanh(view: NodeView) -> nn.Module:
-    return Op(torch.tanh, "Tanh")
-
-
-def softplus(view: NodeView) -> nn.Module:
-    return Op(F.softplus, "Softplus")
+hard_swish = _plain(F.hardswish, "HardSwish")
+tanh = _plain(torch.tanh, "Tanh")
+softplus = _plain(F.softplus, "Softplus")
 
 
 def gelu(view: NodeView) -> nn.Module:
@@ -210,8 +208,7 @@ def gelu(view: NodeView) -> nn.Module:
     return Op(lambda x: F.gelu(x, approximate=approximate), "Gelu")
 
 
-def erf(view: NodeView) -> nn.Module:
-    return Op(torch.erf, "Erf")
+erf = _plain(torch.erf, "Erf")
 
 
 def clip(view: NodeView) -> nn.Module:
@@ -287,12 +284,12 @@ def average_pool(view: NodeView) -> nn.Module:
     return Op(run, "AveragePool")
 
 
-def global_average_pool(view: NodeView) -> nn.Module:
-    return Op(lambda x: x.mean(dim=tuple(range(2, x.dim())), keepdim=True), "GlobalAveragePool")
-
-
-def global_max_pool(view: NodeView) -> nn.Module:
-    return Op(lambda x: x.amax(dim=tuple(range(2, x.dim())), keepdim=True), "GlobalMaxPool")
+global_average_pool = _plain(
+    lambda x: x.mean(dim=tuple(range(2, x.dim())), keepdim=True), "GlobalAveragePool"
+)
+global_max_pool = _plain(
+    lambda x: x.amax(dim=tuple(range(2, x.dim())), keepdim=True), "GlobalMaxPool"
+)
 
 
 def reduce_mean(view: NodeView) -> nn.Module:
@@ -310,16 +307,9 @@ def reduce_mean(view: NodeView) -> nn.Module:
 # --- arithmetic --------------------------------------------------------------------------------
 
 
-def add(view: NodeView) -> nn.Module:
-    return Op(torch.add, "Add")
-
-
-def sub(view: NodeView) -> nn.Module:
-    return Op(torch.sub, "Sub")
-
-
-def mul(view: NodeView) -> nn.Module:
-    return Op(torch.mul, "Mul")
+add = _plain(torch.add, "Add")
+sub = _plain(torch.sub, "Sub")
+mul = _plain(torch.mul, "Mul")
 
 
 def div(view: NodeView) -> nn.Module:
@@ -331,24 +321,11 @@ def div(view: NodeView) -> nn.Module:
     return Op(run, "Div")
 
 
-def pow(view: NodeView) -> nn.Module:
-    return Op(torch.pow, "Pow")
-
-
-def sqrt(view: NodeView) -> nn.Module:
-    return Op(torch.sqrt, "Sqrt")
-
-
-def exp(view: NodeView) -> nn.Module:
-    return Op(torch.exp, "Exp")
-
-
-def neg(view: NodeView) -> nn.Module:
-    return Op(torch.neg, "Neg")
-
-
-def reciprocal(view: NodeView) -> nn.Module:
-    return Op(torch.reciprocal, "Reciprocal")
+pow = _plain(torch.pow, "Pow")
+sqrt = _plain(torch.sqrt, "Sqrt")
+exp = _plain(torch.exp, "Exp")
+neg = _plain(torch.neg, "Neg")
+reciprocal = _plain(torch.reciprocal, "Reciprocal")
 
 
 # --- shapes and plumbing -----------------------------------------------------------------------
@@ -456,8 +433,7 @@ def cast(view: NodeView) -> nn.Module:
     return Op(lambda x: x.to(target), "Cast")
 
 
-def identity(view: NodeView) -> nn.Module:
-    return Op(lambda x: x, "Identity")
+identity = _plain(lambda x: x, "Identity")
 
 
 def dropout(view: NodeView) -> nn.Module:

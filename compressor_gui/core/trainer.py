@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor_gui.core.data import Dataset
-from compressor_gui.core.distill import (
+from compressor_gui.core.distill_types import (
     DistillOptions,
     DistillReport,
     EpochStats,

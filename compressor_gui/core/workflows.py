@@ -28,7 +28,7 @@ from compressor_gui.core.data import (
     is_demo_model,
     load_dataset,
 )
-from compressor_gui.core.distill import DistillOptions
+from compressor_gui.core.distill_types import DistillOptions
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.executors import Placement
 from compressor_gui.core.inventory import ModelInventory, build_inventory, build_tensor_inventory

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from compressor_gui.core.distill import DistillOptions
+from compressor_gui.core.distill_types import DistillOptions
 from compressor_gui.core.search import Budget
 
 

@@ -9,7 +9,6 @@ edit.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -17,6 +16,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
+    QMainWindow,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -28,9 +28,6 @@ from compressor_gui.core.jobs import CancelToken, job_in_child_process
 from compressor_gui.core.workflows import evaluation_data
 from compressor_gui.ui.charts import BarChart
 from compressor_gui.ui.theme import DARK, ChartColors
-
-if TYPE_CHECKING:
-    from compressor_gui.ui.main_window import MainWindow
 
 HINT = "Compress, then Run ▸ Where did accuracy go? to see which layers lose accuracy"
 
@@ -134,7 +131,7 @@ class LayerErrorFeature:
     """Wires the tab into the window: the Run menu action, the job after each Compress,
     selection both ways and the keep-float plan edits."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: QMainWindow) -> None:  # the MainWindow, typed by its Qt base
         self.window = window
         self.view = LayerErrorView()
         window.charts.addTab(self.view, "Layer error")

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from compressor_gui.core.compress import CompressResult
 from compressor_gui.core.data import RANDOM_SOURCE, is_demo_model
-from compressor_gui.core.distill import DistillOptions, EpochStats
+from compressor_gui.core.distill_types import DistillOptions, EpochStats
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.jobs import CancelToken, Progress
 from compressor_gui.core.search import AutoPlanResult, Candidate

@@ -1,6 +1,6 @@
 """Distillation in the window: the options dialog and the live training curves.
 
-The curves show what the job yields after every epoch (`core.distill.EpochStats`): training
+The curves show what the job yields after every epoch (`core.distill_types.EpochStats`): training
 and validation loss, validation top-1 and agreement with the teacher, the best epoch marked.
 "Stop, keep best" ends the training early; the run then writes its best epoch as planned.
 """
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from compressor_gui.core.distill import DistillOptions, DistillReport, EpochStats
+from compressor_gui.core.distill_types import DistillOptions, DistillReport, EpochStats
 from compressor_gui.core.jobs import CancelToken
 from compressor_gui.ui.theme import DARK, ChartColors
 

@@ -15,12 +15,8 @@ from onnx import numpy_helper
 
 from compressor_gui.core.compress import quality_warnings
 from compressor_gui.core.data import demo_dataset
-from compressor_gui.core.distill import (
-    DistillOptions,
-    distill_job,
-    teacher_callable,
-    validation_split,
-)
+from compressor_gui.core.distill import distill_job, teacher_callable
+from compressor_gui.core.distill_types import DistillOptions, validation_split
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.evaluate import EvalResult, evaluate, make_session
 from compressor_gui.core.hardware import local_machine

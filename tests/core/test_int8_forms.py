@@ -18,7 +18,8 @@ from compressor_gui.core.int8_forms import (
     preferred_forms,
 )
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
-from compressor_gui.core.quantize import LayerAction, quantize_model
+from compressor_gui.core.quant_passes import LayerAction
+from compressor_gui.core.quantize import quantize_model
 
 AVX2 = MachineInfo("x86_64", "AVX2 box", ("avx2", "fma"), 2, 0)
 VNNI = MachineInfo("x86_64", "VNNI box", ("avx2", "avx512f", "avx512_vnni"), 2, 0)

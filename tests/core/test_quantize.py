@@ -10,7 +10,8 @@ from onnx import TensorProto, numpy_helper
 from compressor_gui.core.data import dataset_from_arrays, demo_dataset
 from compressor_gui.core.evaluate import evaluate, make_session
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
-from compressor_gui.core.quantize import SIMULATED, quantize_model
+from compressor_gui.core.quant_passes import SIMULATED
+from compressor_gui.core.quantize import quantize_model
 from tests import modelgen
 
 STEM, FC, DEPTHWISE = "/stem/conv/Conv", "/fc/Gemm", "/dwsep/depthwise/conv/Conv"

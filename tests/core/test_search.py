@@ -7,6 +7,7 @@ import pytest
 
 from compressor_gui.core import search
 from compressor_gui.core.data import dataset_from_arrays
+from compressor_gui.core.drop_model import DropModel
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.jobs import run_job
 from compressor_gui.core.model import load_model
@@ -111,7 +112,7 @@ def test_a_plan_over_the_drop_at_a_fixed_size_is_solved_again_without_its_option
 
     notes = []
     budget = search.Budget(max_drop=0.0)
-    drops = search.DropModel(log_noise=(-4.0, -1.0), drops=(0.0, 10.0))
+    drops = DropModel(log_noise=(-4.0, -1.0), drops=(0.0, 10.0))
     chosen = search._choose_and_repair(
         choices, drops, budget, 14.5, build, notes, file_budget=False
     )
@@ -133,12 +134,12 @@ def test_drop_model_adds_noise_and_learns_from_measured_plans():
             SensitivityPoint("a", "int2", 10.0, 0.1, "top1", 0.9, 10.0, 10.0),
         ),
     )
-    sweep_only = search.DropModel.fit(table)
+    sweep_only = DropModel.fit(table)
     assert sweep_only.drop(1e-4) == 0.0 and sweep_only.drop(0.1) == 10.0
     assert sweep_only.drop(1e-3) < sweep_only.drop(1e-2) < 10.0  # monotone in between
     assert 1e-4 <= sweep_only.noise_for(1.0) < 1e-3
     # a plan of 8 layers at noise 1e-3 measured 5 points lost: the curve must follow it
-    corrected = search.DropModel.fit(table, [(1e-3, 5.0, 8)])
+    corrected = DropModel.fit(table, [(1e-3, 5.0, 8)])
     assert corrected.drop(1e-3) >= 4.0 and corrected.noise_for(1.0) < sweep_only.noise_for(1.0)
 
 

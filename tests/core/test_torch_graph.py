@@ -11,7 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compressor_gui.core.data import demo_dataset
 from compressor_gui.core.evaluate import make_session
-from compressor_gui.core.ops import OPS, UnsupportedOpError
+from compressor_gui.core.graph import UnsupportedOpError
+from compressor_gui.core.ops import OPS
 from compressor_gui.core.prune import prune_channels
 from compressor_gui.core.torch_graph import to_torch, write_weights
 from tests import modelgen
