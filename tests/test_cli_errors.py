@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import onnx
 import pytest
@@ -91,3 +92,47 @@ def test_running_out_of_memory_is_the_machine_not_a_bug(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert err.startswith("error: ran out of memory (MemoryError: Unable to allocate 16.0 TiB")
     assert not (tmp_path / "logs").exists()
+
+
+def _bench_until_its_runtime_child_runs(model) -> subprocess.Popen:
+    """`bench` timing for a few seconds in its own process group, once its child runs."""
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "compressor_gui", "bench", str(model), "--duration", "3"]
+        + ["--threads", "1", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 120
+    # two children: multiprocessing's resource tracker, then the runtime's process
+    while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # the child is past its imports, in the timed loop
+    return process
+
+
+@pytest.mark.parametrize(
+    ("signal_name", "to_group", "exit_code"),
+    [("SIGINT", True, 130), ("SIGTERM", False, -15)],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_stopping_a_running_cli_leaves_no_traceback_from_its_child(
+    demo_onnx, signal_name, to_group, exit_code
+):
+    import os
+    import signal
+
+    process = _bench_until_its_runtime_child_runs(demo_onnx)
+    number = getattr(signal, signal_name)
+    if to_group:  # Ctrl-C in a terminal reaches the whole process group
+        os.killpg(process.pid, number)
+    else:
+        process.send_signal(number)
+    # stderr closes when the child, which shares it, has ended too
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == exit_code
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

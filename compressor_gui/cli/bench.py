@@ -57,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sweep", action="store_true", help="every runtime x precision here")
     parser.add_argument(
         "--data",
-        help=".npz with key x (and labels y): inputs for the --sweep fidelity check; with several "
-        "--target, data each target scores the model on (top-1 with labels)",
+        help=".npz with key x (and labels y), or one array per input: the timed runs feed its "
+        "first sample; inputs for the --sweep fidelity check; with several --target, data each "
+        "target scores the model on (top-1 with labels)",
     )
     parser.add_argument(
         "--accept-host-key", metavar="SHA256:...", help="trust this new SSH host key fingerprint"
@@ -76,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = load_onnx(Path(args.model))  # a bad file gets the loader's plain-words message
-    shapes = resolve_input_shapes(model, parse_shapes(args.input_shape))
+    data = load_dataset(args.data, model) if args.data else None
+    shapes = resolve_input_shapes(model, parse_shapes(args.input_shape), data)
     names = list(dict.fromkeys(args.target or ["local"]))
     configs = [
         BenchConfig(
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision or ("default" if args.runtime == "openvino" else "fp32"),
             timeout_s=args.timeout,
             input_shapes={name: list(shape) for name, shape in shapes.items()},
+            feed_data=str(Path(args.data).resolve()) if args.data else None,
         )
         for batch in _batch_sizes(args.batch_size)
     ]

@@ -161,6 +161,8 @@ def compress_job(
     )
 
     cancel.raise_if_cancelled()
+    if other_work and distill is None and not actions:
+        _check_pruning_shrinks(model, loaded, settings)
     yield Progress(4, _STEPS, f"writing {out_path.name}")
     save_onnx(model, out_path)
     sparse_size = size_report(model, n_m_weights).sparse_format_size_bytes if n_m_weights else None
@@ -406,6 +408,20 @@ def _check_quantized(settings, actions, reasons, other_work, warnings) -> None:
         raise CompressionError(f"no layer could be quantized, so nothing was written: {why}")
     shown = ", ".join(stayed[:5]) + (f" and {len(stayed) - 5} more" if len(stayed) > 5 else "")
     warnings.insert(0, f"{len(stayed)} of {len(planned)} layers stayed float32 ({shown}): {why}")
+
+
+def _check_pruning_shrinks(model: onnx.ModelProto, loaded: LoadedModel, settings) -> None:
+    """A pruned model no smaller than the original is no compression: CompressionError (nothing
+    is written), saying why (zeros in place keep a dense tensor's size) and what would help."""
+    ratio = model.ByteSize() / max(_original_size(loaded), 1)
+    if ratio < 1:
+        return
+    patterns = sorted({s.prune_pattern for s in settings.values() if s.prune_ratio > 0})
+    raise CompressionError(
+        f"pruning ({', '.join(patterns)}) would write a file {ratio:.2f}x the original, so "
+        "nothing was written: zeroed weights keep their dense size; prune channels "
+        "(--pattern channel) or quantize as well (--int8, --int4)"
+    )
 
 
 def _narrowed(plan: CompressionPlan, model: onnx.ModelProto) -> CompressionPlan:

@@ -12,6 +12,7 @@ would freeze a GUI thread, and a native crash there must not take the app down.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import threading
@@ -159,28 +160,61 @@ def _reap(process) -> None:
         process.join(5)
 
 
-def _child_job_main(connection, stop, function, args, kwargs) -> None:
+class ParentGone(Exception):
+    """The parent process closed its end of the pipe (it was killed): nobody is left to tell."""
+
+
+def child_process_setup() -> None:
+    """First thing in a child process: Ctrl-C reaches the whole process group, and the parent
+    decides what a cancel does (it stops or kills the child), so the child ignores SIGINT
+    rather than printing a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet_libraries()
+
+
+def send_to_parent(connection: Any, message: Any) -> None:
+    """`connection.send`, with a parent that is gone as ParentGone (a child then just ends)."""
     try:
-        job = function(*args, cancel=CancelToken(stop), **kwargs)
+        connection.send(message)
+    except (OSError, EOFError) as exc:  # BrokenPipeError, ConnectionResetError
+        raise ParentGone from exc
+
+
+def _child_job_main(connection, stop, function, args, kwargs) -> None:
+    child_process_setup()
+    try:
+        _serve_job(connection, function(*args, cancel=CancelToken(stop), **kwargs))
+    except ParentGone:
+        pass  # killed parent: the job's `finally` blocks have run as the generator closed
+    except CompressorError as exc:
+        _send_error(connection, exc)
+    except MemoryError as exc:
+        _send_error(connection, CompressorError(out_of_memory_text(exc)))
+    except Exception as exc:  # a bug: its traceback exists only here, so it is logged here
+        _send_error(connection, record_internal_error(exc, function.__name__))
+    finally:
+        connection.close()
+
+
+def _serve_job(connection, job: Job[Any]) -> None:
+    with contextlib.closing(job):
         while True:
             try:
                 step = next(job)
             except StopIteration as done:
-                connection.send(("result", done.value))
+                send_to_parent(connection, ("result", done.value))
                 return
-            connection.send(("progress", step))
-    except CompressorError as exc:
-        try:
-            connection.send(("error", exc))
-        except Exception:  # an exception that does not pickle still reaches the user as text
-            connection.send(("error", CompressorError(str(exc))))
-    except MemoryError as exc:
-        connection.send(("error", CompressorError(out_of_memory_text(exc))))
-    except Exception as exc:  # a bug: its traceback exists only here, so it is logged here
-        connection.send(("error", record_internal_error(exc, function.__name__)))
-    finally:
-        connection.close()
+            send_to_parent(connection, ("progress", step))
+
+
+def _send_error(connection, exc: CompressorError) -> None:
+    try:
+        send_to_parent(connection, ("error", exc))
+    except ParentGone:
+        pass
+    except Exception:  # an exception that does not pickle still reaches the user as text
+        with contextlib.suppress(ParentGone):
+            send_to_parent(connection, ("error", CompressorError(str(exc))))
 
 
 def process_death_message(exitcode: int | None, what: str) -> str:

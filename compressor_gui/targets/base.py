@@ -36,6 +36,9 @@ class BenchConfig:
     precision: str = "fp32"  # fp32 | fp16 | bf16 | int8 | default (runtime picks)
     timeout_s: float = 600.0
     fidelity_data: str | None = None  # .npz file whose outputs come back for a fidelity check
+    # .npz whose first sample the timed runs feed: a made-up integer (a sample rate, a token
+    # id) can take another branch of the model than real input does
+    feed_data: str | None = None
     # input name -> the shape dynamic dims take (core/shapes.py; dim 0 becomes batch_size)
     input_shapes: dict[str, list[int]] | None = None
 

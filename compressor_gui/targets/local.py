@@ -8,6 +8,7 @@ Evaluate are computed in the caller's process (a worker thread in the GUI), as c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import multiprocessing
@@ -20,7 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from compressor_gui.core.errors import JobCancelled, TargetError
 from compressor_gui.core.hardware import MachineInfo, local_machine
-from compressor_gui.core.jobs import CancelToken, Job, Progress, as_part, process_death_message
+from compressor_gui.core.jobs import (
+    CancelToken,
+    Job,
+    ParentGone,
+    Progress,
+    as_part,
+    child_process_setup,
+    process_death_message,
+    send_to_parent,
+)
 from compressor_gui.targets.base import (
     BenchConfig,
     BenchResult,
@@ -199,10 +209,15 @@ def run_in_child(
 def _child_main(connection, request: dict[str, Any]) -> None:
     from compressor_gui.targets import remote_runner
 
+    child_process_setup()
+    send = functools.partial(send_to_parent, connection)
     try:
-        connection.send(remote_runner.run(request, connection.send))
+        send(remote_runner.run(request, send))
+    except ParentGone:
+        pass  # the parent was killed: nobody is left to tell
     except Exception as exc:  # sent to the parent as a message the user can read
-        connection.send({"type": "error", "message": f"{type(exc).__name__}: {exc}"})
+        with contextlib.suppress(ParentGone):
+            send({"type": "error", "message": f"{type(exc).__name__}: {exc}"})
     finally:
         connection.close()
 

@@ -50,8 +50,11 @@ def run(request: dict, emit) -> dict:
         raise RuntimeError(f"the runner cannot run {runtime!r}")
     latencies_ms: list[float] = []
     if not request.get("outputs_only"):
-        shapes = request.get("input_shapes") or {}
-        feeds = _random_feeds(session.inputs, int(request.get("batch_size", 1)), shapes)
+        shapes, batch = request.get("input_shapes") or {}, int(request.get("batch_size", 1))
+        if request.get("feed_data"):
+            feeds = _data_feeds(session.inputs, batch, request["feed_data"])
+        else:
+            feeds = _random_feeds(session.inputs, batch, shapes)
         warmup = int(request.get("warmup", 10))
         for index in range(warmup):
             session.run(feeds)
@@ -211,6 +214,32 @@ def _random_feeds(inputs, batch: int, shapes: dict) -> dict:
     return feeds
 
 
+def _data_feeds(inputs, batch: int, path: str) -> dict:
+    """The first sample of an .npz (one array per input, or `x`) as the timed feed: an array
+    with one more dim than its input holds samples on axis 0 (the first is fed), one of the
+    input's rank holds batches (the first `batch` rows are fed)."""
+    arrays = _input_arrays(path, inputs)
+    feeds = {}
+    for name, shape, dtype in inputs:
+        array = arrays[name]
+        first = array[0] if array.ndim == len(shape) + 1 else array[:batch]
+        feeds[name] = np.asarray(first, dtype=dtype)
+    return feeds
+
+
+def _input_arrays(path: str, inputs) -> dict:
+    """The .npz's arrays by input name (labels and class names left out), or `x` for a
+    one-input model."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    names = [name for name, _, _ in inputs]
+    if all(name in arrays for name in names):
+        return {name: arrays[name] for name in names}
+    if "x" in arrays and len(names) == 1:
+        return {names[0]: arrays["x"]}
+    raise RuntimeError(f"the data has {sorted(arrays)}; the model needs {names}")
+
+
 def _save_outputs(session, request: dict, emit) -> str:
     """Run every sample of `fidelity_data` and save all outputs (npz keys output_0, ...).
 
@@ -220,15 +249,8 @@ def _save_outputs(session, request: dict, emit) -> str:
     one run; the caller decides both (core/data.py's Dataset rule) and this only follows them.
     Without "forms" the `x` array is batched by the model's fixed batch or the batch size.
     """
-    with np.load(request["fidelity_data"], allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
+    arrays = _input_arrays(request["fidelity_data"], session.inputs)
     inputs = {name: (shape, dtype) for name, shape, dtype in session.inputs}
-    if all(name in arrays for name in inputs):
-        arrays = {name: arrays[name] for name in inputs}  # not labels (y) or class names
-    elif "x" in arrays and len(inputs) == 1:
-        arrays = {next(iter(inputs)): arrays["x"]}
-    else:
-        raise RuntimeError(f"the data has {sorted(arrays)}; the model needs {list(inputs)}")
     forms = request.get("forms") or dict.fromkeys(inputs, "batch")
     step = request.get("feed_step")
     if step is None:

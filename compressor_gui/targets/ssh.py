@@ -193,6 +193,11 @@ class SshTarget(Target):
         self, client: paramiko.SSHClient, workdir: str, remote_model: str, config: BenchConfig
     ) -> list[str]:
         request = {**config.to_dict(), "model": remote_model, "fidelity_data": None}
+        if config.feed_data:
+            request["feed_data"] = "feed.npz"
+            put_bytes(
+                client, posixpath.join(workdir, "feed.npz"), Path(config.feed_data).read_bytes()
+            )
         put_bytes(client, posixpath.join(workdir, RUNNER_FILE), runner_code())
         put_bytes(client, posixpath.join(workdir, "request.json"), json.dumps(request).encode())
         return [self.spec.python, "-u", RUNNER_FILE, "request.json"]

@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from compressor_gui.core.compress import compress_job
-from compressor_gui.core.errors import JobCancelled, PlanError
+from compressor_gui.core.errors import CompressionError, JobCancelled, PlanError
 from compressor_gui.core.jobs import CancelToken, Progress, run_job
 from compressor_gui.core.model import load_model
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
@@ -108,3 +108,12 @@ def test_channel_pruning_sees_batchnorm_scales_before_fusion(demo_onnx, tmp_path
     result = run_job(compress_job(load_model(demo_onnx), plan, tmp_path / "bn.onnx", latency=False))
     assert [s.split(":")[0] for s in result.steps][:2] == ["pruned", "fused"]
     assert not [w for w in result.warnings if "ranked by L1 instead" in w]
+
+
+def test_pruning_that_leaves_the_file_no_smaller_is_refused_and_writes_nothing(tmp_path):
+    path, out = tmp_path / "conv.onnx", tmp_path / "pruned.onnx"
+    onnx.save(modelgen.conv(), str(path))  # no BatchNorm: fusion cannot shrink it either
+    plan = CompressionPlan(default=LayerSetting(prune_ratio=0.5))
+    with pytest.raises(CompressionError, match=r"1\.\d\dx the original, so nothing was written"):
+        run_job(compress_job(load_model(path), plan, out, latency=False))
+    assert not out.exists()

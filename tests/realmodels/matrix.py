@@ -24,11 +24,16 @@ import numpy as np
 
 from tests.realmodels.suite import MODELS, MODELS_BY_NAME, RealModel, model_path
 
-CALIBRATION_SAMPLES = 16
-EVAL_SAMPLES = 16
-CALIBRATION_SEED, EVAL_SEED = 1, 2
+# Caps that keep the whole matrix near four minutes of wall time on two cores (make test):
+# 8 samples calibrate and evaluate, sweeps look at 2 layers on 4 samples, timings are a few
+# runs (the matrix checks that every verb works, benchmarks/ measures speed).
+CALIBRATION_SAMPLES = 8
+EVAL_SAMPLES = 8
+TRAIN_SAMPLES = 10  # distillation trains on no fewer
+CALIBRATION_SEED, EVAL_SEED, TRAIN_SEED = 1, 2, 3
 SWEEP_SAMPLES = 4
-SWEEP_LAYERS = 4
+SWEEP_LAYERS = 2
+TIMED_RUNS = 3
 
 VERBS = (
     "inspect",
@@ -69,6 +74,7 @@ class Cell:
     seconds: float
     stdout: str
     stderr: str
+    stray_files: tuple[str, ...] = ()  # what it left in the (empty) folder it ran in
 
     @property
     def result(self) -> dict[str, Any] | None:
@@ -102,14 +108,14 @@ class Workspace:
         return model_path(model, self.cache, self.scratch)
 
     def data_file(self, model: RealModel, split: str) -> Path:
-        """`calib` and `eval`: different renderings (seeds) of the same kind of data."""
+        """`calib`, `eval` and `train`: different renderings (seeds) of the same kind of data."""
         path = self.folder(model) / f"{split}.npz"
         if not path.exists():
-            count, seed = (
-                (CALIBRATION_SAMPLES, CALIBRATION_SEED)
-                if split == "calib"
-                else (EVAL_SAMPLES, EVAL_SEED)
-            )
+            count, seed = {
+                "calib": (CALIBRATION_SAMPLES, CALIBRATION_SEED),
+                "eval": (EVAL_SAMPLES, EVAL_SEED),
+                "train": (TRAIN_SAMPLES, TRAIN_SEED),
+            }[split]
             np.savez(path, **model.data(count, seed))
         return path
 
@@ -121,7 +127,8 @@ class Workspace:
         if key not in self._cells:
             model = MODELS_BY_NAME[model_name]
             argv = self.argv(model, verb)
-            self._cells[key] = run_cli(model_name, verb, argv)
+            folder = self.scratch / "cwd" / f"{model_name}-{verb.replace(' ', '')}"
+            self._cells[key] = run_cli(model_name, verb, argv, folder)
         return self._cells[key]
 
     def argv(self, model: RealModel, verb: str) -> list[str]:
@@ -134,7 +141,9 @@ class Workspace:
             return ["inspect", path, "--json", *shape]
         if verb.startswith("compress"):
             flag = verb.split()[1]
-            action = ["--prune", "0.5"] if flag == "--prune" else [flag]
+            # channels, so that the file shrinks (zeros in place keep its size) and distill
+            # gets a smaller student
+            action = ["--prune", "0.5", "--pattern", "channel"] if flag == "--prune" else [flag]
             name = f"{flag.removeprefix('--')}.onnx"
             data = ["--data", calib, "--eval-data", held_out]
             return ["compress", path, *action, *data, "-o", str(out(model, name)), *_quiet(shape)]
@@ -168,7 +177,9 @@ class Workspace:
                 *shape,
             ]
         if verb == "bench":
-            return ["bench", path, "--warmup", "1", "--runs", "5", "--threads", "2", "--json"]
+            runs = ["--warmup", "1", "--runs", str(TIMED_RUNS), "--threads", "2"]
+            # the timed runs feed real data: silero-vad's sample rate picks its 16 kHz branch
+            return ["bench", path, *runs, "--data", held_out, "--json", *shape]
         if verb == "compare":
             compressed = self._written(model, "compress --int8", "int8.onnx")
             return [
@@ -183,7 +194,7 @@ class Workspace:
                 *shape,
             ]
         if verb == "deploy":
-            timing = ["--forms", "ort-fp32,ort-int8", "--rounds", "1", "--runs", "3"]
+            timing = ["--forms", "ort-fp32,ort-int8", "--rounds", "1", "--runs", str(TIMED_RUNS)]
             return [
                 "deploy",
                 path,
@@ -197,7 +208,8 @@ class Workspace:
             ]
         if verb == "distill":
             student = self._written(model, "compress --prune", "prune.onnx")
-            training = ["--data", calib, "--eval-data", held_out, "--epochs", "1"]
+            train = str(self.data_file(model, "train"))
+            training = ["--data", train, "--eval-data", held_out, "--epochs", "1"]
             return [
                 "distill",
                 path,
@@ -224,16 +236,24 @@ def _quiet(shape: list[str]) -> list[str]:
     return ["--json", "--no-latency", *shape]
 
 
-def run_cli(model_name: str, verb: str, argv: list[str]) -> Cell:
-    """One command through the CLI's own entry point, its output captured."""
+def run_cli(model_name: str, verb: str, argv: list[str], folder: Path) -> Cell:
+    """One command through the CLI's own entry point, its output captured, run in an empty
+    `folder` as working directory: the tool writes nothing outside its output paths (the
+    symbolic shape inference of onnxruntime saves files into the working directory)."""
     from compressor_gui.cli import main
 
+    folder.mkdir(parents=True, exist_ok=True)
     stdout, stderr = io.StringIO(), io.StringIO()
     start = time.perf_counter()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    with (
+        contextlib.chdir(folder),
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
         exit_code = main(argv)
     seconds = time.perf_counter() - start
-    return Cell(model_name, verb, exit_code, seconds, stdout.getvalue(), stderr.getvalue())
+    stray = tuple(sorted(path.name for path in folder.iterdir()))
+    return Cell(model_name, verb, exit_code, seconds, stdout.getvalue(), stderr.getvalue(), stray)
 
 
 def summary(cell: Cell) -> str:

@@ -1,9 +1,10 @@
 """Issue 14's verb x model matrix: every CLI verb on every real model of the suite.
 
 inspect, compress (--int8 with data, --fp16, --int4), sensitivity, evaluate and bench exit 0
-with a result; the other verbs exit 0, or 2 with a one-line reason. Exit 3 (internal error)
-or a traceback fails every cell. compress --int8 with calibration data that fits the model
-writes a file <= 0.35x the original that keeps cosine >= 0.99 on held-out data.
+with a result; the other verbs exit 0, or 2 with a one-line reason. Exit 3 (internal error),
+a traceback or a file left in the working directory fails every cell. compress --int8 with
+calibration data that fits the model writes a file <= 0.35x the original that keeps cosine
+>= 0.99 on held-out data.
 """
 
 from __future__ import annotations
@@ -40,11 +41,6 @@ EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
         "INT8 weight-only in the If subgraphs keeps cosine 0.963 on voiced audio (< 0.99)",
         "opstable: weights anywhere",
     ),
-    ("silero-vad", "bench"): (
-        "bench has no --input-shape and feeds the dynamic [?, ?] audio input as 1 x 1: "
-        "'Pad reflect requires axis length >= 2', exit 2",
-        "graphkit: one notion of input shapes (targets: bench)",
-    ),
 }
 
 # compress --int8 of a Paddle export (calibration, fallbacks, evaluation) took over five
@@ -52,13 +48,19 @@ EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
 pytestmark = pytest.mark.timeout(900)
 
 
+def expected_failure(model_name: str, verb: str) -> list[pytest.MarkDecorator]:
+    """A strict xfail where EXPECTED_FAILURES lists the cell: once fixed, the run fails until
+    the entry is removed."""
+    if (model_name, verb) not in EXPECTED_FAILURES:
+        return []
+    what, owner = EXPECTED_FAILURES[(model_name, verb)]
+    return [pytest.mark.xfail(reason=f"{what} ({owner})", strict=True)]
+
+
 def _cases():
     for model in MODELS:
         for verb in VERBS:
-            marks = []
-            if (model.name, verb) in EXPECTED_FAILURES:
-                what, owner = EXPECTED_FAILURES[(model.name, verb)]
-                marks.append(pytest.mark.xfail(reason=f"{what} ({owner})", strict=False))
+            marks = expected_failure(model.name, verb)
             yield pytest.param(model.name, verb, marks=marks, id=f"{model.name}:{verb}")
 
 
@@ -66,6 +68,7 @@ def _cases():
 def test_verb_on_real_model(workspace, model_name, verb):
     cell = workspace.cell(model_name, verb)
     assert "Traceback" not in cell.stderr, cell.stderr
+    assert cell.stray_files == (), f"left in the working directory: {cell.stray_files}"
     assert cell.exit_code != 3, cell.stderr
     if verb in MUST_SUCCEED:
         assert cell.exit_code == 0, cell.reason
@@ -75,10 +78,11 @@ def test_verb_on_real_model(workspace, model_name, verb):
         if cell.exit_code == 2:
             assert cell.reason and "\n" not in cell.reason
     if verb == "compress --int8":
-        _assert_really_quantized(cell.result)
+        assert_really_quantized(cell.result)
 
 
-def _assert_really_quantized(result: dict) -> None:
+def assert_really_quantized(result: dict) -> None:
+    """compress --int8 with fitting calibration data: a file <= 0.35x that keeps cosine."""
     before, after = result["before"], result["after"]
     ratio = after["size_bytes"] / before["size_bytes"]
     assert ratio <= 0.35, f"file {ratio:.2f}x the original"

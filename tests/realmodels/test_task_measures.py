@@ -9,27 +9,45 @@ import pytest
 from tests.realmodels import measures, ocr_data
 from tests.realmodels.matrix import EVAL_SAMPLES, EVAL_SEED
 from tests.realmodels.suite import MODELS_BY_NAME
+from tests.realmodels.test_matrix import expected_failure
 
 # compress --int8 of a Paddle export (calibration, fallbacks, evaluation) took over five
 # minutes of wall time on two cores shared with other work (load average 12-18).
 pytestmark = pytest.mark.timeout(900)
 
 
-def test_int8_recognizer_reads_rendered_lines_as_the_original(workspace):
-    model = MODELS_BY_NAME["ppocr-rec"]
-    assert workspace.cell(model.name, "compress --int8").exit_code == 0
+def _quantized_file(workspace, model_name: str):
+    """The INT8 file compress wrote, after checking it really is INT8: a file left float
+    would read every line and mark every region exactly as the original does."""
+    cell = workspace.cell(model_name, "compress --int8")
+    assert cell.exit_code == 0, cell.reason
+    ratio = cell.result["after"]["size_bytes"] / cell.result["before"]["size_bytes"]
+    assert ratio <= 0.35, f"the INT8 file is {ratio:.2f}x the original: left (mostly) float"
+    return workspace.output(MODELS_BY_NAME[model_name], "int8.onnx")
+
+
+@pytest.mark.parametrize(
+    "model_name",
+    [pytest.param("ppocr-rec", marks=expected_failure("ppocr-rec", "compress --int8"))],
+)
+def test_int8_recognizer_reads_rendered_lines_as_the_original(workspace, model_name):
+    model = MODELS_BY_NAME[model_name]
+    compressed = _quantized_file(workspace, model.name)
     original = workspace.model_file(model)
     x, texts = ocr_data.text_lines(EVAL_SAMPLES, EVAL_SEED)
     characters = measures.dictionary(original)
     before = measures.recognizer_accuracy(original, x, texts, characters)
-    after = measures.recognizer_accuracy(workspace.output(model, "int8.onnx"), x, texts, characters)
+    after = measures.recognizer_accuracy(compressed, x, texts, characters)
     assert before >= 0.9  # the rendered lines are what the recognizer was made for
     assert after >= before - 0.02
 
 
-def test_int8_detector_marks_the_text_regions_of_the_original(workspace):
-    model = MODELS_BY_NAME["ppocr-det"]
-    assert workspace.cell(model.name, "compress --int8").exit_code == 0
+@pytest.mark.parametrize(
+    "model_name",
+    [pytest.param("ppocr-det", marks=expected_failure("ppocr-det", "compress --int8"))],
+)
+def test_int8_detector_marks_the_text_regions_of_the_original(workspace, model_name):
+    model = MODELS_BY_NAME[model_name]
+    compressed = _quantized_file(workspace, model.name)
     x = np.load(workspace.data_file(model, "eval"))["x"]
-    compressed = workspace.output(model, "int8.onnx")
     assert measures.detector_agreement(workspace.model_file(model), compressed, x) >= 0.9

@@ -28,6 +28,23 @@ def test_bench_several_batch_sizes_on_a_dynamic_model(tmp_path, capsys):
     assert [r["batch_size"] for r in json.loads(capsys.readouterr().out)] == [1, 4]
 
 
+def test_bench_feeds_the_data_so_silero_vad_runs_its_16khz_branch(
+    published_models, tmp_path, capsys
+):
+    from tests.realmodels.suite import MODELS_BY_NAME
+
+    model = str(published_models / "silero_vad.onnx")
+    data = tmp_path / "audio.npz"
+    np.savez(data, **MODELS_BY_NAME["silero-vad"].data(2, 0))  # input, state, sr = 16000
+    timing = ["--warmup", "0", "--runs", "2", "--threads", "1", "--json"]
+    # made up, the sample rate is 1: the 8 kHz branch, which 512-sample audio does not fit
+    shapes = ["--input-shape", "1x512", "--input-shape", "2x1x128"]
+    assert main(["bench", model, *timing, *shapes]) == 2
+    capsys.readouterr()
+    assert main(["bench", model, *timing, "--data", str(data)]) == 0
+    assert json.loads(capsys.readouterr().out)["latency"]["p50_ms"] > 0
+
+
 def test_sweep_prints_every_runtime_sorted_with_fidelity(tmp_path, capsys):
     import onnx
 
