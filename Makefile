@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := libegl1 libgl1 libopengl0 libxkbcommon0 libxkbcommon-x11-0 li
 	xvfb xauth openssh-server openssh-client fonts-dejavu-core \
 	fonts-wqy-microhei
 
-.PHONY: run test venv system models lint format bundle clean FORCE
+.PHONY: run test test-real venv system models lint format bundle clean FORCE
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,7 +68,11 @@ format: venv
 	$(BIN)/ruff format .
 
 test: venv system models lint
-	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q -p no:cacheprovider
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q -p no:cacheprovider -m "not heavy"
+
+# The real-model matrix's rows that take minutes each (PP-OCR det/rec, PicoDet): ~15 min.
+test-real: venv system models
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q -p no:cacheprovider -m heavy tests/realmodels
 
 # A one-folder desktop bundle (without PyTorch) in dist/compressor-gui/.
 bundle: venv

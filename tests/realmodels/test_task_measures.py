@@ -9,7 +9,7 @@ import pytest
 from tests.realmodels import measures, ocr_data
 from tests.realmodels.matrix import EVAL_SAMPLES, EVAL_SEED
 from tests.realmodels.suite import MODELS_BY_NAME
-from tests.realmodels.test_matrix import expected_failure
+from tests.realmodels.test_matrix import marks_of
 
 # compress --int8 of a Paddle export (calibration, fallbacks, evaluation) took over five
 # minutes of wall time on two cores shared with other work (load average 12-18).
@@ -28,7 +28,7 @@ def _quantized_file(workspace, model_name: str):
 
 @pytest.mark.parametrize(
     "model_name",
-    [pytest.param("ppocr-rec", marks=expected_failure("ppocr-rec", "compress --int8"))],
+    [pytest.param("ppocr-rec", marks=marks_of("ppocr-rec", "compress --int8"))],
 )
 def test_int8_recognizer_reads_rendered_lines_as_the_original(workspace, model_name):
     model = MODELS_BY_NAME[model_name]
@@ -44,7 +44,7 @@ def test_int8_recognizer_reads_rendered_lines_as_the_original(workspace, model_n
 
 @pytest.mark.parametrize(
     "model_name",
-    [pytest.param("ppocr-det", marks=expected_failure("ppocr-det", "compress --int8"))],
+    [pytest.param("ppocr-det", marks=marks_of("ppocr-det", "compress --int8"))],
 )
 def test_int8_detector_marks_the_text_regions_of_the_original(workspace, model_name):
     model = MODELS_BY_NAME[model_name]
