@@ -24,6 +24,10 @@ BIT_WIDTHS = (32, 16, 8, 4, 2, 1)
 PRUNE_PATTERNS = ("unstructured", "2:4", "channel")
 MAX_PRUNE_RATIO = 0.95
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# Activation ranges at the 99.99th percentile: one rare peak no longer coarsens a tensor's
+# INT8 steps for every other value (layers-only INT8 on the AVX2 EPYC: PP-OCR det cosine
+# 0.909 -> 0.954, rec 0.934 -> 0.949, PicoDet 0.963 -> 0.964; the demo 100 % -> 99.8 % top-1).
+DEFAULT_CALIBRATION = "percentile"
 IMPORTANCES = ("l1", "l2", "bn_scale")
 DEFAULT_MAX_DROP_PT = 1.0
 
@@ -131,7 +135,7 @@ class CompressionPlan:
     default: LayerSetting = LayerSetting()
     fuse: bool = True
     importance: str = "l1"  # channel pruning importance: l1 | l2 | bn_scale
-    calibration: str = "minmax"  # minmax | entropy | percentile
+    calibration: str = DEFAULT_CALIBRATION  # minmax | entropy | percentile
     patterns: tuple[tuple[str, LayerSetting], ...] = ()
     int8_form: str = "auto"  # auto (measured for the target CPU) | u8s8 | u8s8-rr | u8u8
     max_drop_pt: float = DEFAULT_MAX_DROP_PT  # accuracy budget: results over it are warned
@@ -334,7 +338,7 @@ class CompressionPlan:
             default=default,
             fuse=fuse,
             importance=str(data.get("importance", "l1")),
-            calibration=str(data.get("calibration", "minmax")),
+            calibration=str(data.get("calibration", DEFAULT_CALIBRATION)),
             patterns=tuple(patterns),
             int8_form=str(data.get("int8_form", "auto")),
             max_drop_pt=_number(data.get("max_drop_pt", DEFAULT_MAX_DROP_PT), "max_drop_pt"),
