@@ -28,7 +28,7 @@ def _quantized_file(workspace, model_name: str):
 
 @pytest.mark.parametrize(
     "model_name",
-    [pytest.param("ppocr-rec", marks=marks_of("ppocr-rec", "compress --int8"))],
+    [pytest.param("ppocr-rec", marks=marks_of("ppocr-rec", "character accuracy"))],
 )
 def test_int8_recognizer_reads_rendered_lines_as_the_original(workspace, model_name):
     model = MODELS_BY_NAME[model_name]
@@ -44,7 +44,7 @@ def test_int8_recognizer_reads_rendered_lines_as_the_original(workspace, model_n
 
 @pytest.mark.parametrize(
     "model_name",
-    [pytest.param("ppocr-det", marks=marks_of("ppocr-det", "compress --int8"))],
+    [pytest.param("ppocr-det", marks=marks_of("ppocr-det", "text regions"))],
 )
 def test_int8_detector_marks_the_text_regions_of_the_original(workspace, model_name):
     model = MODELS_BY_NAME[model_name]
