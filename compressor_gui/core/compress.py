@@ -343,7 +343,7 @@ def quality_warnings(
     hints.append(
         "Run `compressor-gui compare ORIGINAL COMPRESSED --data D` to find the layers that "
         "lose most and keep them float (--exclude NAME), or use per-channel weights, "
-        "percentile calibration, or fewer low-bit/pruned layers"
+        "another --calibration (entropy, minmax), or fewer low-bit/pruned layers"
     )
     return ["; ".join(found) + ". " + " ".join(hints)]
 
