@@ -20,7 +20,7 @@ Every model is the real written file, quantized by the pipeline as the plan says
   training pages, top-1 on other pages (other seeds), never trained on.
 
     nice -n 10 .venv/bin/python benchmarks/distill.py [--threads 2] [--epochs 20]
-        [--compare-epochs 10] [--few-epochs 80]
+        [--compare-epochs 10] [--few-epochs 80] [--narrow-epochs 30]
         [--sections demo,compare,unlabeled,ternary,orientation]
 """
 
@@ -113,6 +113,9 @@ def main() -> None:
     parser.add_argument(
         "--few-epochs", type=int, default=80, help="KD vs labels on the 64 labelled images"
     )
+    parser.add_argument(
+        "--narrow-epochs", type=int, default=30, help="KD vs labels, 87.5%% of channels pruned"
+    )
     parser.add_argument("--orientation-epochs", type=int, default=6)
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated")
     args = parser.parse_args()
@@ -202,7 +205,7 @@ def kd_against_labels(folder: Path, args: argparse.Namespace) -> None:
             few,
             False,
         ),
-        ("87.5% channels + INT8, all 256 labelled images", 0.875, args.compare_epochs, {}, False),
+        ("87.5% channels + INT8, all 256 labelled images", 0.875, args.narrow_epochs, {}, False),
     )
     for words, channels, epochs, data, with_soft in settings:
         chosen = plan(8, channels)
