@@ -164,7 +164,7 @@ class _SortableItem(QTableWidgetItem):
 
 def _cells(row: CandidateRow, reference_ms: float | None) -> tuple[tuple[str, float | str], ...]:
     """(text, sort key) per column; numbers sort as numbers, unmeasured ones last."""
-    p50, p90, p99, rate, top1, cosine = row.measured_cells
+    p50, p90, p99, rate, _power, top1, cosine = row.measured_cells
     speed = reference_ms / row.p50_ms if reference_ms and row.p50_ms else None
     numbers = (
         (p50, row.p50_ms),
