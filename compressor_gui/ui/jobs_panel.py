@@ -51,7 +51,8 @@ class JobsPanel(QWidget):
 
     busy_changed = Signal(bool)
     failed = Signal(str, str)
-    shape_needed = Signal(str)  # a job needs the input shape (core.shapes.InputShapeNeeded)
+    # a job needs the input shape (core.shapes.InputShapeNeeded): why, and the shapes offered
+    shape_needed = Signal(str, object)
     succeeded = Signal(str, object)  # the job's name and what it returned
     cancelled = Signal(str)
 
@@ -202,7 +203,7 @@ class JobsPanel(QWidget):
         if self._on_error_callback is not None:
             self._on_error_callback(message)
         elif isinstance(exc, InputShapeNeeded):
-            self.shape_needed.emit(message)
+            self.shape_needed.emit(exc.reason, exc.suggested)
         else:
             self.failed.emit(self._name, message)
 

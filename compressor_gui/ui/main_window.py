@@ -199,7 +199,7 @@ class MainWindow(QMainWindow):
         self.charts.candidate_clicked.connect(self.runs.load_candidate)
         self.views.currentChanged.connect(self._view_changed)
         self.jobs.failed.connect(self.show_error)
-        self.jobs.shape_needed.connect(lambda message: self.opener.ask_input_shape(message))
+        self.jobs.shape_needed.connect(self.opener.ask_input_shape)
         self.jobs.cancelled.connect(lambda _name: self.training.end(None))
         self.deploy_view.failed.connect(lambda message: self.show_error("Export", message))
         self.deploy_view.exported.connect(lambda folder: self.jobs.log_line(f"exported {folder}"))
@@ -249,6 +249,8 @@ class MainWindow(QMainWindow):
         text = ", ".join(dims_text(shape) or "scalar" for shape in shapes.values())
         guessed = any(a.source == "assumed" and a.dim > 0 for a in assumed)  # not the batch
         note = " (dynamic dims taken as 1)" if guessed else ""
+        if self.opener.remembered_shapes:
+            note = " (remembered from last time)"
         self.input_shape.setText(f'input <a href="shape">{text}</a>{note}')
 
     def _fit_table_columns(self) -> None:
