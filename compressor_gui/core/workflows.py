@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 NO_DATA_FOR_SWEEP = (
     "no data to measure accuracy on: give --data (an .npz with x[, y] or an image folder), "
-    "or choose data (Run > Choose data)"
+    "or choose data (Run > Choose data file… or Choose image folder…)"
 )
 
 

@@ -387,7 +387,8 @@ class MainWindow(QMainWindow):
 
     @property
     def data_path(self) -> Path | None:
-        """The data chosen by Run > Choose data; None: the data rule decides."""
+        """The data chosen in the Run menu (a file or an image folder); None: the data rule
+        decides."""
         return self.session.data_path
 
     @data_path.setter
