@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import GeneratorWorker, create_worker
 
+from compressor_gui.core.advice import in_window_words
 from compressor_gui.core.errors import CompressorError, JobCancelled
 from compressor_gui.core.jobs import CancelToken, EtaEstimator, Progress
 from compressor_gui.core.logs import out_of_memory_text, record_internal_error
@@ -160,7 +161,8 @@ class JobsPanel(QWidget):
         self._worker.quit()
 
     def log_line(self, text: str) -> None:
-        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
+        """One timestamped line, in the window's words (menus, not command-line flags)."""
+        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {in_window_words(text)}")
 
     def _on_progress(self, step: object) -> None:
         if isinstance(step, Progress):

@@ -8,6 +8,9 @@ import re
 import subprocess
 import sys
 
+from compressor_gui.cli import main
+from compressor_gui.core.advice import in_window_words
+
 RECIPE = """\
 default: 8
 layers:
@@ -96,3 +99,27 @@ def test_without_data_both_doors_measure_fidelity_only(window, qtbot, tmp_path):
     printed = _cli("evaluate", str(original), str(changed))
     assert _cells(result.table_text(("original", "compressed"))) <= _cells(printed)
     assert "data: random inputs: fidelity only" in printed.splitlines()
+
+
+def test_the_window_words_advice_as_its_menus_where_the_cli_names_flags(
+    loaded, qtbot, demo_path, tmp_path, capsys
+):
+    """A plan that loses accuracy on any CPU (ternary weights everywhere): both doors warn
+    and say what to do, the CLI with its verbs and flags, the window with its menu paths."""
+    recipe = tmp_path / "ternary.yaml"
+    recipe.write_text("default: 2\n")
+    loaded.load_recipe(recipe)
+    loaded.compress_action.trigger()
+    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=180_000)
+    assert loaded.session.results[-1].title == "Compress", loaded.jobs.log.toPlainText()
+    shown = loaded.results.notes.toPlainText()
+    assert "Where did accuracy go?" in shown and "top-1 fell" in shown
+    assert "compressor-gui " not in shown and " --" not in shown
+
+    out = tmp_path / "cli.onnx"
+    argv = ["compress", str(demo_path), "--recipe", str(recipe), "-o", str(out), "--no-latency"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    warning = next(line for line in printed.splitlines() if "top-1 fell" in line)
+    assert "`compressor-gui compare ORIGINAL COMPRESSED --data D`" in warning
+    assert in_window_words(warning) in shown.splitlines()
