@@ -94,13 +94,13 @@ def build_actions(w: QMainWindow) -> None:
     w.data_action = _action(
         w,
         "Choose data file…",
-        w.runs.choose_data,
+        lambda: w.runs.choose_data(),  # not triggered(checked) as its `then`
         tip="Calibration/evaluation data: an .npz with x (and labels y), or one array per input",
     )
     w.data_folder_action = _action(
         w,
         "Choose image folder…",
-        w.runs.choose_data_folder,
+        lambda: w.runs.choose_data_folder(),
         tip="Calibration/evaluation data: a folder of images (a subfolder per class for "
         "labels) with a preprocess.json giving size, mean, std, scale and channels",
     )

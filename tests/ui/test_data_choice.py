@@ -77,3 +77,12 @@ def test_a_folder_without_its_preprocess_json_is_refused_with_the_clis_reason(
     assert main(["evaluate", str(digits_model), "--data", str(folder)]) == 2
     assert shown.split(" e.g.")[0] in capsys.readouterr().err
     assert "needs a preprocess.json" in shown
+
+    good = _digit_folder(tmp_path / "good")  # Run ▸ Choose image folder… again
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(good))
+    window.data_folder_action.trigger()
+    qtbot.waitUntil(lambda: not window.jobs.running, timeout=20_000)
+    assert window.session.data_path == good
+    assert "(30 samples, with labels)" in window.jobs.log.toPlainText()
+    shown = [box.text() for box in window.findChildren(QMessageBox) if box.isVisible()]
+    assert not [text for text in shown if "internal error" in text]
