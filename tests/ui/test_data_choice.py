@@ -86,3 +86,17 @@ def test_a_folder_without_its_preprocess_json_is_refused_with_the_clis_reason(
     assert "(30 samples, with labels)" in window.jobs.log.toPlainText()
     shown = [box.text() for box in window.findChildren(QMessageBox) if box.isVisible()]
     assert not [text for text in shown if "internal error" in text]
+
+
+def test_distills_unlabeled_data_can_be_an_image_folder(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QPushButton
+
+    from compressor_gui.ui.training import DistillDialog
+
+    folder = _digit_folder(tmp_path / "unlabeled")
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(folder))
+    dialog = DistillDialog("the demo's training split")
+    qtbot.addWidget(dialog)
+    button = next(b for b in dialog.findChildren(QPushButton) if b.text() == "Image folder…")
+    button.click()
+    assert dialog.unlabeled() == folder
