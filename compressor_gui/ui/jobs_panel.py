@@ -200,7 +200,8 @@ class JobsPanel(QWidget):
     def _on_error(self, exc: BaseException) -> None:
         if isinstance(exc, JobCancelled):
             return  # reported by _on_finished
-        message = error_text(exc)
+        # a shape question in the window's words: the dialog that follows asks for the size
+        message = exc.reason if isinstance(exc, InputShapeNeeded) else error_text(exc)
         self.log_line(f"✘ {self._name} failed: {message}")
         if self._on_error_callback is not None:
             self._on_error_callback(message)
