@@ -102,16 +102,22 @@ def test_without_data_both_doors_measure_fidelity_only(window, qtbot, tmp_path):
 
 
 def test_the_window_words_advice_as_its_menus_where_the_cli_names_flags(
-    loaded, qtbot, demo_path, tmp_path, capsys
+    loaded, demo_path, tmp_path, capsys
 ):
     """A plan that loses accuracy on any CPU (ternary weights everywhere): both doors warn
-    and say what to do, the CLI with its verbs and flags, the window with its menu paths."""
+    and say what to do, the CLI with its verbs and flags, the window (its Results, as after
+    a Compress) with its menu paths."""
+    from compressor_gui.core.compress import compress_job
+    from compressor_gui.core.jobs import run_job
+    from compressor_gui.core.model import load_model
+    from compressor_gui.core.plan import load_recipe
+
     recipe = tmp_path / "ternary.yaml"
     recipe.write_text("default: 2\n")
-    loaded.load_recipe(recipe)
-    loaded.compress_action.trigger()
-    qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=180_000)
-    assert loaded.session.results[-1].title == "Compress", loaded.jobs.log.toPlainText()
+    job = compress_job(
+        load_model(demo_path), load_recipe(recipe), tmp_path / "window.onnx", latency=False
+    )
+    loaded.runs.compressed(run_job(job))
     shown = loaded.results.notes.toPlainText()
     assert "Where did accuracy go?" in shown and "top-1 fell" in shown
     assert "compressor-gui " not in shown and " --" not in shown
@@ -119,7 +125,6 @@ def test_the_window_words_advice_as_its_menus_where_the_cli_names_flags(
     out = tmp_path / "cli.onnx"
     argv = ["compress", str(demo_path), "--recipe", str(recipe), "-o", str(out), "--no-latency"]
     assert main(argv) == 0
-    printed = capsys.readouterr().out
-    warning = next(line for line in printed.splitlines() if "top-1 fell" in line)
+    warning = next(line for line in capsys.readouterr().out.splitlines() if "top-1 fell" in line)
     assert "`compressor-gui compare ORIGINAL COMPRESSED --data D`" in warning
     assert in_window_words(warning) in shown.splitlines()
