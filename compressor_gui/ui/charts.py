@@ -42,6 +42,7 @@ def _legend_above(plot: pg.PlotItem) -> pg.LegendItem:
     plot.titleLabel.hide()
     plot.layout.addItem(legend, 0, 1, Qt.AlignmentFlag.AlignRight)
     plot.layout.setRowFixedHeight(0, LEGEND_ROW_PX)
+    plot.legend = legend  # where addLegend keeps it: themes colour its labels
     return legend
 
 
