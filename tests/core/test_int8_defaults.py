@@ -80,3 +80,17 @@ def test_activation_dequantize_outputs_get_short_names():
         if n.op_type == "DequantizeLinear" and n.output[0] not in float_names
     ]
     assert added and all(len(name) <= 4 for name in added)
+
+
+def test_a_relu_after_a_layer_is_folded_into_its_quantized_output():
+    from tests.modelgen import conv_stack
+
+    model = conv_stack()
+    data = Dataset(
+        {"x": np.random.default_rng(1).normal(0, 1, (32, 8, 8, 8)).astype(np.float32)},
+        {"x": "batch"},
+    )
+    plan = CompressionPlan(default=LayerSetting(bits=8), int8_form="u8u8")
+    quantized = quantize_model(model, plan, data).model
+    assert any(n.op_type == "Relu" for n in model.graph.node)
+    assert not any(n.op_type == "Relu" for n in quantized.graph.node)
