@@ -3,7 +3,8 @@ against the best peer (OpenVINO + NNCF INT8 with its defaults), on a ResNet-18-s
 trained on page orientation, a small transformer encoder block and the bundled demo.
 
     .venv/bin/python benchmarks/deploy.py [--rounds 5] [--runs 30] [--threads 2]
-        [--models pages,encoder,demo,resnet] [--recovery-epochs 10] [--recovery-pages 160]
+        [--models pages,encoder,demo,resnet] [--recovery-epochs 10] [--recovery-pages 64]
+        [--forms ov-int8,ov-int8-c25,...]
 
 Every form is built (the channel-pruned ones too), timed on this machine in interleaved
 rounds (median of rounds) and scored against onnxruntime FP32, as `deploy MODEL --data D
@@ -56,11 +57,11 @@ BENCH_CACHE = REPO / ".cache" / "bench"
 # The trained ResNet: pages (count, rendering seed) and how it is trained. Changing any of
 # it, or the code that renders or trains, changes the cache key.
 PAGES_RECIPE = {
-    "train_pages": (480, 11),
-    "eval_pages": (400, 12),
+    "train_pages": (256, 11),
+    "eval_pages": (200, 12),
     "epochs": 2,
     "batch_size": 16,
-    "learning_rate": 1e-3,
+    "learning_rate": 2e-3,
     "width": 64,
 }
 
@@ -143,7 +144,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default="pages,encoder,demo", help="also: resnet")
     parser.add_argument("--recovery-epochs", type=int, default=10)
-    parser.add_argument("--recovery-pages", type=int, default=160)
+    parser.add_argument("--recovery-pages", type=int, default=64)
+    parser.add_argument("--forms", help="only these candidates, comma-separated (deploy --forms)")
     parser.add_argument("--train-threads", type=int, default=2, help="torch, when training")
     args = parser.parse_args()
     machine = local_machine()
@@ -178,6 +180,7 @@ def main() -> None:
                 LocalTarget(),
                 work,
                 data=data,
+                forms=args.forms.split(",") if args.forms else None,
                 timing=timing,
                 recovery_epochs=args.recovery_epochs,
                 eval_data=eval_data,
