@@ -91,6 +91,7 @@ def show(name: str, result: DeployResult, seconds: float) -> None:
             + (f"  {row.error[:60]}" if row.error else "")
         )
     print(f"recommended: {result.recommendation.reason}")
+    print(f"how it was made: {chosen.note}")
     if peer is not None:
         print(
             f"recommended vs {peer.label} (peer, NNCF defaults): "
