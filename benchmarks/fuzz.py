@@ -30,13 +30,7 @@ from tests import fuzzing  # noqa: E402
 def cli_outcome(case: fuzzing.Case) -> fuzzing.Outcome:
     """The case through the command line, as a user would run it."""
     with tempfile.TemporaryDirectory(prefix="fuzz-cli-") as tmp:
-        folder = Path(tmp) / "model"
-        folder.mkdir()
-        for name, content in case.outside.items():
-            (Path(tmp) / name).write_bytes(content)
-        for name, content in case.files.items():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(content)
+        folder = fuzzing.write_case(case, Path(tmp))
         model = str(folder / "model.onnx")
         out = str(Path(tmp) / "out" / "small.onnx")
         worst = fuzzing.Outcome("success")

@@ -71,6 +71,7 @@ def main() -> None:
     from compressor_gui.core.data import dataset_from_arrays
     from compressor_gui.core.executors import ClusterConfig
 
+    load_before = os.getloadavg()[0]
     model = generated_model(LAYERS)
     x = np.random.default_rng(1).standard_normal((SAMPLES, 16, 8, 8)).astype(np.float32)
     dataset = dataset_from_arrays({"x": x}, model)
@@ -100,7 +101,8 @@ def main() -> None:
     print(
         f"sensitivity sweep: generated {LAYERS}-layer CNN, {len(OPTIONS)} options = {points} "
         f"points, {SAMPLES} samples, onnxruntime 1 thread per worker; CPU "
-        f"{_cpu()} ({os.cpu_count()} cores, shared with other work)"
+        f"{_cpu()} ({os.cpu_count()} cores; load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after)"
     )
     print(f"{'placement':<34}{'sweep s':>9}{'vs 1 process':>14}{'per point ms':>14}")
     for label, seconds in (

@@ -70,17 +70,24 @@ def user_path(folder: Path) -> None:
     run_outputs(make_session(model, threads=1), dataset.subset(2))
 
 
+def write_case(case: Case, tmp: Path) -> Path:
+    """The case's files as a user would have them: a model folder inside `tmp` (returned),
+    with the files the model points outside of it beside that folder."""
+    folder = tmp / "model"
+    folder.mkdir()
+    for name, content in case.outside.items():
+        (tmp / name).write_bytes(content)
+    for name, content in case.files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    return folder
+
+
 def _run_case(case: Case) -> Outcome:
     """The user path on the case's files; what reaches the terminal (file descriptors 1 and
     2, native code included) is captured: a traceback printed there counts as one."""
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
-        folder = Path(tmp) / "model"
-        folder.mkdir()
-        for name, content in case.outside.items():
-            (Path(tmp) / name).write_bytes(content)
-        for name, content in case.files.items():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(content)
+        folder = write_case(case, Path(tmp))
         terminal = Path(tmp) / "terminal.txt"
         with _captured_terminal(terminal):
             outcome = _outcome(folder)

@@ -19,6 +19,7 @@ from compressor_gui.core.job_reports import deploy_report
 from compressor_gui.core.jobs import Progress, run_job
 from compressor_gui.core.model import ModelSource
 from compressor_gui.core.plan import load_recipe
+from compressor_gui.formatting import MEASURED_COLUMNS, aligned
 from compressor_gui.targets import get_target
 from compressor_gui.targets.deploy import Timing, default_work_dir, deploy_job
 
@@ -109,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_deploy(result: DeployResult, folder: Path) -> str:
     """The candidate table (fastest first), the recommendation and what was written."""
-    header = ("form", "key", "p50 ms", "p90 ms", "p99 ms", "per s", "top-1", "cosine", "MiB")
-    table = [header]
+    table = [("form", "key", *MEASURED_COLUMNS, "MiB")]
     ordered = sorted(result.rows, key=lambda r: (r.p50_ms is None, r.p50_ms or 0.0))
     for row in ordered:
         mark = "*" if row.key == result.recommendation.key else ""
@@ -122,9 +122,8 @@ def format_deploy(result: DeployResult, folder: Path) -> str:
                 f"{row.size_bytes / 2**20:.2f}",
             )
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = [f"deploy {result.model_path.name} on {result.target}: {result.machine.summary}"]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    lines += aligned(table)
     lines += [f"  {row.key}: {row.error}" for row in result.rows if row.error]
     lines.append(f"latency: {result.measurement}")
     lines += [f"note: {note}" for note in result.notes]

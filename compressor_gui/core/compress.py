@@ -472,8 +472,9 @@ def _distilled(teacher, model, plan, data, options, target, steps, tokens):
     words = f"validation top-1 {_percent(report.before.val_top1)} -> {_percent(best.val_top1)}"
     if best.val_top1 is None:
         words = f"agreement {report.before.val_agreement:.1%} -> {best.val_agreement:.1%}"
+    epochs = len(report.history) - 1
     steps.append(
-        f"distilled: {len(report.history) - 1} epochs on {report.train_samples} samples "
+        f"distilled: {epochs} epoch{'s' * (epochs != 1)} on {report.train_samples} samples "
         + (f"({report.unlabeled_samples} of them unlabeled) " if report.unlabeled_samples else "")
         + f"({report.validation_samples} held for validation), best epoch {report.best_epoch}, "
         f"{words}, {report.seconds:.0f} s on {report.threads} threads"

@@ -24,6 +24,7 @@ from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import ModelSource, file_size_bytes, model_files, save_onnx
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
+from compressor_gui.formatting import measured_cells
 
 MIN_COSINE = 0.99  # without labels, a form must keep this output cosine to the original
 TIE_FRACTION = 0.02  # latencies within 2% of the fastest are a tie: the smaller file wins
@@ -383,20 +384,16 @@ class CandidateRow:
 
     @property
     def measured_cells(self) -> tuple[str, ...]:
-        """p50, p90, p99 (ms), throughput (/s), top-1 and cosine as text ("" where not
-        measured): the same figures in the CLI table, the report and the Deploy tab."""
-        return (
-            _text(self.p50_ms, ".3f"),
-            _text(self.p90_ms, ".3f"),
-            _text(self.p99_ms, ".3f"),
-            _text(self.throughput_per_s, ".1f"),
-            "" if self.top1 is None else f"{100 * self.top1:.2f}%",
-            _text(self.cosine, ".4f"),
+        """The figures under formatting.MEASURED_COLUMNS, as every comparison table shows them."""
+        return measured_cells(
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.throughput_per_s,
+            self.power_mw,
+            self.top1,
+            self.cosine,
         )
-
-
-def _text(value: float | None, spec: str) -> str:
-    return "" if value is None else format(value, spec)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import contextlib
 import multiprocessing
+import queue
 import threading
 import time
 import uuid
@@ -92,6 +93,11 @@ class Placement:
     workers: int = 1
     cluster: ClusterConfig | None = None
 
+    @property
+    def elsewhere(self) -> bool:
+        """Whether the pieces run outside this process."""
+        return self.cluster is not None or self.workers > 1
+
     def describe(self) -> str:
         if self.cluster is not None:
             return f"Dask cluster at {self.cluster.address}"
@@ -128,17 +134,91 @@ def run_all(
         yield item
 
 
-def _results(placement, setup, payload, function, calls, cancel) -> Iterator[tuple[int, Any]]:
+def _results(
+    placement, setup, payload, function, calls, cancel, started=None
+) -> Iterator[tuple[int, Any]]:
+    started = started or threading.Event()
     shared = _Shared(uuid.uuid4().hex, setup, payload)
     if placement.cluster is not None:
-        yield from _on_cluster(placement.cluster, shared, function, calls, cancel)
+        yield from _on_cluster(placement.cluster, shared, function, calls, cancel, started)
     elif placement.workers > 1 and len(calls) > 1:
-        yield from _on_pool(min(placement.workers, len(calls)), shared, function, calls, cancel)
+        workers = min(placement.workers, len(calls))
+        yield from _on_pool(workers, shared, function, calls, cancel, started)
     else:
+        started.set()
         state = setup(payload)
         for index, args in enumerate(calls):
             cancel.raise_if_cancelled()
             yield index, function(state, *args)
+
+
+class RunningBehind:
+    """`run_all` on a thread of this process, so that this thread can meanwhile do work that
+    must stay here (for a sweep: onnxruntime's quantizer, which calibrates once and keeps
+    its calibration on disk) instead of doing it before the pieces start or after they end.
+
+    Entering returns once every piece is submitted, so the pool's processes are spawned
+    before this thread changes anything process-wide (`graph.contained` changes the working
+    directory, which a process spawned later would inherit). Leaving stops what is left.
+    """
+
+    def __init__(self, placement: Placement, setup, payload, function, calls, cancel) -> None:
+        self._stop = CancelToken()
+        self._cancel = cancel
+        self._started = threading.Event()
+        self._results: queue.Queue = queue.Queue()
+        self._done = False
+        args = (placement, setup, payload, function, calls, self._stop, self._started)
+        self._thread = threading.Thread(target=self._pump, args=args, daemon=True)
+
+    def __enter__(self) -> RunningBehind:
+        self._thread.start()
+        self._started.wait()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.cancel()
+        self._thread.join()
+
+    def _pump(self, *args) -> None:
+        started = args[-1]
+        try:
+            for item in _results(*args):
+                self._results.put(item)
+        except BaseException as exc:  # raised again in the thread that reads the results
+            self._results.put(_Failed(exc))
+        finally:
+            started.set()
+            self._results.put(_FINISHED)
+
+    def finished_so_far(self) -> Iterator[tuple[int, Any]]:
+        """The results that have arrived, without waiting."""
+        while not self._done and not self._results.empty():
+            yield from self._take(self._results.get())
+
+    def the_rest(self) -> Iterator[tuple[int, Any]]:
+        """Every result still to come, as it arrives; a cancel stops the wait."""
+        while not self._done:
+            self._cancel.raise_if_cancelled()
+            with contextlib.suppress(queue.Empty):
+                yield from self._take(self._results.get(timeout=_POLL_S * 4))
+
+    def _take(self, entry: Any) -> Iterator[tuple[int, Any]]:
+        if entry is _FINISHED:
+            self._done = True
+        elif isinstance(entry, _Failed):
+            self._done = True
+            raise entry.error
+        else:
+            yield entry
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_FINISHED = object()
 
 
 # --- worker side ----------------------------------------------------------------------------
@@ -195,8 +275,9 @@ def _cluster_call(shared: _Shared, function: Callable[..., R], args: tuple) -> R
 # --- local process pool ---------------------------------------------------------------------
 
 
-def _on_pool(workers, shared, function, calls, cancel) -> Iterator[tuple[int, Any]]:
-    """A spawned process pool whose initializer receives the payload once per process."""
+def _on_pool(workers, shared, function, calls, cancel, started) -> Iterator[tuple[int, Any]]:
+    """A spawned process pool whose initializer receives the payload once per process.
+    `started` is set once every call is submitted: by then each process has been spawned."""
     pool = futures.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
@@ -208,6 +289,7 @@ def _on_pool(workers, shared, function, calls, cancel) -> Iterator[tuple[int, An
             pool.submit(_pool_call, shared.token, function, args): index
             for index, args in enumerate(calls)
         }
+        started.set()
         while pending:
             cancel.raise_if_cancelled()
             finished, _ = futures.wait(
@@ -255,7 +337,7 @@ def connect(cluster: ClusterConfig) -> Any:
         ) from exc
 
 
-def _on_cluster(cluster, shared, function, calls, cancel) -> Iterator[tuple[int, Any]]:
+def _on_cluster(cluster, shared, function, calls, cancel, started) -> Iterator[tuple[int, Any]]:
     """Scatter the payload to every worker once, submit one task per call (retried on
     error; the scheduler reschedules the tasks of a worker that is lost), stream results
     back with `as_completed`, cancel what is left when stopped."""
@@ -272,6 +354,7 @@ def _on_cluster(cluster, shared, function, calls, cancel) -> Iterator[tuple[int,
                 _cluster_call, remote, function, args, retries=_RETRIES, pure=False
             )
             submitted[future] = index
+        started.set()
         finished = as_completed(submitted, loop=client.loop)
         while not finished.is_empty():
             cancel.raise_if_cancelled()

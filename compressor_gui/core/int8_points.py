@@ -27,6 +27,8 @@ from compressor_gui.core.plan import CompressionPlan, LayerSetting
 from compressor_gui.core.quant_passes import CALIBRATION_SAMPLES, Int8Options
 from compressor_gui.core.quantize import quantize_model
 
+RUNTIME_HOW = "onnxruntime INT8"
+
 
 class RuntimeInt8Layers:
     """Prepared once per sweep: the fused model, its calibration ranges and the INT8 form;
@@ -46,7 +48,6 @@ class RuntimeInt8Layers:
             raise CompressionError("static INT8 did not quantize this model: no INT8 form")
         self.form: Int8Form = FORMS[uniform.int8_form_name]
         self.form_reason = uniform.int8_form
-        self.uniform_model = uniform.model
         self._source = folder / "fused.onnx"
         onnx.save(self.model, str(self._source))
         self._cache = folder / "calibration.json"
@@ -101,6 +102,36 @@ class RuntimeInt8Layers:
             batched = all(np.ndim(v) and len(v) == len(output) for v in feed.values())
             outputs.append(output if batched else output[None])
         return np.concatenate(outputs)
+
+
+def runtime_int8_points(model, dataset, batches, reference, todo, here, cache, notes, cancel):
+    """Measure INT8 points with each layer really quantized (RuntimeInt8Layers),
+    yielding (layer, option, (value, drop, output SQNR, how)) as each finishes; a layer the
+    quantizer cannot take alone keeps its simulated point, with a note."""
+    try:
+        prepared = RuntimeInt8Layers(model, dataset, here)
+    except CompressorError as exc:
+        notes.append(f"INT8 points simulated (weights only): {exc}")
+        return
+    try:
+        how = f"{RUNTIME_HOW} {prepared.form.name}"
+        cache.int8_form = prepared.form.name
+        notes.append(
+            f"INT8 points: each layer quantized alone and run in onnxruntime on "
+            f"{here.cpu_model} ({here.isa_class}); form {prepared.form_reason}"
+        )
+        for layer, option in todo:
+            cancel.raise_if_cancelled()
+            try:
+                outputs = prepared.first_output(layer, batches)
+            except CompressorError as exc:
+                notes.append(f"{exc}: its INT8 point is simulated")
+                continue
+            value, out_db = reference.score(outputs)
+            drop = 100.0 * (reference.baseline - value)
+            yield layer, option, (value, drop, out_db, how)
+    finally:
+        prepared.close()
 
 
 def _fused(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -12,6 +12,7 @@ from compressor_gui.core.report import Bars, Report, Scatter, Table
 from compressor_gui.core.search import AutoPlanResult
 from compressor_gui.core.sensitivity import SensitivityTable
 from compressor_gui.core.summaries import Summary, compress_summary, layer_error_cells
+from compressor_gui.formatting import MEASURED_COLUMNS
 
 MAX_BARS = 20  # per-layer plots show the worst this many
 
@@ -269,13 +270,7 @@ def compare_report(result: CompareResult) -> Report:
 DEPLOY_COLUMNS = (
     "form",
     "plan",
-    "p50 ms",
-    "p90 ms",
-    "p99 ms",
-    "per s",
-    "power mW",
-    "top-1",
-    "cosine",
+    *MEASURED_COLUMNS,
     "size",
     "SHA-256",
     "how / error",
@@ -342,11 +337,9 @@ def quality_plot(rows: tuple[CandidateRow, ...], chosen: str) -> Scatter:
 
 
 def _deploy_cells(row: CandidateRow) -> tuple[str, ...]:
-    cells = row.measured_cells
-    power = "" if row.power_mw is None else f"{row.power_mw:.0f}"
     digest = "; ".join(f"{name} {sha}" for name, sha in row.sha256.items())
     size = f"{row.size_bytes / 2**20:.2f} MiB"
-    return (row.label, row.plan, *cells[:4], power, *cells[4:], size, digest, row.error or row.note)
+    return (row.label, row.plan, *row.measured_cells, size, digest, row.error or row.note)
 
 
 def _budget_words(result: DeployResult) -> str:

@@ -16,7 +16,7 @@ hash + layer + option.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -26,9 +26,10 @@ from onnx import numpy_helper
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.evaluate import sqnr_db
-from compressor_gui.core.executors import ClusterConfig, Placement, run_all
+from compressor_gui.core.executors import ClusterConfig, Placement, RunningBehind, run_all
 from compressor_gui.core.graph import graphs, make_session
 from compressor_gui.core.hardware import MachineInfo, local_machine
+from compressor_gui.core.int8_points import RUNTIME_HOW, runtime_int8_points
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import ModelSource
@@ -451,19 +452,21 @@ def sensitivity_job(
         done = sum(p.measured for p in points.values())
         return Progress(done, total, f"{layer} {option}: drop {drop:.2f} pts", point)
 
+    runtime_todo = [key for key in todo if key[1] in int8_mode.options]
+    placement = Placement(workers, cluster)
+    measured = _Measured(model, targets, batches, reference, options, placement, cancel)
     try:
-        runtime_todo = [key for key in todo if key[1] in int8_mode.options]
         if runtime_todo:
             yield Progress(total - len(todo), total, "INT8 as onnxruntime runs it: calibrating")
-            for layer, option, result in _runtime_int8(
+            runtime = runtime_int8_points(
                 model, dataset, batches, reference, runtime_todo, here, cache, notes, cancel
-            ):
+            )
+            rest = [key for key in todo if key not in set(runtime_todo)]
+            for layer, option, result in measured.beside(runtime, rest):
                 yield record(layer, option, *result)
-            todo = [key for key in todo if not points[key].measured]
-        placement = Placement(workers, cluster)
-        for layer, option, result in _measure_all(
-            model, targets, batches, reference, options, todo, placement, cancel
-        ):
+        # what is left: every point without INT8 in the runtime, and layers it could not take
+        todo = [key for key in todo if not points[key].measured]
+        for layer, option, result in measured.all(todo):
             yield record(layer, option, *result)
     finally:
         cache.save()
@@ -515,54 +518,42 @@ def _int8_mode(options, here: MachineInfo, target: MachineInfo) -> _Int8Mode:
     return _Int8Mode(int8, RUNTIME_HOW, "")
 
 
-RUNTIME_HOW = "onnxruntime INT8"
-
-
 def _how(hit: dict, wanted: str) -> bool:
     return hit.get("how", "simulated").startswith(wanted)
 
 
-def _runtime_int8(model, dataset, batches, reference, todo, here, cache, notes, cancel):
-    """Measure INT8 points with each layer really quantized (see core/int8_points.py),
-    yielding (layer, option, (value, drop, output SQNR, how)) as each finishes; a layer the
-    quantizer cannot take alone keeps its simulated point, with a note."""
-    from compressor_gui.core.int8_points import RuntimeInt8Layers
+class _Measured:
+    """Points measured with simulated settings where `placement` says (core/executors.py),
+    each worker building its own single-threaded session once."""
 
-    try:
-        prepared = RuntimeInt8Layers(model, dataset, here)
-    except CompressorError as exc:
-        notes.append(f"INT8 points simulated (weights only): {exc}")
-        return
-    try:
-        how = f"{RUNTIME_HOW} {prepared.form.name}"
-        cache.int8_form = prepared.form.name
-        notes.append(
-            f"INT8 points: each layer quantized alone and run in onnxruntime on "
-            f"{here.cpu_model} ({here.isa_class}); form {prepared.form_reason}"
+    def __init__(self, model, targets, batches, reference, options, placement, cancel) -> None:
+        settings = {option.name: option.setting for option in options}
+        self._work = _PointWork(
+            model.SerializeToString(), tuple(targets), tuple(batches), reference, settings
         )
-        for layer, option in todo:
-            cancel.raise_if_cancelled()
-            try:
-                outputs = prepared.first_output(layer, batches)
-            except CompressorError as exc:
-                notes.append(f"{exc}: its INT8 point is simulated")
-                continue
-            value, out_db = reference.score(outputs)
-            drop = 100.0 * (reference.baseline - value)
-            yield layer, option, (value, drop, out_db, how)
-    finally:
-        prepared.close()
+        self._placement, self._cancel = placement, cancel
 
+    def all(self, todo: list) -> Iterator[tuple[str, str, tuple]]:
+        for index, result in run_all(
+            self._placement, _point_session, self._work, _measure_point, todo, self._cancel
+        ):
+            yield *todo[index], result
 
-def _measure_all(model, targets, batches, reference, options, todo, placement, cancel):
-    """Measure `todo` points where `placement` says (core/executors.py), yielding each as it
-    finishes; every worker builds its own single-threaded session once."""
-    settings = {option.name: option.setting for option in options}
-    work = _PointWork(
-        model.SerializeToString(), tuple(targets), tuple(batches), reference, settings
-    )
-    for index, result in run_all(placement, _point_session, work, _measure_point, todo, cancel):
-        yield *todo[index], result
+    def beside(self, here: Iterator[tuple], todo: list) -> Iterator[tuple[str, str, tuple]]:
+        """`here`'s points (work that stays in this process) while `todo` runs on the pool
+        or cluster, merged as they arrive; in one process, `here` first, then `todo`."""
+        if not self._placement.elsewhere:
+            yield from here
+            yield from self.all(todo)
+            return
+        args = (self._placement, _point_session, self._work, _measure_point, todo)
+        with RunningBehind(*args, self._cancel) as behind:
+            for point in here:
+                yield point
+                for index, result in behind.finished_so_far():
+                    yield *todo[index], result
+            for index, result in behind.the_rest():
+                yield *todo[index], result
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from compressor_gui.core.evaluate import EvalResult
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.model import file_size_bytes
 from compressor_gui.core.quant_passes import SIMULATED
-from compressor_gui.formatting import human_bytes
+from compressor_gui.formatting import aligned, human_bytes
 
 if TYPE_CHECKING:
     from compressor_gui.core.compare import LayerError
@@ -52,11 +52,7 @@ class Summary:
         width = 1 + len(headers) + (len(headers) > 1)
         table = [("", *headers, "change")[:width]]
         table += [(r.metric, r.original, r.compressed, r.change)[:width] for r in self.rows]
-        widths = [max(len(row[i]) for row in table) for i in range(width)]
-        return "\n".join(
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in table
-        )
+        return "\n".join(aligned(table))
 
 
 def change_text(kind: str, before: float | None, after: float | None) -> str:
@@ -179,7 +175,6 @@ def distill_lines(report: Any) -> list[str]:
                 "best" if stats.epoch == report.best_epoch else "",
             )
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     teacher = (
         f"; the teacher scores {percent(report.teacher_val_top1)} there"
         if report.teacher_val_top1 is not None
@@ -189,9 +184,7 @@ def distill_lines(report: Any) -> list[str]:
         f"distillation ({report.validation_samples} training samples held out for "
         f"validation{teacher}):"
     ]
-    lines += [
-        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
-    ]
+    lines += aligned(table, indent="  ")
     lines += [f"  QAT: {q.name}: {q.simulated}" for q in report.qat_layers]
     return lines
 

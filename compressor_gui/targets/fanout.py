@@ -22,6 +22,7 @@ from compressor_gui.core.errors import CompressorError, JobCancelled
 from compressor_gui.core.evaluate import EvalResult
 from compressor_gui.core.jobs import CancelToken, Job, Progress, run_job
 from compressor_gui.core.logs import record_internal_error
+from compressor_gui.formatting import MEASURED_COLUMNS, aligned, measured_cells
 from compressor_gui.targets.base import BenchConfig, BenchResult, Target
 from compressor_gui.targets.evaluate import evaluate_on_target
 from compressor_gui.targets.jetson import total_power_mw
@@ -35,13 +36,7 @@ COLUMNS = (
     "device",
     "precision",
     "batch",
-    "p50 ms",
-    "p90 ms",
-    "p99 ms",
-    "per s",
-    "power W",
-    "top-1",
-    "cosine",
+    *MEASURED_COLUMNS,
     "machine",
     "status",
 )
@@ -81,18 +76,21 @@ class FanoutRow:
             failed = ("",) * 7 + (self.machine, f"failed: {self.error}")
             return (*settings, device, config.precision, batch, *failed)
         power = total_power_mw(dict(result.power_mw)) if result.power_mw else None
-        lat = result.latency
+        lat, quality = result.latency, self.quality
         return (
             *settings,
             result.device,
             result.precision,
             str(result.batch_size),
-            f"{lat.p50_ms:.3f}",
-            f"{lat.p90_ms:.3f}",
-            f"{lat.p99_ms:.3f}",
-            f"{result.throughput_per_s:.1f}",
-            "" if power is None else f"{power / 1000:.2f}",
-            *_quality_cells(self.quality),
+            *measured_cells(
+                lat.p50_ms,
+                lat.p90_ms,
+                lat.p99_ms,
+                result.throughput_per_s,
+                power,
+                quality.top1 if quality else None,
+                quality.cosine if quality else None,
+            ),
             self.machine,
             f"ok; {self.note}" if self.note else "ok",
         )
@@ -109,14 +107,6 @@ class FanoutRow:
             "quality": asdict(self.quality) if self.quality else None,
             "note": self.note or None,
         }
-
-
-def _quality_cells(quality: EvalResult | None) -> tuple[str, str]:
-    """Top-1 (where there are labels) and cosine to the first model, as Deploy shows them."""
-    if quality is None:
-        return "", ""
-    top1 = "" if quality.top1 is None else f"{100 * quality.top1:.2f}%"
-    return top1, "" if quality.cosine is None else f"{quality.cosine:.4f}"
 
 
 def bench_fanout_job(
@@ -266,8 +256,4 @@ def _lost(item: tuple[Leg, str, Path]) -> FanoutRow:
 
 def format_table(rows: Sequence[FanoutRow]) -> str:
     """The rows as a plain-text table (the GUI shows the same cells)."""
-    table = [COLUMNS, *(row.cells() for row in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
+    return "\n".join(aligned([COLUMNS, *(row.cells() for row in rows)], rule=True))

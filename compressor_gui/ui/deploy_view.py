@@ -12,8 +12,10 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
+    QSpinBox,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -22,7 +24,12 @@ from PySide6.QtWidgets import (
 )
 
 from compressor_gui.core.data import Dataset
-from compressor_gui.core.deploy import REFERENCE_KEY, CandidateRow, DeployResult
+from compressor_gui.core.deploy import (
+    RECOVERY_EPOCHS,
+    REFERENCE_KEY,
+    CandidateRow,
+    DeployResult,
+)
 from compressor_gui.core.deploy_report import write_deployment
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.formatting import human_bytes
@@ -80,7 +87,19 @@ class DeployView(QWidget):
         split.addWidget(self.chart)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        self.recovery_epochs = QSpinBox(minimum=0, maximum=500, value=RECOVERY_EPOCHS)
+        self.recovery_epochs.setSuffix(" epochs")
+        self.recovery_epochs.setToolTip(
+            "With labelled data, Deploy's channel-pruned forms are trained back towards the "
+            "original (distillation) this long before they are quantized and measured; 0: not "
+            "trained back (as --recovery-epochs in the command line)"
+        )
+        options = QHBoxLayout()
+        options.addWidget(QLabel("Train pruned forms back:"))
+        options.addWidget(self.recovery_epochs)
+        options.addStretch(1)
         box = QVBoxLayout(self)
+        box.addLayout(options)
         box.addWidget(self.summary)
         box.addWidget(split, 1)
 
@@ -164,7 +183,7 @@ class _SortableItem(QTableWidgetItem):
 
 def _cells(row: CandidateRow, reference_ms: float | None) -> tuple[tuple[str, float | str], ...]:
     """(text, sort key) per column; numbers sort as numbers, unmeasured ones last."""
-    p50, p90, p99, rate, top1, cosine = row.measured_cells
+    p50, p90, p99, rate, _power, top1, cosine = row.measured_cells
     speed = reference_ms / row.p50_ms if reference_ms and row.p50_ms else None
     numbers = (
         (p50, row.p50_ms),

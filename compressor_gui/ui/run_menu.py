@@ -360,11 +360,21 @@ class RunMenu:
         view = self.window.deploy_view
         work = view.new_work_dir()
 
+        epochs = view.recovery_epochs.value()
+
         def job(token: CancelToken):
             sample = evaluation_data(loaded, data)
             timed = timing or Timing()
             result = yield from deploy_job(
-                loaded.source, target, work, plan, data, token, forms=forms, timing=timed
+                loaded.source,
+                target,
+                work,
+                plan,
+                data,
+                token,
+                forms=forms,
+                timing=timed,
+                recovery_epochs=epochs,
             )
             return result, sample
 

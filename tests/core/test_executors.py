@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -19,7 +20,7 @@ from compressor_gui.core import search
 from compressor_gui.core import sensitivity as sens
 from compressor_gui.core.data import dataset_from_arrays
 from compressor_gui.core.errors import CompressorError, JobCancelled
-from compressor_gui.core.executors import ClusterConfig
+from compressor_gui.core.executors import ClusterConfig, Placement, RunningBehind
 from compressor_gui.core.jobs import CancelToken, job_in_child_process, run_job
 from compressor_gui.core.model import ModelSource, load_model
 from compressor_gui.core.search import Budget
@@ -250,3 +251,41 @@ def test_cli_sensitivity_runs_on_the_cluster(demo_onnx, cluster, capsys):
     assert main(["sensitivity", str(demo_onnx), *args, "--cluster", cluster.address, *tls]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert len(payload["points"]) == 12 and all(p["drop"] is not None for p in payload["points"])
+
+
+def _folder(payload: str) -> str:
+    return payload
+
+
+def _touch(folder: str, index: int) -> int:
+    (Path(folder) / f"piece{index}").write_text("done")
+    return index
+
+
+def test_work_here_runs_while_the_pool_runs_its_pieces(tmp_path, monkeypatch):
+    # this thread waits for a file only a pool process writes: run one after the other, it
+    # would wait in vain; the sweep's runtime INT8 points overlap its pool points this way
+    cancel = CancelToken()
+    calls = [(index,) for index in range(4)]
+    with RunningBehind(
+        Placement(workers=2), _folder, str(tmp_path), _touch, calls, cancel
+    ) as behind:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "piece3").exists():
+            assert time.monotonic() < deadline, "the pool did not run beside this thread"
+            time.sleep(0.05)
+        monkeypatch.chdir(tmp_path)  # process-wide; the pool's processes were spawned before
+        arrived = sorted(i for i, _ in [*behind.finished_so_far(), *behind.the_rest()])
+    assert arrived == [0, 1, 2, 3]
+
+
+def test_a_piece_s_error_reaches_the_thread_reading_the_results(tmp_path):
+    calls = [(index,) for index in range(3)]
+    missing = str(tmp_path / "no such folder")
+    with (
+        RunningBehind(
+            Placement(workers=2), _folder, missing, _touch, calls, CancelToken()
+        ) as behind,
+        pytest.raises(FileNotFoundError),
+    ):
+        list(behind.the_rest())

@@ -14,17 +14,7 @@ from compressor_gui.core.jobs import CancelToken, run_job
 from compressor_gui.core.plan import LayerSetting
 from tests import modelgen
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("COMPRESSOR_GUI_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def demo():
-    model = onnx.load("resources/demo.onnx")
-    data = np.load("resources/demo_eval.npz")
-    return model, dataset_from_arrays({"x": data["x"][:48], "y": data["y"][:48]}, model)
+pytestmark = pytest.mark.usefixtures("own_sweep_cache")
 
 
 def _layer(model, name):
@@ -85,8 +75,8 @@ def test_fast_pass_orders_bit_widths_by_weight_sqnr():
     assert points[0].proxy_noise < points[1].proxy_noise
 
 
-def test_first_progress_is_the_fast_pass_then_one_point_per_step(demo):
-    model, dataset = demo
+def test_first_progress_is_the_fast_pass_then_one_point_per_step(demo48):
+    model, dataset = demo48
     options = sens.options_named(["int8", "int1"])
     layers = ["/stem/conv/Conv", "/fc/Gemm"]
     job = sens.sensitivity_job(model, dataset, options=options, layers=layers, workers=2)
@@ -107,8 +97,8 @@ def test_first_progress_is_the_fast_pass_then_one_point_per_step(demo):
     assert table.point("/stem/conv/Conv", "int1").output_sqnr_db < 20
 
 
-def test_rerun_comes_from_the_cache_without_inference(demo, monkeypatch):
-    model, dataset = demo
+def test_rerun_comes_from_the_cache_without_inference(demo48, monkeypatch):
+    model, dataset = demo48
     kwargs = {"options": sens.options_named(["int4"]), "layers": ["/fc/Gemm"], "workers": 1}
     first = run_job(sens.sensitivity_job(model, dataset, **kwargs))
 
@@ -120,8 +110,8 @@ def test_rerun_comes_from_the_cache_without_inference(demo, monkeypatch):
     assert again.points == first.points and again.baseline == first.baseline
 
 
-def test_int8_points_of_another_cpu_family_are_simulated_and_say_so(demo):
-    model, dataset = demo
+def test_int8_points_of_another_cpu_family_are_simulated_and_say_so(demo48):
+    model, dataset = demo48
     here = local_machine()
     other = "avx512_vnni" if here.u8s8_saturates else "avx2"
     target = MachineInfo(here.arch, "another CPU", (other,), 2, 0)
@@ -135,8 +125,8 @@ def test_int8_points_of_another_cpu_family_are_simulated_and_say_so(demo):
     assert "INT8 points simulated" in table.notes[0] and target.isa_class in table.notes[0]
 
 
-def test_cache_of_one_cpu_family_is_not_read_on_another(demo, monkeypatch):
-    model, dataset = demo
+def test_cache_of_one_cpu_family_is_not_read_on_another(demo48, monkeypatch):
+    model, dataset = demo48
     kwargs = {"options": sens.options_named(["int4"]), "layers": ["/fc/Gemm"], "workers": 1}
     run_job(sens.sensitivity_job(model, dataset, **kwargs))
     moved = MachineInfo("x86_64", "elsewhere", ("avx512f", "amx_int8"), 2, 0, {"onnxruntime": "9"})

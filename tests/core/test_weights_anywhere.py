@@ -23,23 +23,14 @@ from tests import modelgen
 LAYERS = ["/stem/conv/Conv", "/block2/conv1/Conv", "/fc/Gemm"]
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("COMPRESSOR_GUI_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("own_sweep_cache")
 
 
 @pytest.fixture(scope="module")
-def demo():
-    model = onnx.load("resources/demo.onnx")
-    data = np.load("resources/demo_eval.npz")
-    return model, dataset_from_arrays({"x": data["x"][:48], "y": data["y"][:48]}, model)
-
-
-@pytest.fixture(scope="module")
-def paddle_style(demo, tmp_path_factory):
+def paddle_style(demo48, tmp_path_factory):
     """The demo with every weight in a Constant node, saved as a user would bring it."""
     path = tmp_path_factory.mktemp("paddle") / "paddle_demo.onnx"
-    onnx.save(modelgen.as_constant_nodes(demo[0]), str(path))
+    onnx.save(modelgen.as_constant_nodes(demo48[0]), str(path))
     return path
 
 
@@ -69,8 +60,8 @@ def test_lifted_weights_are_main_graph_initializers_and_compute_the_same(model):
         assert main[layer.weight_name] == onnx.TensorProto.FLOAT
 
 
-def test_constant_node_weights_sweep_like_initializers(demo, paddle_style):
-    model, dataset = demo
+def test_constant_node_weights_sweep_like_initializers(demo48, paddle_style):
+    model, dataset = demo48
     options = sens.options_named(["int4", "channel25"])
 
     def table(m):
@@ -94,12 +85,12 @@ def test_a_sweep_measures_convs_inside_if_branches():
     assert table.point("else_conv", "int1").output_sqnr_db == 200.0
 
 
-def test_int8_of_a_constant_weight_model_is_a_third_of_the_file(demo, paddle_style, tmp_path):
+def test_int8_of_a_constant_weight_model_is_a_third_of_the_file(demo48, paddle_style, tmp_path):
     loaded = load_model(paddle_style)
     out = tmp_path / "int8.onnx"
     # u8u8 keeps full accuracy on every CPU family, and one named form builds once
     plan = CompressionPlan(default=LayerSetting(bits=8), int8_form="u8u8")
-    result = run_job(compress_job(loaded, plan, out, demo[1], latency=False))
+    result = run_job(compress_job(loaded, plan, out, demo48[1], latency=False))
     assert out.stat().st_size <= 0.35 * paddle_style.stat().st_size
     assert [a.bits for a in result.actions] == [8] * 12
     assert all("static" in a.method for a in result.actions)
@@ -107,12 +98,12 @@ def test_int8_of_a_constant_weight_model_is_a_third_of_the_file(demo, paddle_sty
 
 
 def test_channel_pruning_of_a_constant_weight_model_folds_its_batch_norms(
-    demo, paddle_style, tmp_path
+    demo48, paddle_style, tmp_path
 ):
     loaded = load_model(paddle_style)
     out = tmp_path / "half.onnx"
     plan = CompressionPlan(default=LayerSetting(prune_ratio=0.5, prune_pattern="channel"))
-    result = run_job(compress_job(loaded, plan, out, demo[1], latency=False))
+    result = run_job(compress_job(loaded, plan, out, demo48[1], latency=False))
     assert any("11 BatchNorm folded" in step for step in result.steps)
     assert result.after.size_bytes < 0.4 * result.before.size_bytes
     names = {node.name for node in onnx.load(str(out)).graph.node}
@@ -144,8 +135,8 @@ def test_an_already_quantized_model_is_not_quantized_again(tmp_path):
     assert not (tmp_path / "again.onnx").exists()
 
 
-def test_an_opset_11_model_gets_per_channel_int8_after_conversion(demo):
-    model, dataset = demo
+def test_an_opset_11_model_gets_per_channel_int8_after_conversion(demo48):
+    model, dataset = demo48
     old = onnx.ModelProto()
     old.CopyFrom(model)
     for node in old.graph.node:  # BatchNormalization-9 has no training_mode

@@ -72,3 +72,12 @@ def test_the_sweep_sorts_by_latency_a_point_selects_its_row_and_file_saves_the_r
     assert [r["key"] for r in data["result"]["candidates"]] == [r.key for r in view.result.rows]
     for candidate in view.result.rows:
         assert f"{candidate.p50_ms:.3f}" in parsed.cells
+
+
+def test_the_tab_s_recovery_epochs_train_the_pruned_forms_back(loaded, qtbot) -> None:
+    view = loaded.deploy_view
+    view.recovery_epochs.setValue(1)
+    loaded.runs.deploy(forms=["ort-int8-c50"], timing=Timing(rounds=1, runs=3, warmup=1))
+    qtbot.waitUntil(lambda: view.result is not None, timeout=300_000)
+    pruned = view.result.row("ort-int8-c50")
+    assert pruned.error == "" and "distilled: 1 epoch on" in pruned.note
