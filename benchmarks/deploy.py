@@ -3,7 +3,7 @@ against the best peer (OpenVINO + NNCF INT8 with its defaults), on a ResNet-18-s
 trained on page orientation, a small transformer encoder block and the bundled demo.
 
     .venv/bin/python benchmarks/deploy.py [--rounds 5] [--runs 30] [--threads 2]
-        [--models pages,encoder,demo,resnet] [--recovery-epochs 10] [--recovery-pages 64]
+        [--models pages,encoder,demo,resnet] [--recovery-epochs 10] [--recovery-pages 128]
         [--forms ov-int8,ov-int8-c25,...]
 
 Every form is built (the channel-pruned ones too), timed on this machine in interleaved
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default="pages,encoder,demo", help="also: resnet")
     parser.add_argument("--recovery-epochs", type=int, default=10)
-    parser.add_argument("--recovery-pages", type=int, default=64)
+    parser.add_argument("--recovery-pages", type=int, default=128)
     parser.add_argument("--forms", help="only these candidates, comma-separated (deploy --forms)")
     parser.add_argument("--train-threads", type=int, default=2, help="torch, when training")
     args = parser.parse_args()
