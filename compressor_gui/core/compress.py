@@ -17,6 +17,13 @@ from typing import Any
 
 import onnx
 
+from compressor_gui.core.advice import (
+    AVOID_U8S8_SATURATION,
+    FIND_LOSSY_LAYERS,
+    GIVE_DATA,
+    GIVE_EVAL_DATA,
+    SMALLER_PRUNING,
+)
 from compressor_gui.core.data import (
     RANDOM_SOURCE,
     Dataset,
@@ -338,12 +345,11 @@ def quality_warnings(
     if target.u8s8_saturates and any(_plain_u8s8(action) for action in actions):
         hints.append(
             f"{target.cpu_model} has no VNNI, where u8s8 INT8 sums saturate: "
-            "try --reduce-range or --weight-type u8 (or int8_form: auto)."
+            f"{AVOID_U8S8_SATURATION.cli}."
         )
     hints.append(
-        "Run `compressor-gui compare ORIGINAL COMPRESSED --data D` to find the layers that "
-        "lose most and keep them float (--exclude NAME), or use per-channel weights, "
-        "percentile calibration, or fewer low-bit/pruned layers"
+        f"{FIND_LOSSY_LAYERS.cli}, or use per-channel weights, percentile calibration, or "
+        "fewer low-bit/pruned layers"
     )
     return ["; ".join(found) + ". " + " ".join(hints)]
 
@@ -419,8 +425,7 @@ def _check_pruning_shrinks(model: onnx.ModelProto, loaded: LoadedModel, settings
     patterns = sorted({s.prune_pattern for s in settings.values() if s.prune_ratio > 0})
     raise CompressionError(
         f"pruning ({', '.join(patterns)}) would write a file {ratio:.2f}x the original, so "
-        "nothing was written: zeroed weights keep their dense size; prune channels "
-        "(--pattern channel) or quantize as well (--int8, --int4)"
+        f"nothing was written: zeroed weights keep their dense size; {SMALLER_PRUNING.cli}"
     )
 
 
@@ -443,10 +448,7 @@ def _distilled(teacher, model, plan, data, options, target, steps, tokens):
     quantized as it was simulated."""
     calib, unlabeled = data
     if calib is None:
-        raise CompressorError(
-            "distillation needs training data: give --data D (an .npz or an image folder; "
-            "labels optional)"
-        )
+        raise CompressorError(f"distillation needs training data: {GIVE_DATA.cli}; labels optional")
     cancel, finish = tokens
     narrowed = _narrowed(plan, model)
     job = distill_job(
@@ -492,7 +494,7 @@ def _distill_warnings(report, calib, evald) -> list[str]:
     if evald is calib:
         found.append(
             "accuracy is measured on the data the model was trained on (no held-out "
-            "evaluation data): expect less on new data; give --eval-data E"
+            f"evaluation data): expect less on new data; {GIVE_EVAL_DATA.cli}"
         )
     return found
 

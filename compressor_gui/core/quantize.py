@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import onnx
 
+from compressor_gui.core.advice import WITHOUT_DATA
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.errors import CompressorError, error_text
 from compressor_gui.core.evaluate import sample_feed
@@ -254,7 +255,7 @@ def _usable_feed(model: onnx.ModelProto, dataset: Dataset | None, shapes: Shapes
         make_session(model, threads=1).run(None, feed)
     except Exception:
         warnings.append(
-            "the model does not run on random inputs: without --data, results were checked "
+            f"the model does not run on random inputs: {WITHOUT_DATA.cli}, results were checked "
             "by loading them, not by running them"
         )
         return None

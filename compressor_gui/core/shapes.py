@@ -4,9 +4,11 @@ A model's inputs may declare dynamic dims (a symbol, `?`, or -1). Every job that
 model (calibration, evaluation, sensitivity, benchmark) needs concrete ones, and they must be
 the same everywhere. `resolve_input_shapes` decides them once, in this order: the user's
 `--input-shape` (or GUI field), the data's own arrays, the model's fixed dims and metadata,
-then 1 for each dynamic dim if the model runs that way. When it does not (a detector whose
-upsampled and lateral features no longer line up at 1x1), it asks: `InputShapeNeeded` names
-the dynamic inputs and the flag to give, before any work is done or any file written.
+then 1 for each dynamic dim if the model runs that way. It asks instead (`InputShapeNeeded`,
+before any work is done or any file written) when the model does not run that way (a
+detector whose upsampled and lateral features no longer line up at 1x1), or when the height
+or width of an image input would be 1: it may run, but calibration, MACs and latency at a
+1x1 image mean nothing. The GUI asks in a dialog, the CLI exits 2 naming the flag.
 """
 
 from __future__ import annotations
@@ -41,14 +43,29 @@ _IMAGE_SIZE_KEYS = ("imgsz",)
 
 
 class InputShapeNeeded(CompressorError):
-    """The model's dynamic dims cannot be chosen without the user: `inputs` names them."""
+    """The model's dynamic dims cannot be chosen without the user: `reason` says why in
+    words either door can show, `inputs` names them, `suggested` offers a shape per real
+    input; the message adds the command line's flag."""
 
-    def __init__(self, message: str, inputs: tuple[str, ...]) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        reason: str,
+        inputs: tuple[str, ...],
+        suggested: Mapping[str, tuple[int, ...]],
+        runs_as_assumed: bool,
+    ) -> None:
+        flags = " ".join(f"--input-shape {dims_text(shape)}" for shape in suggested.values())
+        super().__init__(
+            f"{reason} Give the size it takes: {flags} (one per input, in order), or data "
+            "whose arrays have it"
+        )
+        self.reason = reason
         self.inputs = inputs
+        self.suggested = dict(suggested)
+        self.runs_as_assumed = runs_as_assumed
 
-    def __reduce__(self):  # a job in a child process sends it back pickled, inputs and all
-        return type(self), (str(self), self.inputs)
+    def __reduce__(self):  # a job in a child process sends it back pickled, fields and all
+        return type(self), (self.reason, self.inputs, self.suggested, self.runs_as_assumed)
 
 
 @dataclass(frozen=True)
@@ -121,8 +138,8 @@ def resolve_input_shapes(
 ) -> Shapes:
     """One concrete shape per real input (batch 1 unless the user or the model says
     otherwise). `user_shapes` are in input order or by name; `data` gives each sample's
-    shape. With `probe`, dims set to 1 for want of anything better are tried in onnxruntime
-    first, and InputShapeNeeded is raised when the model cannot run that way."""
+    shape. With `probe`, dims set to 1 for want of anything better are checked first:
+    InputShapeNeeded when the model cannot run that way or an image's side would be 1."""
     specs = input_specs(model)
     named = _named(specs, user_shapes)
     given: Shapes = {}
@@ -132,9 +149,9 @@ def resolve_input_shapes(
         elif data is not None and spec.name in data.inputs:
             given[spec.name] = _data_shape(spec, data)
     shapes, assumed = declared_input_shapes(model, given)
-    guessed = sorted({a.input for a in assumed if a.dim > 0 and a.source == "assumed"})
-    if probe and guessed:
-        _probe(model, shapes, [spec for spec in specs if spec.name in guessed])
+    open_dims = [a for a in assumed if a.dim > 0 and a.source == "assumed"]
+    if probe and open_dims:
+        _ask_unless_it_runs(model, shapes, open_dims)
     return {spec.name: shapes[spec.name] for spec in specs}
 
 
@@ -154,42 +171,14 @@ IMAGE_SIDE = 640  # offered for an image input's dynamic height and width
 def shape_question(
     model: onnx.ModelProto, given: Sequence[Sequence[int]] | None = None
 ) -> ShapeQuestion | None:
-    """What to ask before the first job, or None: a model that does not run with its dynamic
-    dims taken as 1, or an image input (rank 4) whose height or width would be 1 (it may
-    run, but calibration, MACs and latency at a 1x1 image mean nothing). Batch dims and
-    inputs the user or the model's metadata sized are not asked about."""
-    if given:
-        return None
-    shapes, assumed = declared_input_shapes(model)
-    open_dims = [a for a in assumed if a.source == "assumed" and a.dim > 0]
-    if not open_dims:
-        return None
-    ranks = {name: len(shape) for name, shape in shapes.items()}
-    image_sides = [a for a in open_dims if ranks[a.input] == 4 and a.dim in (2, 3)]
-    suggested = {name: list(shape) for name, shape in shapes.items()}
-    for dim in image_sides:
-        suggested[dim.input][dim.dim] = IMAGE_SIDE
-    declared = {spec.name: spec.shape for spec in input_specs(model)}
-    named = "; ".join(
-        f"{name} {shape_text(declared[name])}" for name in sorted({a.input for a in open_dims})
-    )
-    offered = {name: tuple(shape) for name, shape in suggested.items()}
+    """What the GUI asks before the first job, or None: the question every job would raise
+    as InputShapeNeeded (resolve_input_shapes' rule). Batch dims and inputs the user or the
+    model's metadata sized are not asked about."""
     try:
-        resolve_input_shapes(model)
+        resolve_input_shapes(model, given)
     except InputShapeNeeded as exc:
-        failure = error_text(exc.__cause__, 200) if exc.__cause__ else str(exc)
-        reason = (
-            f"The model's inputs have dynamic dims ({named}) and it does not run with them "
-            f"set to 1 (onnxruntime: {failure}). Give the shape it takes."
-        )
-        return ShapeQuestion(reason, False, offered)
-    if not image_sides:
-        return None
-    reason = (
-        f"The model's inputs have dynamic dims ({named}). It runs with them set to 1, but a "
-        "1x1 image makes calibration, MACs and latency meaningless. Give the size it takes."
-    )
-    return ShapeQuestion(reason, True, offered)
+        return ShapeQuestion(exc.reason, exc.runs_as_assumed, exc.suggested)
+    return None
 
 
 @dataclass(frozen=True)
@@ -447,29 +436,49 @@ def _metadata_image_size(model: onnx.ModelProto) -> tuple[int, int] | None:
     return None
 
 
-def _probe(model: onnx.ModelProto, shapes: Shapes, guessed: list[InputSpec]) -> None:
-    """Run the model once on the guessed shapes. A model onnxruntime cannot even load is not
-    a shape question (the job itself will say what is wrong); one that loads but fails on
-    the guessed dims is."""
+def _ask_unless_it_runs(
+    model: onnx.ModelProto, shapes: Shapes, open_dims: list[AssumedDim]
+) -> None:
+    """Run the model once with its open dims as 1; InputShapeNeeded when it fails there, or
+    when it runs but an image input's height or width is among them. A model onnxruntime
+    cannot even load is not a shape question (the job itself will say what is wrong)."""
+    declared = {spec.name: spec.shape for spec in input_specs(model)}
+    inputs = tuple(sorted({a.input for a in open_dims}))
+    named = "; ".join(f"{name} {shape_text(declared[name])}" for name in inputs)
+    image_sides = [a for a in open_dims if len(shapes[a.input]) == 4 and a.dim in (2, 3)]
+    failure = _run_failure(model, shapes)
+    if failure is not None:
+        reason = (
+            f"The model's inputs have dynamic dims ({named}) and it does not run with them "
+            f"set to 1 (onnxruntime: {error_text(failure, 200)})."
+        )
+        offered = _offered(shapes, image_sides or open_dims)
+        raise InputShapeNeeded(reason, inputs, offered, False) from failure
+    if image_sides:
+        reason = (
+            f"The model's inputs have dynamic dims ({named}). It runs with them set to 1, but "
+            "a 1x1 image makes calibration, MACs and latency meaningless."
+        )
+        raise InputShapeNeeded(reason, inputs, _offered(shapes, image_sides), True)
+
+
+def _run_failure(model: onnx.ModelProto, shapes: Shapes) -> Exception | None:
     try:
         session = make_session(model, threads=1)
     except CompressorError:
-        return
+        return None
     try:
         session.run(None, random_feed(model, shapes))
     except Exception as exc:  # onnxruntime raises its own types for shape errors
-        listed = "; ".join(f"{s.name} {shape_text(s.shape)}" for s in guessed)
-        example = " ".join(
-            f"--input-shape {dims_text(_example(spec))}" for spec in input_specs(model)
-        )
-        raise InputShapeNeeded(
-            f"the model's inputs have dynamic dims ({listed}) and it does not run with them "
-            f"set to 1 (onnxruntime: {error_text(exc, 200)}); give the shape it takes, one "
-            f"per input in order, e.g. {example}",
-            tuple(s.name for s in guessed),
-        ) from exc
+        return exc
+    return None
 
 
-def _example(spec: InputSpec) -> tuple[int, ...]:
-    """A shape to show in the question: batch 1, other dynamic dims 640 (an image side)."""
-    return tuple((1 if i == 0 else 640) if d is None else d for i, d in enumerate(spec.shape))
+def _offered(shapes: Shapes, dims: list[AssumedDim]) -> Shapes:
+    """The shapes to offer: `dims` (image sides, or every open dim but the batch) at
+    IMAGE_SIDE, everything else as resolved."""
+    offered = {name: list(shape) for name, shape in shapes.items()}
+    for dim in dims:
+        if dim.dim > 0:
+            offered[dim.input][dim.dim] = IMAGE_SIDE
+    return {name: tuple(shape) for name, shape in offered.items()}

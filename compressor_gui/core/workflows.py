@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from compressor_gui.core.advice import GIVE_DATA
 from compressor_gui.core.compress import CompressResult, compress_job, compress_source_job
 from compressor_gui.core.data import (
     Dataset,
@@ -50,10 +51,7 @@ from compressor_gui.core.shapes import dims_text, random_feed, resolve_input_sha
 if TYPE_CHECKING:
     from compressor_gui.core.hardware import MachineInfo
 
-NO_DATA_FOR_SWEEP = (
-    "no data to measure accuracy on: give --data (an .npz with x[, y] or an image folder), "
-    "or choose data (Run > Choose data)"
-)
+NO_DATA_FOR_SWEEP = f"no data to measure accuracy on: {GIVE_DATA.cli}, labels y optional"
 
 
 @dataclass(frozen=True)

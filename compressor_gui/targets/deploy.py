@@ -12,7 +12,7 @@ import dataclasses
 import os
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,6 +34,7 @@ from compressor_gui.core.evaluate import EvalResult, score
 from compressor_gui.core.jobs import CancelToken, Job, Progress, job_in_child_process
 from compressor_gui.core.model import ModelSource
 from compressor_gui.core.plan import CompressionPlan
+from compressor_gui.core.shapes import Shapes, dims_text, resolve_input_shapes
 from compressor_gui.targets.base import BenchConfig, BenchResult, Target
 from compressor_gui.targets.jetson import total_power_mw
 
@@ -52,11 +53,12 @@ class Timing:
     threads: int = 0  # 0: the runtime's default
     timeout_s: float = 600.0
 
-    def describe(self) -> str:
+    def describe(self, input_shapes: Mapping[str, Sequence[int]] | None = None) -> str:
         threads = f"{self.threads} threads" if self.threads else "the runtime's default threads"
+        fed = ", ".join(f"{name} {dims_text(dims)}" for name, dims in (input_shapes or {}).items())
         return (
             f"median of {self.rounds} interleaved rounds x {self.runs} runs (after {self.warmup} "
-            f"warm-up), batch 1, {threads}"
+            f"warm-up), batch 1, {threads}" + (f", input {fed}" if fed else "")
         )
 
 
@@ -103,6 +105,8 @@ def deploy_job(
         calibration = everything
         held_out = load_dataset(eval_data, loaded.onnx_model)
         split = f"tuned on {len(calibration)} samples, measured on {len(held_out)} others"
+    # every form is timed and run at the user's shape (or the data's), not at dynamic dims of 1
+    shapes = resolve_input_shapes(loaded.onnx_model, source.input_shapes, everything)
     build = job_in_child_process(
         build_forms_job,
         source,
@@ -117,9 +121,9 @@ def deploy_job(
         what="building the forms",
     )
     built = yield from _part(build, "build")
-    timed, errors = yield from _part(time_forms(target, built, timing, cancel), "time")
+    timed, errors = yield from _part(time_forms(target, built, timing, cancel, shapes), "time")
     quality, quality_errors = yield from _part(
-        quality_on_target(target, built, held_out, timing, cancel), "quality"
+        quality_on_target(target, built, held_out, timing, cancel, shapes), "quality"
     )
     errors = {**quality_errors, **errors}
     rows = tuple(candidate_row(form, timed.get(form.spec.key), quality, errors) for form in built)
@@ -140,16 +144,22 @@ def deploy_job(
         recommendation=recommendation,
         forms=built,
         data_source=held_out.source or everything.source,
-        measurement=timing.describe(),
+        measurement=timing.describe(shapes),
         notes=tuple(notes),
     )
 
 
 def time_forms(
-    target: Target, forms: Sequence[BuiltForm], timing: Timing, cancel: CancelToken
+    target: Target,
+    forms: Sequence[BuiltForm],
+    timing: Timing,
+    cancel: CancelToken,
+    input_shapes: Shapes | None = None,
 ) -> Job[tuple[dict[str, BenchResult], dict[str, str]]]:
-    """Every built form timed once per round, forms in turn; per form the median of the
-    rounds (latency percentiles, throughput, power), and the errors of forms that failed."""
+    """Every built form timed once per round, forms in turn, fed at `input_shapes`; per form
+    the median of the rounds (latency percentiles, throughput, power), and the errors of
+    forms that failed."""
+    fed = {name: list(dims) for name, dims in input_shapes.items()} if input_shapes else None
     runs: dict[str, list[BenchResult]] = {}
     errors: dict[str, str] = {}
     live = [form for form in forms if form.path is not None]
@@ -167,6 +177,7 @@ def time_forms(
                 provider=None if form.spec.runtime == "trtexec" else form.spec.device,
                 precision=form.spec.bench_precision,
                 timeout_s=timing.timeout_s,
+                input_shapes=fed,
             )
             done = round_index * len(live) + index
             message = f"timing {form.spec.label} (round {round_index + 1}/{timing.rounds})"
@@ -211,9 +222,12 @@ def quality_on_target(
     dataset: Dataset,
     timing: Timing,
     cancel: CancelToken,
+    input_shapes: Shapes | None = None,
 ) -> Job[tuple[dict[str, EvalResult], dict[str, str]]]:
-    """Each form's outputs over the held-out data computed by its own runtime on the target,
-    scored against the reference form's outputs (onnxruntime FP32 of the original)."""
+    """Each form's outputs over the held-out data computed by its own runtime on the target
+    (a runtime that fixes dynamic dims first fixes them at `input_shapes`), scored against
+    the reference form's outputs (onnxruntime FP32 of the original)."""
+    fed = {name: list(dims) for name, dims in input_shapes.items()} if input_shapes else None
     groups: dict[tuple[str, str, str], list[BuiltForm]] = {}
     for form in forms:
         if form.path is not None and form.spec.runtime != "trtexec":
@@ -226,7 +240,11 @@ def quality_on_target(
     for index, group in enumerate(ordered):
         runtime, device, precision = group
         config = BenchConfig(
-            runtime=runtime, provider=device, precision=precision, timeout_s=timing.timeout_s
+            runtime=runtime,
+            provider=device,
+            precision=precision,
+            timeout_s=timing.timeout_s,
+            input_shapes=fed,
         )
         members = groups[group]
         message = f"quality: {', '.join(f.spec.label for f in members)}"

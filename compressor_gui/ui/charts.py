@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontMetrics
-from PySide6.QtWidgets import QTabWidget, QWidget
+from PySide6.QtWidgets import QSizePolicy, QTabWidget, QWidget
 from superqt.utils import qthrottled
 
 from compressor_gui.core.inventory import weight_array
@@ -30,6 +30,22 @@ def _short(name: str) -> str:
     return "/".join(parts[:-1]) if len(parts) > 1 else name
 
 
+LEGEND_ROW_PX = 24
+
+
+def _legend_above(plot: pg.PlotItem) -> pg.LegendItem:
+    """A one-line legend in the title row, above the plot area: inside it, it would cover
+    the bars wherever they are tall."""
+    legend = pg.LegendItem(colCount=2)
+    legend.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Maximum)
+    plot.layout.removeItem(plot.titleLabel)
+    plot.titleLabel.hide()
+    plot.layout.addItem(legend, 0, 1, Qt.AlignmentFlag.AlignRight)
+    plot.layout.setRowFixedHeight(0, LEGEND_ROW_PX)
+    plot.legend = legend  # where addLegend keeps it: themes colour its labels
+    return legend
+
+
 class BarChart(pg.PlotWidget):
     """Paired bars per layer with clickable layers and a highlighted selection."""
 
@@ -42,7 +58,7 @@ class BarChart(pg.PlotWidget):
         self.setLabel("left", y_label)
         self.setMouseEnabled(x=True, y=False)
         self.showGrid(y=True)
-        self.legend = self.addLegend(offset=(-10, 10))
+        self.legend = _legend_above(self.plotItem)
         self.scene().sigMouseClicked.connect(self._clicked)
 
     def show_bars(

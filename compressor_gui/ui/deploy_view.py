@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from compressor_gui.core.advice import in_window_words
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.deploy import (
     RECOVERY_EPOCHS,
@@ -119,7 +120,7 @@ class DeployView(QWidget):
         self.summary.setText(
             f"<b>Recommended: {result.recommendation.reason}</b><br>"
             f"{result.target}: {result.machine.summary}<br>latency: {result.measurement}<br>"
-            + "<br>".join(result.notes)
+            + "<br>".join(in_window_words(note) for note in result.notes)
             + "<br>Click a row to export that form, a point to find its row, a header to sort."
         )
         self.table.setSortingEnabled(False)  # rows stay where they are put while filling

@@ -11,6 +11,7 @@ from types import TracebackType
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from compressor_gui.core.advice import in_window_words
 from compressor_gui.core.logs import record_internal_error
 
 SHORT_TEXT_CHARS = 300
@@ -32,7 +33,7 @@ def summary(message: str) -> tuple[str, str]:
 def error_box(parent: QWidget | None, title: str, message: str) -> QMessageBox:
     """A window-modal error box, opened without blocking the event loop; long text goes into
     the details box, which scrolls, so the dialog is never taller than the screen."""
-    text, details = summary(message)
+    text, details = summary(in_window_words(message))
     box = QMessageBox(QMessageBox.Icon.Critical, title, text, parent=parent)
     box.setObjectName("error_dialog")
     box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

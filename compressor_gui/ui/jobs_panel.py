@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import GeneratorWorker, create_worker
 
+from compressor_gui.core.advice import in_window_words
 from compressor_gui.core.errors import CompressorError, JobCancelled
 from compressor_gui.core.jobs import CancelToken, EtaEstimator, Progress
 from compressor_gui.core.logs import out_of_memory_text, record_internal_error
@@ -51,7 +52,8 @@ class JobsPanel(QWidget):
 
     busy_changed = Signal(bool)
     failed = Signal(str, str)
-    shape_needed = Signal(str)  # a job needs the input shape (core.shapes.InputShapeNeeded)
+    # a job needs the input shape (core.shapes.InputShapeNeeded): why, and the shapes offered
+    shape_needed = Signal(str, object)
     succeeded = Signal(str, object)  # the job's name and what it returned
     cancelled = Signal(str)
 
@@ -159,7 +161,8 @@ class JobsPanel(QWidget):
         self._worker.quit()
 
     def log_line(self, text: str) -> None:
-        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
+        """One timestamped line, in the window's words (menus, not command-line flags)."""
+        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {in_window_words(text)}")
 
     def _on_progress(self, step: object) -> None:
         if isinstance(step, Progress):
@@ -197,12 +200,13 @@ class JobsPanel(QWidget):
     def _on_error(self, exc: BaseException) -> None:
         if isinstance(exc, JobCancelled):
             return  # reported by _on_finished
-        message = error_text(exc)
+        # a shape question in the window's words: the dialog that follows asks for the size
+        message = exc.reason if isinstance(exc, InputShapeNeeded) else error_text(exc)
         self.log_line(f"✘ {self._name} failed: {message}")
         if self._on_error_callback is not None:
             self._on_error_callback(message)
         elif isinstance(exc, InputShapeNeeded):
-            self.shape_needed.emit(message)
+            self.shape_needed.emit(exc.reason, exc.suggested)
         else:
             self.failed.emit(self._name, message)
 

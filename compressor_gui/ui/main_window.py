@@ -199,7 +199,7 @@ class MainWindow(QMainWindow):
         self.charts.candidate_clicked.connect(self.runs.load_candidate)
         self.views.currentChanged.connect(self._view_changed)
         self.jobs.failed.connect(self.show_error)
-        self.jobs.shape_needed.connect(lambda message: self.opener.ask_input_shape(message))
+        self.jobs.shape_needed.connect(self.opener.ask_input_shape)
         self.jobs.cancelled.connect(lambda _name: self.training.end(None))
         self.deploy_view.failed.connect(lambda message: self.show_error("Export", message))
         self.deploy_view.exported.connect(lambda folder: self.jobs.log_line(f"exported {folder}"))
@@ -249,6 +249,8 @@ class MainWindow(QMainWindow):
         text = ", ".join(dims_text(shape) or "scalar" for shape in shapes.values())
         guessed = any(a.source == "assumed" and a.dim > 0 for a in assumed)  # not the batch
         note = " (dynamic dims taken as 1)" if guessed else ""
+        if self.opener.remembered_shapes:
+            note = " (remembered from last time)"
         self.input_shape.setText(f'input <a href="shape">{text}</a>{note}')
 
     def _fit_table_columns(self) -> None:
@@ -385,7 +387,8 @@ class MainWindow(QMainWindow):
 
     @property
     def data_path(self) -> Path | None:
-        """The data chosen by Run > Choose data; None: the data rule decides."""
+        """The data chosen in the Run menu (a file or an image folder); None: the data rule
+        decides."""
         return self.session.data_path
 
     @data_path.setter

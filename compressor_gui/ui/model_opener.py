@@ -1,5 +1,6 @@
 """Opening models in the window: the file dialog, recent files, the untrusted-pickle question,
-and the draft of an unsaved plan offered back when its model is opened again."""
+the input shape (asked once per model file, remembered for its next opening), and the draft
+of an unsaved plan offered back when its model is opened again."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from compressor_gui.core.jobs import Progress
 from compressor_gui.core.shapes import (
     ShapeQuestion,
     declared_input_shapes,
+    dims_text,
     input_specs,
     shape_question,
 )
@@ -31,6 +33,7 @@ class ModelOpener:
         self.session = window.session
         self.draft_offer: QMessageBox | None = None
         self.shape_dialog: InputShapeDialog | None = None
+        self.remembered_shapes = False  # the open model's shapes are last time's answer
         # every plan change is kept as a draft on disk (debounced: a slider drag is many)
         self.draft_timer = QTimer(window)
         self.draft_timer.setSingleShot(True)
@@ -54,9 +57,10 @@ class ModelOpener:
     def open_path(self, path: str | Path, trust_pickle: bool = False) -> bool:
         """Load in a worker; the window stays usable and shows a dialog if the file is bad."""
         path = Path(path)
+        remembered = self.window.settings.input_shapes(path)
 
         def job(_token):  # dynamic input dims are tried before any job needs them
-            opened = yield from open_model_job(path, trust_pickle)
+            opened = yield from _open_at(path, trust_pickle, remembered)
             question = None
             if opened.loaded.onnx_model is not None:
                 yield Progress(2, 2, "trying the model at its dynamic input dims")
@@ -74,6 +78,9 @@ class ModelOpener:
         if self.draft_offer is not None:
             self.draft_offer.reject()  # that model's draft stays on disk for next time
         draft = load_draft(opened.loaded.path)
+        self.remembered_shapes = bool(opened.loaded.input_shapes) and (
+            opened.loaded.input_shapes == self.window.settings.input_shapes(opened.loaded.path)
+        )
         self.session.set_model(opened)
         if draft is not None:
             try:
@@ -89,6 +96,12 @@ class ModelOpener:
         self.window.settings.set_last_dir(opened.loaded.path.parent)
         for note in (*opened.loaded.notes, *opened.inventory.assumptions):
             self.window.jobs.log_line(f"note: {note}")
+        if self.remembered_shapes:
+            text = ", ".join(map(dims_text, opened.loaded.input_shapes))
+            self.window.jobs.log_line(
+                f"input shape {text}: your answer when this model was last open "
+                "(Model ▸ Input shape… changes it)"
+            )
         if question is not None:
             self.ask_input_shape(question.reason, question.suggested)
 
@@ -97,15 +110,18 @@ class ModelOpener:
     def ask_input_shape(
         self, reason: str | None = None, suggested: dict[str, tuple[int, ...]] | None = None
     ) -> None:
-        """Ask (window-modal, the event loop runs) the shape of each dynamic input; the answer
-        is tried once and then used by every job on this model."""
+        """Ask (window-modal, the event loop runs) the shape of each dynamic input, saying
+        `reason` (why a job needs it); the answer is tried once, then used by every job on
+        this model and remembered for its next opening."""
         opened = self.session.opened
         if opened is None or opened.loaded.onnx_model is None or self.shape_dialog is not None:
             return
         model = opened.loaded.onnx_model
         current = suggested or declared_input_shapes(model, self.current_shapes())[0]
-        reason = reason or (
-            "The size each input takes in every job (calibration, evaluation on random "
+        reason = (
+            f"{reason} Give the size it takes: every job on this model then uses it."
+            if reason
+            else "The size each input takes in every job (calibration, evaluation on random "
             "inputs, sensitivity, benchmark, deploy). Dynamic dims are marked ?."
         )
         dialog = InputShapeDialog(model, current, reason, self.window)
@@ -139,6 +155,8 @@ class ModelOpener:
         def done(reshaped: OpenedModel) -> None:
             if self.session.path != reshaped.loaded.path:
                 return  # another model was opened meanwhile
+            self.window.settings.set_input_shapes(reshaped.loaded.path, shapes)
+            self.remembered_shapes = False
             self.session.set_input_shapes(reshaped)
             self.window.jobs.log_line(f"input shape {text}: every job on this model uses it")
 
@@ -216,6 +234,17 @@ class ModelOpener:
         for file in self.window.settings.recent_files():
             self.window.recent_menu.addAction(file, lambda f=file: self.open_path(f))
         self.window.recent_menu.setEnabled(bool(self.window.settings.recent_files()))
+
+
+def _open_at(path: Path, trust_pickle: bool, remembered: tuple[tuple[int, ...], ...]):
+    """Open the model at the shapes remembered for it; if they no longer fit (the settings
+    file was edited), as if none were."""
+    if remembered:
+        try:
+            return (yield from open_model_job(path, trust_pickle, remembered))
+        except CompressorError:
+            pass
+    return (yield from open_model_job(path, trust_pickle))
 
 
 def _by_name(model, shapes: tuple[tuple[int, ...], ...]) -> dict[str, tuple[int, ...]]:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from compressor_gui.core.advice import in_window_words
 from compressor_gui.core.summaries import Summary
 
 
@@ -68,4 +69,4 @@ class ResultsView(QWidget):
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
                 self.table.setItem(r, c, item)
-        self.notes.setPlainText("\n".join((*record.notes, *record.layers)))
+        self.notes.setPlainText(in_window_words("\n".join((*record.notes, *record.layers))))

@@ -17,7 +17,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from compressor_gui.core.compress import CompressResult
-from compressor_gui.core.data import RANDOM_SOURCE, is_demo_model
+from compressor_gui.core.data import (
+    RANDOM_SOURCE,
+    SPEC_FILE,
+    Dataset,
+    is_demo_model,
+    load_dataset,
+)
 from compressor_gui.core.distill_types import DistillOptions, EpochStats
 from compressor_gui.core.hardware import MachineInfo
 from compressor_gui.core.jobs import CancelToken, Progress
@@ -77,17 +83,65 @@ class RunMenu:
 
     # --- data ---------------------------------------------------------------------------------
 
-    def choose_data(self) -> bool:
+    def choose_data(self, then: Callable[[], None] | None = None) -> bool:
+        """Ask for an .npz (x, optional labels y, or one array per input) and use it."""
         name, _ = QFileDialog.getOpenFileName(
             self.window,
             "Calibration / evaluation data",
             self.window.settings.last_dir(),
             "Data (*.npz);;All files (*)",
         )
-        if name:
-            self.session.data_path = Path(name)
-            self.jobs.log_line(f"data for compress and sensitivity: {name}")
-        return bool(name)
+        return bool(name) and self.use_data(Path(name), then)
+
+    def choose_data_folder(self, then: Callable[[], None] | None = None) -> bool:
+        """Ask for a folder of images (labelled by subfolder) with its preprocess.json."""
+        name = QFileDialog.getExistingDirectory(
+            self.window,
+            f"Image folder (with {SPEC_FILE})",
+            self.window.settings.last_dir(),
+        )
+        return bool(name) and self.use_data(Path(name), then)
+
+    def use_data(self, path: Path, then: Callable[[], None] | None = None) -> bool:
+        """Open `path` as the CLI's --data does (core/data.py: .npz or image folder) in a
+        worker, against the open model; when it reads, it is the data of every job (and
+        `then` runs), else the reason is shown and nothing changes."""
+        loaded = self._loaded()
+        if loaded is None:  # nothing to check it against yet: each job opens it anyway
+            self.session.data_path = path
+            self.jobs.log_line(f"data for compress and sensitivity: {path}")
+            return True
+
+        def job(_token: CancelToken):
+            yield Progress(0, 1, f"reading {path.name}")
+            return load_dataset(path, loaded.onnx_model)
+
+        def done(dataset: Dataset) -> None:
+            self.session.data_path = path
+            labels = "with labels" if dataset.labels is not None else "no labels"
+            self.jobs.log_line(
+                f"data for compress and sensitivity: {path} ({len(dataset)} samples, {labels})"
+            )
+            if then is not None:
+                self._when_idle(then)
+
+        return self.jobs.start(
+            f"Data {path.name}",
+            job,
+            done,
+            on_error=lambda message: self.window.show_error("Data", message),
+        )
+
+    def _when_idle(self, step: Callable[[], None]) -> None:
+        """Run `step` once the running job has finished (a job's result arrives while it
+        still holds the jobs panel)."""
+
+        def go(busy: bool) -> None:
+            if not busy:
+                self.jobs.busy_changed.disconnect(go)
+                step()
+
+        self.jobs.busy_changed.connect(go)
 
     def with_data(self, what: str, start: Callable[[], None], random_allowed: bool) -> None:
         """Start `start` when the model has data (chosen, beside it, or the demo's); else
@@ -102,11 +156,13 @@ class RunMenu:
             "fidelity to the original can be measured (output cosine and SQNR), no accuracy."
             if random_allowed
             else f"{what} measures accuracy drops, which need data: choose an .npz with x "
-            "(and labels y, if you have them). On random inputs the drops would mean nothing."
+            f"(and labels y, if you have them) or a folder of images with its {SPEC_FILE}. "
+            "On random inputs the drops would mean nothing."
         )
         box = QMessageBox(QMessageBox.Icon.Question, f"{what}: no data", text, parent=self.window)
         box.setObjectName("data_question")
-        choose = box.addButton("Choose data…", QMessageBox.ButtonRole.AcceptRole)
+        choose = box.addButton("Choose .npz file…", QMessageBox.ButtonRole.AcceptRole)
+        folder = box.addButton("Choose image folder…", QMessageBox.ButtonRole.AcceptRole)
         random = None
         if random_allowed:
             random = box.addButton(f"Use {RANDOM_SOURCE}", QMessageBox.ButtonRole.ActionRole)
@@ -117,8 +173,12 @@ class RunMenu:
         def answered() -> None:
             self.data_question = None
             clicked = box.clickedButton()
-            if clicked is random or (clicked is choose and self.choose_data()):
+            if clicked is random:
                 start()
+            elif clicked is choose:
+                self.choose_data(then=start)
+            elif clicked is folder:
+                self.choose_data_folder(then=start)
 
         box.finished.connect(answered)
         self.data_question = box

@@ -1,5 +1,5 @@
-"""Persistent preferences (recent files, theme, window layout, last folder, where jobs run)
-over QSettings.
+"""Persistent preferences (recent files, theme, window layout, last folder, where jobs run,
+each model's input shape) over QSettings.
 
 QSettings writes an INI file in the platformdirs config folder, so the location is the same
 one the CLI and the target store use, and tests can point it at a temp folder.
@@ -7,13 +7,17 @@ one the CLI and the target store use, and tests can point it at a temp folder.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 from PySide6.QtCore import QByteArray, QSettings
 
+from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.executors import ClusterConfig, Placement
+from compressor_gui.core.shapes import dims_text, parse_shape
 
 APP_NAME = "compressor-gui"
 MAX_RECENT = 8
@@ -89,6 +93,20 @@ class Settings:
         for key in _COMPUTE_TEXT:
             self._qs.setValue(f"compute/{key}", getattr(compute, key))
 
+    def input_shapes(self, model: str | Path) -> tuple[tuple[int, ...], ...]:
+        """The input shapes last answered for this very file (same path, size and time of
+        change), one per real input in order; () when none or the file has changed."""
+        value = self._qs.value(f"input_shapes/{_file_key(model)}", [])
+        if isinstance(value, str):  # QSettings returns a bare string for one-item lists
+            value = [value]
+        try:
+            return tuple(parse_shape(str(text)) for text in value or [])
+        except CompressorError:  # an edited settings file must not stop a model opening
+            return ()
+
+    def set_input_shapes(self, model: str | Path, shapes: Sequence[Sequence[int]]) -> None:
+        self._qs.setValue(f"input_shapes/{_file_key(model)}", [dims_text(s) for s in shapes])
+
     def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
         return self._qs.value("geometry"), self._qs.value("window_state")
 
@@ -98,3 +116,15 @@ class Settings:
 
     def sync(self) -> None:
         self._qs.sync()
+
+
+def _file_key(model: str | Path) -> str:
+    """A model file as it is now: its absolute path, size and time of change (a file edited
+    or replaced in place gets a new key, so an old answer is never applied to it)."""
+    path = Path(model).resolve()
+    try:
+        stat = path.stat()
+        identity = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    except OSError:
+        identity = str(path)
+    return hashlib.sha256(identity.encode()).hexdigest()[:20]

@@ -57,11 +57,14 @@ class DistillDialog(QDialog):
         form.addRow("Use", self.threads)
         form.addRow("Train on", QLabel(data_text))
         self.unlabeled_edit = QLineEdit(placeholderText="none (optional .npz or image folder)")
-        browse = QPushButton("Browse…")
+        browse = QPushButton(".npz…")
         browse.clicked.connect(self._browse_unlabeled)
+        folder = QPushButton("Image folder…")
+        folder.clicked.connect(self._browse_unlabeled_folder)
         row = QHBoxLayout()
         row.addWidget(self.unlabeled_edit)
         row.addWidget(browse)
+        row.addWidget(folder)
         form.addRow("Also unlabeled", row)
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -72,6 +75,11 @@ class DistillDialog(QDialog):
 
     def _browse_unlabeled(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Unlabeled training data", "", "*.npz")
+        if path:
+            self.unlabeled_edit.setText(path)
+
+    def _browse_unlabeled_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Unlabeled images (with preprocess.json)")
         if path:
             self.unlabeled_edit.setText(path)
 

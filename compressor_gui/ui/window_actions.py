@@ -92,7 +92,17 @@ def build_actions(w: QMainWindow) -> None:
         w, "Benchmark", w.runs.benchmark, tip="Time the original and compressed model on the target"
     )
     w.data_action = _action(
-        w, "Choose data…", w.runs.choose_data, tip="Calibration/evaluation .npz (x, optional y)"
+        w,
+        "Choose data file…",
+        lambda: w.runs.choose_data(),  # not triggered(checked) as its `then`
+        tip="Calibration/evaluation data: an .npz with x (and labels y), or one array per input",
+    )
+    w.data_folder_action = _action(
+        w,
+        "Choose image folder…",
+        lambda: w.runs.choose_data_folder(),
+        tip="Calibration/evaluation data: a folder of images (a subfolder per class for "
+        "labels) with a preprocess.json giving size, mean, std, scale and channels",
     )
     w.compute_action = _action(
         w,
@@ -145,7 +155,7 @@ def build_menus(w: QMainWindow) -> None:
     run_menu = menu.addMenu("&Run")
     run_menu.addActions(w.job_actions)
     run_menu.addSeparator()
-    run_menu.addActions([w.data_action, w.compute_action])
+    run_menu.addActions([w.data_action, w.data_folder_action, w.compute_action])
     view_menu = menu.addMenu("&View")
     view_menu.addAction(w.theme_action)
     view_menu.addActions([w.jobs_dock.toggleViewAction(), w.results_dock.toggleViewAction()])

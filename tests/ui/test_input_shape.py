@@ -83,3 +83,21 @@ def test_a_job_that_needs_the_shape_asks_for_it_again(detector, qtbot):
     random.click()
     qtbot.waitUntil(lambda: detector.opener.shape_dialog is not None, timeout=60_000)
     assert not [b for b in detector.findChildren(QMessageBox) if b.isVisible()]
+    asked = detector.opener.shape_dialog.explanation.text()
+    assert "does not run with them set to 1" in asked and "--input-shape" not in asked
+    assert "--input-shape" not in detector.jobs.log.toPlainText()  # the CLI's flag, not ours
+
+
+def test_the_answer_is_remembered_when_the_same_file_is_opened_again(detector, qtbot):
+    _shaped(detector, qtbot, "1x3x64x64")
+    path = detector.session.path
+    detector.open_path(path)
+    qtbot.waitUntil(lambda: not detector.jobs.running, timeout=20_000)
+    assert detector.opener.shape_dialog is None  # not asked again
+    assert detector.session.opened.loaded.input_shapes == ((1, 3, 64, 64),)
+    assert "1x3x64x64" in detector.input_shape.text()
+    assert "remembered" in detector.input_shape.text()
+    onnx.save(modelgen.dynamic_detector(channels=4), str(path))  # changed: asked again
+    detector.open_path(path)
+    qtbot.waitUntil(lambda: detector.opener.shape_dialog is not None, timeout=20_000)
+    assert detector.session.opened.loaded.input_shapes == ()

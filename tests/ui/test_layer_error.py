@@ -27,6 +27,10 @@ def test_compress_fills_the_layer_error_tab_and_keeps_the_worst_float(
     qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=10_000)
     assert loaded.charts.currentWidget() is view
     assert view.result.samples == 64 and "top-1 100.00% →" in view.summary.text()
+    legend, plot_area = view.chart.legend, view.chart.plotItem.vb
+    qtbot.waitUntil(lambda: legend.sceneBoundingRect().height() > 0)
+    assert len(legend.items) == 2  # output error, added by the layer
+    assert legend.sceneBoundingRect().bottom() <= plot_area.sceneBoundingRect().top()  # no bar
     worst = view.result.layers[0].name
     assert worst in (HARD_LAYER, "/block2/conv2/Conv")
 

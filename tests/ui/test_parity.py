@@ -8,6 +8,9 @@ import re
 import subprocess
 import sys
 
+from compressor_gui.cli import main
+from compressor_gui.core.advice import in_window_words
+
 RECIPE = """\
 default: 8
 layers:
@@ -96,3 +99,32 @@ def test_without_data_both_doors_measure_fidelity_only(window, qtbot, tmp_path):
     printed = _cli("evaluate", str(original), str(changed))
     assert _cells(result.table_text(("original", "compressed"))) <= _cells(printed)
     assert "data: random inputs: fidelity only" in printed.splitlines()
+
+
+def test_the_window_words_advice_as_its_menus_where_the_cli_names_flags(
+    loaded, demo_path, tmp_path, capsys
+):
+    """A plan that loses accuracy on any CPU (ternary weights everywhere): both doors warn
+    and say what to do, the CLI with its verbs and flags, the window (its Results, as after
+    a Compress) with its menu paths."""
+    from compressor_gui.core.compress import compress_job
+    from compressor_gui.core.jobs import run_job
+    from compressor_gui.core.model import load_model
+    from compressor_gui.core.plan import load_recipe
+
+    recipe = tmp_path / "ternary.yaml"
+    recipe.write_text("default: 2\n")
+    job = compress_job(
+        load_model(demo_path), load_recipe(recipe), tmp_path / "window.onnx", latency=False
+    )
+    loaded.runs.compressed(run_job(job))
+    shown = loaded.results.notes.toPlainText()
+    assert "Where did accuracy go?" in shown and "top-1 fell" in shown
+    assert "compressor-gui " not in shown and " --" not in shown
+
+    out = tmp_path / "cli.onnx"
+    argv = ["compress", str(demo_path), "--recipe", str(recipe), "-o", str(out), "--no-latency"]
+    assert main(argv) == 0
+    warning = next(line for line in capsys.readouterr().out.splitlines() if "top-1 fell" in line)
+    assert "`compressor-gui compare ORIGINAL COMPRESSED --data D`" in warning
+    assert in_window_words(warning) in shown.splitlines()
