@@ -12,6 +12,10 @@ import pytest
 
 from tests.conftest import REPO, RESOURCES
 
+# PyInstaller takes about 2.5 minutes on two quiet cores and over 5 on two shared ones; the
+# first test of the module pays for the build
+pytestmark = pytest.mark.timeout(900)
+
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:

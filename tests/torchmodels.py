@@ -12,8 +12,10 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -283,3 +285,54 @@ def _export(
         tmp.unlink(missing_ok=True)
         raise
     return target
+
+
+def trained_resnet18_style(
+    path: str | os.PathLike[str],
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    width: int = 64,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    threads: int = 2,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """ResNet-18 (as `resnet18_style`, with as many classes as `labels` has) trained from a
+    seeded start on `inputs` [N, 3, H, W] with cross-entropy: Adam, cosine decay to 0, the
+    order of samples shuffled per epoch. A trained net's weights and BN statistics, unlike
+    random ones, say how compression would hurt a real model."""
+    classes = int(labels.max()) + 1
+    size = inputs.shape[-1]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            model = _ResNet18(width, classes)
+            optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+            steps = epochs * -(-len(inputs) // batch_size)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+            x, y = torch.from_numpy(inputs), torch.from_numpy(labels)
+            for epoch in range(epochs):
+                model.train()
+                order, losses, right = torch.randperm(len(x)), [], 0
+                for start in range(0, len(x), batch_size):
+                    batch = order[start : start + batch_size]
+                    logits = model(x[batch])
+                    loss = F.cross_entropy(logits, y[batch])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    losses.append(loss.item())
+                    right += int((logits.argmax(1) == y[batch]).sum())
+                log(
+                    f"epoch {epoch + 1}/{epochs}: loss {sum(losses) / len(losses):.3f}, "
+                    f"training top-1 {100 * right / len(x):.1f}%"
+                )
+        target = _target(path, f"resnet18_style_{size}_w{width}_trained_c{classes}")
+        return _export(model.eval(), (3, size, size), target, fold_constants=False)
+    finally:
+        torch.set_num_threads(previous)

@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=".npz or image folder: calibrates on one half, measures on the other (default: "
         "<model>_eval.npz beside it, the demo's splits, else random inputs: fidelity only)",
     )
+    parser.add_argument(
+        "--eval-data",
+        metavar="E",
+        help="held-out data to score the forms on (then all of --data calibrates and trains)",
+    )
     parser.add_argument("--forms", help="only these candidates, comma-separated (e.g. ov-int8)")
     parser.add_argument("--max-drop", type=float, help="top-1 points a form may lose (default 1)")
     parser.add_argument(
@@ -87,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             budget=budget,
             timing=timing,
             recovery_epochs=args.recovery_epochs,
+            eval_data=args.eval_data,
         )
         result = run_job(job, None if args.json else _show_progress)
         loaded = source.open()

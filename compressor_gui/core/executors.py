@@ -17,6 +17,8 @@ from __future__ import annotations
 import concurrent.futures as futures
 import contextlib
 import multiprocessing
+import multiprocessing.connection
+import os
 import queue
 import threading
 import time
@@ -253,10 +255,26 @@ def _forget(token: str) -> None:
 
 
 def _pool_init(shared: _Shared) -> None:
+    _exit_with_parent()
     # an error is kept and raised by each call: an initializer that raises would break the
     # pool and lose the message
     with contextlib.suppress(Exception):
         _state_for(shared)
+
+
+def _exit_with_parent() -> None:
+    """End this pool process when the process that started it is gone. A job's child process
+    is killed when it does not stop within the cancel's grace period (a calibration cannot be
+    interrupted), and its pool processes would otherwise wait for work forever."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _pool_call(token: str, function: Callable[..., R], args: tuple) -> R:

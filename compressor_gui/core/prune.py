@@ -296,7 +296,7 @@ def prune_channels(
     safely are reported as skipped; if none can be cut, CompressionError."""
     if importance not in IMPORTANCES:
         raise PlanError(f"importance must be one of {IMPORTANCES}, not {importance!r}")
-    source = _named_copy(model)
+    source = _own_norm_parameters(_named_copy(model))
     graph = ChannelGraph(source)
     skipped: list[SkippedLayer] = []
     group_ratio: dict[int, float] = {}
@@ -357,7 +357,7 @@ def prune_channels(
 def channel_groups(model: onnx.ModelProto) -> list[tuple[tuple[str, ...], int, str | None]]:
     """Every group of coupled layers: (layers, channels, why it cannot be cut or None); for the
     UI to show which layers move together before anything is cut."""
-    graph = ChannelGraph(_named_copy(model))
+    graph = ChannelGraph(_own_norm_parameters(_named_copy(model)))
     found = []
     for root, layers in graph.groups().items():
         frozen = graph.spaces[root].frozen
@@ -376,6 +376,53 @@ def _named_copy(model: onnx.ModelProto) -> onnx.ModelProto:
         if not node.name:
             node.name = f"{node.op_type}_{index}"
     return copy
+
+
+def _own_norm_parameters(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every BatchNormalization its own initializer for each parameter it shares with
+    other nodes or reads through an Identity (in place). The TorchScript exporter merges
+    equal parameters, and in a trained ResNet the biases of the two BatchNorms feeding one
+    residual Add are equal (same start, same gradients): one reads the other's through an
+    Identity, which would freeze the whole residual group."""
+    graph = model.graph
+    tensors = {tensor.name: tensor for tensor in graph.initializer}
+    aliases = {
+        node.output[0]: node.input[0]
+        for node in graph.node
+        if node.op_type == "Identity" and node.input[0] in tensors
+    }
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    for value in graph.output:
+        uses[value.name] = uses.get(value.name, 0) + 1
+    taken = set(tensors) | {name for node in graph.node for name in node.output}
+    for node in graph.node:
+        if node.op_type != "BatchNormalization":
+            continue
+        for position in range(1, 5):
+            name = node.input[position]
+            source = aliases.get(name, name)
+            if source not in tensors or (name == source and uses[name] < 2):
+                continue
+            copy = onnx.TensorProto()
+            copy.CopyFrom(tensors[source])
+            copy.name = next(
+                f"{source}.{n}" for n in range(1, 10**6) if f"{source}.{n}" not in taken
+            )
+            taken.add(copy.name)
+            graph.initializer.append(copy)
+            node.input[position] = copy.name
+            uses[name] -= 1
+    unused = [
+        n
+        for n in graph.node
+        if n.op_type == "Identity" and n.output[0] in aliases and not uses[n.output[0]]
+    ]
+    for node in unused:
+        graph.node.remove(node)
+    return model
 
 
 def _layers(model: onnx.ModelProto) -> list[tuple[str, onnx.NodeProto]]:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from compressor_gui.core.data import Dataset, eval_dataset, tuning_split
+from compressor_gui.core.data import Dataset, eval_dataset, load_dataset, tuning_split
 from compressor_gui.core.deploy import (
     RECOVERY_EPOCHS,
     REFERENCE_KEY,
@@ -74,11 +74,14 @@ def deploy_job(
     budget: Budget | None = None,
     timing: Timing = Timing(),
     recovery_epochs: int = RECOVERY_EPOCHS,
+    eval_data: str | os.PathLike[str] | None = None,
 ) -> Job[DeployResult]:
     """Build, time and score every form for `target`; return the table and the
     recommendation. The forms' files are written under `work_dir` (owned by the caller, so
     a form can still be exported after the job); `forms` limits the candidates by key;
-    channel-pruned forms are distilled `recovery_epochs` where the data has labels."""
+    channel-pruned forms are distilled `recovery_epochs` where the data has labels. With
+    `eval_data`, all of `data` calibrates and trains and the forms are scored on
+    `eval_data`; without it, `data` is split in two."""
     cancel = cancel or CancelToken()
     plan = plan or default_plan()
     budget = budget or Budget(max_drop_pt=plan.max_drop_pt)
@@ -96,7 +99,12 @@ def deploy_job(
     if loaded.onnx_model is None:
         raise CompressorError(f"{source.path.name}: no ONNX graph to deploy; give --input-shape")
     everything = eval_dataset(source.path, loaded.onnx_model, data, source.input_shapes)
-    calibration, held_out, split = tuning_split(loaded.onnx_model, everything)
+    if eval_data is None:
+        calibration, held_out, split = tuning_split(loaded.onnx_model, everything)
+    else:
+        calibration = everything
+        held_out = load_dataset(eval_data, loaded.onnx_model)
+        split = f"tuned on {len(calibration)} samples, measured on {len(held_out)} others"
     # every form is timed and run at the user's shape (or the data's), not at dynamic dims of 1
     shapes = resolve_input_shapes(loaded.onnx_model, source.input_shapes, everything)
     build = job_in_child_process(

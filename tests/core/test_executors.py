@@ -20,7 +20,7 @@ from compressor_gui.core import search
 from compressor_gui.core import sensitivity as sens
 from compressor_gui.core.data import dataset_from_arrays
 from compressor_gui.core.errors import CompressorError, JobCancelled
-from compressor_gui.core.executors import ClusterConfig, Placement, RunningBehind
+from compressor_gui.core.executors import ClusterConfig, Placement, RunningBehind, run_all
 from compressor_gui.core.jobs import CancelToken, job_in_child_process, run_job
 from compressor_gui.core.model import ModelSource, load_model
 from compressor_gui.core.search import Budget
@@ -289,3 +289,43 @@ def test_a_piece_s_error_reaches_the_thread_reading_the_results(tmp_path):
         pytest.raises(FileNotFoundError),
     ):
         list(behind.the_rest())
+
+
+def _pid_then_sleep(folder: str, index: int) -> int:
+    (Path(folder) / f"{index}.pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    return index
+
+
+def _pool_of_sleepers(folder: str) -> None:
+    calls = [(index,) for index in range(2)]
+    list(run_all(Placement(workers=2), _folder, folder, _pid_then_sleep, calls, CancelToken()))
+
+
+def test_pool_processes_end_when_the_job_process_that_started_them_is_killed(tmp_path):
+    # a cancelled job's child process is killed after its grace period; its pool must not
+    # stay behind waiting for work
+    job = multiprocessing.get_context("spawn").Process(
+        target=_pool_of_sleepers, args=(str(tmp_path),)
+    )
+    job.start()
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("*.pid"))) < 2:
+        assert time.monotonic() < deadline, "the pool never started its pieces"
+        time.sleep(0.1)
+    workers = [int(path.read_text()) for path in tmp_path.glob("*.pid")]
+    job.kill()
+    job.join()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "pool processes outlived the job's process"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")  # where there is one: a zombie is not alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not status.is_file() or "zombie" not in status.read_text()

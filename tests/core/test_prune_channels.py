@@ -356,6 +356,26 @@ def test_generated_resnet_cuts_every_stage_and_runs(tmp_path):
     assert len([g for g in report.groups if len(g.layers) > 1]) == 4  # one per stage
 
 
+def test_trained_resnet_whose_export_shares_bn_biases_cuts_every_stage(tmp_path):
+    # trained from zero, the two BN biases before each residual Add get the same gradients
+    # and stay equal: the exporter keeps one, and the other BN reads it through an Identity
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 3, 32, 32)).astype(np.float32)
+    y = np.arange(16, dtype=np.int64) % 4
+    path = torchmodels.trained_resnet18_style(
+        tmp_path, x, y, epochs=1, width=8, batch_size=8, threads=1, log=lambda _: None
+    )
+    model = onnx.load(path)
+    stored = {tensor.name for tensor in model.graph.initializer}
+    biases = [n.input[2] for n in model.graph.node if n.op_type == "BatchNormalization"]
+    assert len([name for name in biases if name not in stored]) == 3  # one per downsample
+    pruned, report = prune_channels(model, _all_layers(model))
+    assert len([g for g in report.groups if len(g.layers) > 1]) == 4  # one per stage
+    assert report.params_after <= 0.35 * report.params_before
+    feed = {"input": x[:2]}
+    assert run_model(pruned, feed)[0].shape == (2, 4)
+
+
 def test_generated_concat_cnn_cuts_gemm_inputs_by_concat_blocks(tmp_path):
     model = onnx.load(torchmodels.small_cnn_with_concat(tmp_path))
     pruned, _ = prune_channels(model, _all_layers(model))
