@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 from compressor_gui.core.data import Dataset, eval_dataset, load_dataset, tuning_split
 from compressor_gui.core.deploy import (
     RECOVERY_EPOCHS,
@@ -121,7 +123,10 @@ def deploy_job(
         what="building the forms",
     )
     built = yield from _part(build, "build")
-    timed, errors = yield from _part(time_forms(target, built, timing, cancel, shapes), "time")
+    feed = _timing_feed(held_out, Path(work_dir))
+    timed, errors = yield from _part(
+        time_forms(target, built, timing, cancel, shapes, feed), "time"
+    )
     quality, quality_errors = yield from _part(
         quality_on_target(target, built, held_out, timing, cancel, shapes), "quality"
     )
@@ -149,14 +154,26 @@ def deploy_job(
     )
 
 
+def _timing_feed(data: Dataset, folder: Path) -> Path:
+    """The first sample of `data` as an .npz the runners feed the timed runs: made-up inputs
+    miss what a model needs of its values (silero-vad's sample rate of 16000 or 8000: its
+    Pad fails at 1) and time branches a real input does not take."""
+    path = folder / "timing_feed.npz"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{name: array[:1] for name, array in data.inputs.items()})
+    return path
+
+
 def time_forms(
     target: Target,
     forms: Sequence[BuiltForm],
     timing: Timing,
     cancel: CancelToken,
     input_shapes: Shapes | None = None,
+    feed_data: Path | None = None,
 ) -> Job[tuple[dict[str, BenchResult], dict[str, str]]]:
-    """Every built form timed once per round, forms in turn, fed at `input_shapes`; per form
+    """Every built form timed once per round, forms in turn, fed `feed_data`'s sample (else
+    made-up inputs at `input_shapes`), as `bench --data` feeds; per form
     the median of the rounds (latency percentiles, throughput, power), and the errors of
     forms that failed."""
     fed = {name: list(dims) for name, dims in input_shapes.items()} if input_shapes else None
@@ -178,6 +195,7 @@ def time_forms(
                 precision=form.spec.bench_precision,
                 timeout_s=timing.timeout_s,
                 input_shapes=fed,
+                feed_data=None if feed_data is None else str(feed_data),
             )
             done = round_index * len(live) + index
             message = f"timing {form.spec.label} (round {round_index + 1}/{timing.rounds})"
