@@ -38,6 +38,11 @@ GIVE_EVAL_DATA = Advice(
     "to measure on other data, choose it (Run ▸ Choose data file…) and run Run ▸ Evaluate",
 )
 WITHOUT_DATA = Advice("without --data", "without data chosen")
+OTHER_CALIBRATION = Advice(
+    "another --calibration (entropy, minmax)",
+    "another calibration method (a recipe with calibration: entropy or minmax, through "
+    "File ▸ Load recipe…)",
+)
 SMALLER_PRUNING = Advice(
     "prune channels (--pattern channel) or quantize as well (--int8, --int4)",
     "prune channels (Pattern: channel) or quantize as well (Bits 8 or 4)",
@@ -49,6 +54,7 @@ ALL = (
     GIVE_DATA,
     GIVE_EVAL_DATA,
     WITHOUT_DATA,
+    OTHER_CALIBRATION,
     SMALLER_PRUNING,
 )
 

@@ -22,6 +22,7 @@ from compressor_gui.core.advice import (
     FIND_LOSSY_LAYERS,
     GIVE_DATA,
     GIVE_EVAL_DATA,
+    OTHER_CALIBRATION,
     SMALLER_PRUNING,
 )
 from compressor_gui.core.data import (
@@ -348,8 +349,8 @@ def quality_warnings(
             f"{AVOID_U8S8_SATURATION.cli}."
         )
     hints.append(
-        f"{FIND_LOSSY_LAYERS.cli}, or use per-channel weights, another --calibration "
-        "(entropy, minmax), or fewer low-bit/pruned layers"
+        f"{FIND_LOSSY_LAYERS.cli}, or use per-channel weights, {OTHER_CALIBRATION.cli}, "
+        "or fewer low-bit/pruned layers"
     )
     return ["; ".join(found) + ". " + " ".join(hints)]
 
