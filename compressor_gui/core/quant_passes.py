@@ -46,9 +46,6 @@ TARGET_COSINE = 0.99
 FLOAT_ROUNDS = 3
 FLOAT_PER_ROUND = 2
 COMPARE_SAMPLES = 16
-# Layers tried when ranking what to keep float by the effect on the output.
-LOCAL_CANDIDATES = 24
-FIRST_LAYERS_TRIED = 4
 INT4_OPSET = 21
 FOLDED_ACTIVATIONS = ("Clip", "Relu")  # onnxruntime's QDQ quantizer folds them into a layer
 
@@ -208,17 +205,21 @@ def _compact_added(result: onnx.ModelProto, model: onnx.ModelProto) -> onnx.Mode
 
 
 def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, reference):
-    """Under TARGET_COSINE on calibration samples, the layers whose INT8 inputs cost the
-    model's output most (`_rank_by_output`) are kept float, a few per round, while that
-    raises the cosine: one sensitive layer should not cost the whole model its fidelity.
-    The warning names them."""
+    """Under TARGET_COSINE on calibration samples, the layers whose INT8 costs the model's
+    output most (`int8_keep_float`, within a byte budget) are kept float, a few per round,
+    while that raises the cosine: one sensitive layer should not cost the whole model its
+    fidelity. The warning names them."""
+    from compressor_gui.core.int8_keep_float import rank_by_output, within_float_budget
+
     result, done = quantized
     if reference is None:
         reference = run_outputs(make_session(model), calib)
     start = cosine = fidelity(reference, run_outputs(make_session(result), calib))[1]
     if cosine >= TARGET_COSINE:
         return result, done
-    ranked = _rank_by_output(model, result, done, ctx, calib.subset(COMPARE_SAMPLES))
+    ranked = within_float_budget(
+        model, ctx, rank_by_output(model, result, done, ctx, calib.subset(COMPARE_SAMPLES))
+    )
     kept: list[str] = []
     for round_start in range(0, FLOAT_ROUNDS * FLOAT_PER_ROUND, FLOAT_PER_ROUND):
         worst = ranked[round_start : round_start + FLOAT_PER_ROUND]
@@ -245,77 +246,6 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
             f"samples): {', '.join(kept)}, the layers whose INT8 costs the output most"
         )
     return result, done
-
-
-def _rank_by_output(model, result, done, ctx: PassContext, samples: Dataset) -> list[str]:
-    """Quantized layers, best first, by how much the output cosine on `samples` rises when
-    the layer alone reads its float inputs again in the INT8 model (no recalibration).
-    The error a layer adds locally can be amplified downstream: on PP-OCRv4 det the first
-    depthwise Conv ranks 15th by local error and first by its effect on the output. Only
-    the first layers and those `compare` ranks worst locally are tried, to stay quick."""
-    first = [n for n in node_names(result.graph) if n in done][:FIRST_LAYERS_TRIED]
-    candidates = list(dict.fromkeys([*first, *_worst_locally(model, result, done, ctx, samples)]))
-    reference = run_outputs(make_session(model), samples)
-    base = fidelity(reference, run_outputs(make_session(result), samples))[1]
-    gains: dict[str, float] = {}
-    for name in candidates:
-        try:
-            outputs = run_outputs(
-                make_session(_kept_float_variant(result, model, name, done)), samples
-            )
-        except CompressorError:
-            continue
-        gains[name] = fidelity(reference, outputs)[1] - base
-    return sorted((n for n, gain in gains.items() if gain > 0), key=gains.get, reverse=True)
-
-
-def _worst_locally(model, result, done, ctx: PassContext, samples: Dataset) -> list[str]:
-    """The LOCAL_CANDIDATES quantized layers `compare` measures adding most error."""
-    from compressor_gui.core.compare import compare_job
-    from compressor_gui.core.jobs import run_job
-
-    with tempfile.TemporaryDirectory(prefix="compressor-gui-") as tmp:
-        original, changed = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(model, str(original))
-        onnx.save(result, str(changed))
-        try:
-            compared = run_job(compare_job(original, changed, samples))
-        except CompressorError as exc:
-            ctx.warnings.append(f"could not rank the layers by the error they add: {exc}")
-            return []
-    return [n for n in compared.worst(len(done)) if n in done][:LOCAL_CANDIDATES]
-
-
-def _kept_float_variant(result: onnx.ModelProto, model: onnx.ModelProto, name: str, done):
-    """A copy of the INT8 model where layer `name` runs as it would kept float: it reads the
-    original model's float inputs (activations before their Quantize/DequantizeLinear pair,
-    float weights), and its output (after a folded Relu/Clip) reaches the ops that are not
-    quantized layers without its pair. The quantizer keeps layer and tensor names."""
-    variant = onnx.ModelProto()
-    variant.CopyFrom(result)
-    original, original_graph = nodes_by_name(model.graph)[name]
-    node, graph = nodes_by_name(variant.graph)[name]
-    node.input[:] = original.input
-    present = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
-    graph.initializer.extend(
-        t for t in original_graph.initializer if t.name in original.input and t.name not in present
-    )
-    outputs = set(node.output)
-    outputs |= {
-        n.output[0]
-        for n in graph.node
-        if n.op_type in FOLDED_ACTIVATIONS and n.input and n.input[0] in outputs
-    }
-    quantizes = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
-    dequantized = {
-        n.output[0]: quantizes[n.input[0]]
-        for n in graph.node
-        if n.op_type == "DequantizeLinear" and quantizes.get(n.input[0]) in outputs
-    }
-    for consumer in graph.node:
-        if consumer.name not in done:
-            consumer.input[:] = [dequantized.get(i, i) for i in consumer.input]
-    return variant
 
 
 def _scores_classes(reference: list) -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from compressor_gui.core import quant_passes
+from compressor_gui.core import int8_keep_float, quant_passes
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
 from compressor_gui.core.quant_passes import was_quantized
@@ -72,8 +72,8 @@ def test_the_layer_that_costs_the_output_most_is_kept_float_not_the_locally_wors
 
         return wrapper
 
-    for name, key in (("_worst_locally", "local"), ("_rank_by_output", "output")):
-        monkeypatch.setattr(quant_passes, name, recorded(getattr(quant_passes, name), key))
+    for name, key in (("worst_locally", "local"), ("rank_by_output", "output")):
+        monkeypatch.setattr(int8_keep_float, name, recorded(getattr(int8_keep_float, name), key))
     result = quantize_model(
         _cancelling_model(), CompressionPlan(default=LayerSetting(bits=8)), data
     )
