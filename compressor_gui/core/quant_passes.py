@@ -205,31 +205,25 @@ def _compact_added(result: onnx.ModelProto, model: onnx.ModelProto) -> onnx.Mode
 
 
 def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, reference):
-    """Under TARGET_COSINE on calibration samples, the layers that `compare` measures adding
-    the most error are kept float, a few per round, while that raises the cosine: one
-    sensitive layer should not cost the whole model its fidelity. The warning names them."""
-    from compressor_gui.core.compare import compare_job
-    from compressor_gui.core.jobs import run_job
+    """Under TARGET_COSINE on calibration samples, the layers whose INT8 costs the model's
+    output most (`int8_keep_float`, within a byte budget) are kept float, a few per round,
+    while that raises the cosine: one sensitive layer should not cost the whole model its
+    fidelity. The warning names them."""
+    from compressor_gui.core.int8_keep_float import rank_by_output, within_float_budget
 
     result, done = quantized
     if reference is None:
         reference = run_outputs(make_session(model), calib)
     start = cosine = fidelity(reference, run_outputs(make_session(result), calib))[1]
+    if cosine >= TARGET_COSINE:
+        return result, done
+    ranked = within_float_budget(
+        model, ctx, rank_by_output(model, result, done, ctx, calib.subset(COMPARE_SAMPLES))
+    )
     kept: list[str] = []
-    for _ in range(FLOAT_ROUNDS):
-        if cosine >= TARGET_COSINE:
-            break
-        with tempfile.TemporaryDirectory(prefix="compressor-gui-") as tmp:
-            original, changed = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-            onnx.save(model, str(original))
-            onnx.save(result, str(changed))
-            try:
-                compared = run_job(compare_job(original, changed, calib.subset(COMPARE_SAMPLES)))
-            except CompressorError as exc:
-                ctx.warnings.append(f"could not rank the layers to keep float: {exc}")
-                break
-        worst = [n for n in compared.worst(len(names)) if n in done][:FLOAT_PER_ROUND]
-        if not worst:
+    for round_start in range(0, FLOAT_ROUNDS * FLOAT_PER_ROUND, FLOAT_PER_ROUND):
+        worst = ranked[round_start : round_start + FLOAT_PER_ROUND]
+        if cosine >= TARGET_COSINE or not worst:
             break
         remaining = [n for n in names if n not in (*kept, *worst)]
         try:
@@ -239,8 +233,9 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
             break
         if trial_cosine <= cosine:
             ctx.warnings.append(
-                f"keeping {', '.join(worst)} float (the layers adding the most INT8 error) did "
-                f"not raise the output cosine ({cosine:.4f} -> {trial_cosine:.4f}): kept INT8"
+                f"keeping {', '.join(worst)} float (the layers whose INT8 costs the output "
+                f"most) did not raise the output cosine ({cosine:.4f} -> {trial_cosine:.4f}): "
+                "kept INT8"
             )
             break
         kept += worst
@@ -248,7 +243,7 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
     if kept:
         ctx.warnings.append(
             f"kept float to hold the output cosine ({start:.4f} -> {cosine:.4f} on calibration "
-            f"samples): {', '.join(kept)}, the layers adding the most INT8 error"
+            f"samples): {', '.join(kept)}, the layers whose INT8 costs the output most"
         )
     return result, done
 

@@ -18,27 +18,10 @@ from tests.realmodels.suite import MODELS
 # (model, verb) -> (what happens, who is fixing it). Remove an entry once its fix lands.
 _INT8FID = "int8fid: INT8 fidelity of the real models (issue 14)"
 EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
-    ("ppocr-det", "compress --int8"): (
-        "0.28x, every Conv INT8 (layers only, percentile calibration), cosine 0.954 on rendered "
-        "pages (0.886 with every op quantized and min/max ranges). One tensor costs most: the "
-        "first depthwise Conv's output (float: 0.982 at 0.28x), but compare ranks that layer "
-        "15th by the error it adds locally, so keeping the worst-ranked float misses it",
-        _INT8FID,
-    ),
-    ("ppocr-det", "text regions"): (
-        "text-region IoU 0.894 against the original's (< 0.9) at cosine 0.954",
-        _INT8FID,
-    ),
     ("ppocr-rec", "compress --int8"): (
-        "0.27-0.33x, character accuracy unchanged (94.7 % -> 94.7 %), cosine 0.95-0.96: CTC peaks "
+        "0.27-0.34x, character accuracy unchanged (94.7 % -> 94.7 %), cosine 0.95-0.96: CTC peaks "
         "move one step between adjacent frames; the float model itself under 1 % input noise "
         "scores cosine 0.948 by the same shifts, so no INT8 reaches 0.99 on this output",
-        _INT8FID,
-    ),
-    ("layout-picodet", "compress --int8"): (
-        "0.29x, cosine 0.978 on rendered pages (< 0.99) after keeping the worst-ranked layers "
-        "float (0.964 with every Conv INT8); the loss is in the activations (QDQ computed in "
-        "float scores the same)",
         _INT8FID,
     ),
     ("silero-vad", "compress --int8"): (
