@@ -19,7 +19,7 @@ from compressor_gui.core.graph import (
     nodes_by_name,
     tensor_nbytes,
 )
-from compressor_gui.core.quant_passes import FOLDED_ACTIVATIONS
+from compressor_gui.core.ops import FOLDED_ACTIVATIONS
 
 # Layers tried when ranking: the first ones and those adding most error locally.
 LOCAL_CANDIDATES = 24

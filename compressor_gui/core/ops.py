@@ -25,6 +25,9 @@ import onnx
 
 from compressor_gui.core.graph import NodeView, node_attribute
 
+# activations onnxruntime's QDQ quantizer folds into the layer before them
+FOLDED_ACTIVATIONS = ("Clip", "Relu")
+
 # Builds a torch.nn.Module whose forward takes the node's inputs (None for absent optional
 # ones) and returns its output, or a tuple of outputs.
 TorchBuilder = Callable[[NodeView], Any]

@@ -33,6 +33,7 @@ from compressor_gui.core.graph import (
     toposort,
 )
 from compressor_gui.core.hardware import MachineInfo, local_machine
+from compressor_gui.core.ops import FOLDED_ACTIVATIONS
 from compressor_gui.core.plan import INT4_BLOCK_SIZE, CompressionPlan, LayerSetting
 from compressor_gui.core.quant_ops import rule_for
 from compressor_gui.core.shapes import Shapes, restore_io, with_input_shapes
@@ -47,7 +48,6 @@ FLOAT_ROUNDS = 3
 FLOAT_PER_ROUND = 2
 COMPARE_SAMPLES = 16
 INT4_OPSET = 21
-FOLDED_ACTIVATIONS = ("Clip", "Relu")  # onnxruntime's QDQ quantizer folds them into a layer
 
 
 @dataclass(frozen=True)
