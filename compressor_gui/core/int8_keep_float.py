@@ -67,6 +67,23 @@ def rank_by_output(model, result, done, ctx, samples: Dataset) -> list[str]:
     return sorted((n for n, gain in gains.items() if gain > 0), key=gains.get, reverse=True)
 
 
+def rank_weights_by_output(model, names, weight_only, samples: Dataset) -> list[str]:
+    """Layers, worst first, by how much the output cosine on `samples` falls when only that
+    layer's weights are INT8 (`weight_only(kept)` builds the model with the `kept` layers
+    float): on PP-OCRv4 rec one depthwise Conv of 144 weights, kernels summing to ~0 over
+    inputs with a large mean, costs 0.036 of cosine alone; the other 46 layers under 0.002."""
+    reference = run_outputs(make_session(model), samples)
+    drops: dict[str, float] = {}
+    for name in names:
+        try:
+            single, _ = weight_only([n for n in names if n != name])
+            cosine = fidelity(reference, run_outputs(make_session(single), samples))[1]
+        except CompressorError:
+            continue
+        drops[name] = 1.0 - cosine
+    return sorted((n for n, drop in drops.items() if drop > 0), key=drops.get, reverse=True)
+
+
 def worst_locally(model, result, done, ctx, samples: Dataset) -> list[str]:
     """The LOCAL_CANDIDATES quantized layers `compare` measures adding most error."""
     from compressor_gui.core.compare import compare_job

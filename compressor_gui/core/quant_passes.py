@@ -148,9 +148,11 @@ def _static_int8(model, names, ctx: PassContext):
     result, done, warnings = built[choice.form.name]
     ctx.warnings.extend(warnings)
     ctx.forms.append((choice.form.name, choice.reason))
-    result, done = _keep_worst_float(
+    result, done, cosine = _keep_worst_float(
         model, names, ctx, choice.form, (result, done), calib, reference
     )
+    if cosine < TARGET_COSINE:
+        result, done = _weight_only_if_it_holds(model, names, ctx, (result, done, cosine), calib)
     return _compact_added(result, model), done
 
 
@@ -216,7 +218,7 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
         reference = run_outputs(make_session(model), calib)
     start = cosine = fidelity(reference, run_outputs(make_session(result), calib))[1]
     if cosine >= TARGET_COSINE:
-        return result, done
+        return result, done, cosine
     ranked = within_float_budget(
         model, ctx, rank_by_output(model, result, done, ctx, calib.subset(COMPARE_SAMPLES))
     )
@@ -245,7 +247,55 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
             f"kept float to hold the output cosine ({start:.4f} -> {cosine:.4f} on calibration "
             f"samples): {', '.join(kept)}, the layers whose INT8 costs the output most"
         )
-    return result, done
+    return result, done, cosine
+
+
+def _weight_only_if_it_holds(model, names, ctx: PassContext, static, calib):
+    """When static INT8 stays under TARGET_COSINE even with its worst layers float, the same
+    layers as INT8 weight-only (codes behind a DequantizeLinear, float activations: as small
+    a file, no INT8 compute), the layers whose INT8 weights cost the output most float, if
+    that holds the target: on PP-OCRv4 rec the error of static INT8 is spread over the
+    activations of every backbone layer (one layer float or weight-only: cosine 0.93-0.98,
+    any calibration 0.94-0.96), weight-only with one 144-weight depthwise Conv float holds
+    0.99. An INT8 form the plan names (`--weight-type`) keeps static INT8 whatever its cosine."""
+    from compressor_gui.core.int8_keep_float import rank_weights_by_output, within_float_budget
+
+    result, done, static_cosine = static
+    reference = run_outputs(make_session(model), calib)
+
+    def weight_only(kept: list[str]):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        return _weight_only(copy, [n for n in names if n not in kept], ctx)
+
+    samples = calib.subset(COMPARE_SAMPLES)
+    ranked = rank_weights_by_output(model, names, weight_only, samples)
+    ranked = within_float_budget(model, ctx, ranked)
+    best = (-1.0, [], None)
+    for floats in range(FLOAT_ROUNDS * FLOAT_PER_ROUND + 1):
+        if floats > len(ranked):
+            break
+        trial, trial_done = weight_only(ranked[:floats])
+        cosine = fidelity(reference, run_outputs(make_session(trial), calib))[1]
+        if cosine > best[0]:
+            best = (cosine, ranked[:floats], (trial, trial_done))
+        if cosine >= TARGET_COSINE:
+            break
+    cosine, kept, built = best
+    if cosine < TARGET_COSINE:
+        ctx.warnings.append(
+            f"static INT8 holds an output cosine of {static_cosine:.4f} on calibration samples "
+            f"(INT8 weight-only {cosine:.4f}), under {TARGET_COSINE}: kept static INT8"
+        )
+        return result, done
+    float_words = f", {', '.join(kept)} float (its INT8 weights cost the output most)"
+    ctx.warnings.append(
+        f"static INT8 held an output cosine of {static_cosine:.4f} on calibration samples, "
+        f"under {TARGET_COSINE}: stored INT8 weight-only instead (float compute, as small a "
+        f"file, no INT8 speed-up; cosine {cosine:.4f}){float_words if kept else ''}; "
+        "--weight-type s8 keeps static INT8"
+    )
+    return built
 
 
 def _scores_classes(reference: list) -> bool:
