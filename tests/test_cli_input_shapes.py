@@ -177,3 +177,20 @@ def test_data_beside_the_model_sizes_its_dynamic_dims_when_it_opens(published_mo
     sized, question, note = sized_at_opening(opened)
     assert question is None and "1x576, 2x1x128, scalar" in note
     assert sized.loaded.input_shapes == ((1, 576), (2, 1, 128), ())
+
+
+def test_a_model_that_cannot_run_on_random_inputs_is_refused_before_writing(
+    published_models, tmp_path, capsys
+):
+    """silero-vad at a given shape runs only at its real sample rates: random inputs (a rate
+    of 1) cannot evaluate it, which used to be found after the file was written. The advice
+    names no flag for its trailing scalar input, and `scalar` is accepted for one."""
+    model = str(published_models / "silero_vad.onnx")
+    out = tmp_path / "int8.onnx"
+    argv = ["compress", model, "--int8", "-o", str(out), "--no-latency"]
+    assert main(argv) == 2
+    assert "--input-shape 1x128 --input-shape 2x1x128 (one" in capsys.readouterr().err
+    shapes = ["--input-shape", "1x576", "--input-shape", "2x1x128", "--input-shape", "scalar"]
+    assert main([*argv, *shapes]) == 2
+    assert "cannot run on random inputs" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

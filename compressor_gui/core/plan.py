@@ -120,10 +120,27 @@ class Prediction:
     macs: int
     original_size_bytes: int
     original_macs: int
+    # what an ONNX file holds besides the weights (graph, names, metadata), carried over
+    # unchanged into the predicted file; 0 where the file is no ONNX graph
+    graph_bytes: int = 0
 
     @property
     def ratio(self) -> float:
         return self.size_bytes / self.original_size_bytes if self.original_size_bytes else 1.0
+
+    @property
+    def file_size_bytes(self) -> int:
+        return self.size_bytes + self.graph_bytes
+
+    @property
+    def original_file_bytes(self) -> int:
+        return self.original_size_bytes + self.graph_bytes
+
+    @property
+    def file_ratio(self) -> float:
+        """Predicted file over the original file: the ratio Compress reports as "size"."""
+        original = self.original_file_bytes
+        return self.file_size_bytes / original if original else 1.0
 
 
 @dataclass(frozen=True)

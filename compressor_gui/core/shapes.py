@@ -54,7 +54,10 @@ class InputShapeNeeded(CompressorError):
         suggested: Mapping[str, tuple[int, ...]],
         runs_as_assumed: bool,
     ) -> None:
-        flags = " ".join(f"--input-shape {dims_text(shape)}" for shape in suggested.values())
+        shapes = list(suggested.values())
+        while shapes and not shapes[-1]:
+            shapes.pop()  # a trailing scalar input needs no flag
+        flags = " ".join(f"--input-shape {dims_text(shape) or 'scalar'}" for shape in shapes)
         super().__init__(
             f"{reason} Give the size it takes: {flags} (one per input, in order), or data "
             "whose arrays have it"
@@ -107,7 +110,9 @@ def _type_text(value_type: onnx.TypeProto) -> str:
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    """`1x3x224x224` (or `1,3,224,224`) as a tuple of positive ints."""
+    """`1x3x224x224` (or `1,3,224,224`) as a tuple of positive ints; `scalar` as ()."""
+    if text.strip().lower() == "scalar":
+        return ()
     try:
         dims = tuple(int(part) for part in text.lower().replace(",", "x").split("x"))
     except ValueError:
