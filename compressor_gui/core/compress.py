@@ -55,7 +55,6 @@ from compressor_gui.core.shapes import resolve_input_shapes
 from compressor_gui.core.sizes import compressed_size_bytes, size_report
 from compressor_gui.core.weights import already_quantized, lift_weights
 
-FUSE_CHECK_SAMPLES = 4  # samples of the job's data that fusion is verified on
 MIN_COSINE = 0.99  # output cosine under this is warned, whatever the labels say
 MIN_AGREEMENT = 0.99  # a distilled model without labels: top-1 agreement under this is warned
 SLOWER_MARGIN = 1.10  # warn when the compressed model's p50 is over 10% above the original's
@@ -275,7 +274,7 @@ def _reshaped(original, plan, inventory, shapes, reference, training, steps, war
     cancel.raise_if_cancelled()
     yield Progress(2, _STEPS, "fusing")
     if plan.fuse:
-        model = _fuse(model, shapes, _fuse_check_feeds(calib or evald), steps, warnings)
+        model = _fuse(model, shapes, calib or evald, steps, warnings)
     return model, plan, n_m_weights, report
 
 
@@ -505,20 +504,11 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _fuse_check_feeds(dataset: Dataset | None) -> list[dict] | None:
-    """The first samples of the job's data, which fusion is verified on: a model that picks
-    a branch by an input's value (a sample rate) may not run on random values. None (random
-    inputs) when the job has no data."""
-    if dataset is None or dataset.source == RANDOM_SOURCE:
-        return None
-    return list(dataset.batches(FUSE_CHECK_SAMPLES, limit=FUSE_CHECK_SAMPLES))
-
-
-def _fuse(model: onnx.ModelProto, shapes, feeds, steps: list[str], warnings: list[str]):
-    from compressor_gui.core.fuse import fuse_model
+def _fuse(model: onnx.ModelProto, shapes, data, steps: list[str], warnings: list[str]):
+    from compressor_gui.core.fuse import check_feeds, fuse_model
 
     try:
-        fused, report = fuse_model(model, shapes, feeds)
+        fused, report = fuse_model(model, shapes, check_feeds(data))
     except CompressorError as exc:
         warnings.append(f"fusion skipped: {exc}")
         return model

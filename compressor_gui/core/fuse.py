@@ -13,6 +13,7 @@ import onnx
 from onnx import numpy_helper
 
 from compressor_gui.core.advice import GIVE_DATA
+from compressor_gui.core.data import RANDOM_SOURCE, Dataset
 from compressor_gui.core.errors import CompressionError, error_text
 from compressor_gui.core.graph import (
     names_read_in_subgraphs,
@@ -23,6 +24,7 @@ from compressor_gui.core.graph import (
 from compressor_gui.core.shapes import Shapes, random_feed
 
 FUSE_TOLERANCE = 1e-4
+CHECK_SAMPLES = 4  # samples of the user's data that fusion is verified on
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,15 @@ def fuse_model(
         max_abs_diff=diff,
         notes=tuple(notes),
     )
+
+
+def check_feeds(data: Dataset | None) -> list[dict] | None:
+    """The first samples of the job's data to verify fusion on: a model that picks a branch
+    by an input's value (silero-vad's sample rate) may not run on random values. None
+    (random inputs) when there is no data or it is made up."""
+    if data is None or data.source == RANDOM_SOURCE:
+        return None
+    return list(data.batches(CHECK_SAMPLES, limit=CHECK_SAMPLES))
 
 
 def _fold_batch_norms(graph: onnx.GraphProto, notes: list[str]) -> list[tuple[str, str]]:
