@@ -272,7 +272,7 @@ def _reshaped(original, plan, inventory, shapes, reference, training, steps, war
     cancel.raise_if_cancelled()
     yield Progress(2, _STEPS, "fusing")
     if plan.fuse:
-        model = _fuse(model, shapes, steps, warnings)
+        model = _fuse(model, shapes, calib or evald, steps, warnings)
     return model, plan, n_m_weights, report
 
 
@@ -502,11 +502,11 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _fuse(model: onnx.ModelProto, shapes, steps: list[str], warnings: list[str]):
-    from compressor_gui.core.fuse import fuse_model
+def _fuse(model: onnx.ModelProto, shapes, data, steps: list[str], warnings: list[str]):
+    from compressor_gui.core.fuse import check_feeds, fuse_model
 
     try:
-        fused, report = fuse_model(model, shapes)
+        fused, report = fuse_model(model, shapes, check_feeds(data))
     except CompressorError as exc:
         warnings.append(f"fusion skipped: {exc}")
         return model

@@ -209,7 +209,11 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
     output most (`int8_keep_float`, within a byte budget) are kept float, a few per round,
     while that raises the cosine: one sensitive layer should not cost the whole model its
     fidelity. The warning names them."""
-    from compressor_gui.core.int8_keep_float import rank_by_output, within_float_budget
+    from compressor_gui.core.int8_keep_float import (
+        leading_outputs,
+        rank_by_output,
+        within_float_budget,
+    )
 
     result, done = quantized
     if reference is None:
@@ -217,8 +221,10 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
     start = cosine = fidelity(reference, run_outputs(make_session(result), calib))[1]
     if cosine >= TARGET_COSINE:
         return result, done
+    samples = calib.subset(COMPARE_SAMPLES)
+    samples_reference = leading_outputs(model, samples, reference, len(calib))
     ranked = within_float_budget(
-        model, ctx, rank_by_output(model, result, done, ctx, calib.subset(COMPARE_SAMPLES))
+        model, ctx, rank_by_output(model, result, done, ctx, samples, samples_reference)
     )
     kept: list[str] = []
     for round_start in range(0, FLOAT_ROUNDS * FLOAT_PER_ROUND, FLOAT_PER_ROUND):
