@@ -331,3 +331,57 @@ def dynamic_detector(channels=8) -> onnx.ModelProto:
         [*weights, scales, head_w, shape],
         name="detector",
     )
+
+
+def rate_gated_conv_bn(channels=4, size=8, rate=16000) -> onnx.ModelProto:
+    """Conv -> BatchNorm, then an `If` on an int64 `rate` input, as silero-vad picks its
+    branch by sample rate: `rate` == 16000 applies Relu, any other rate reshapes to
+    (rate + 2, -1), which for rate 1 cannot fit the tensor (channels * size**2 is not a
+    multiple of 3). Random inputs (integers are ones) do not run; real data does."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])
+    rate_input = helper.make_tensor_value_info("rate", TensorProto.INT64, [])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, size, size])
+
+    def branch(name: str, node: onnx.NodeProto) -> onnx.GraphProto:
+        out = helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)
+        return helper.make_graph([node], name, [], [out])
+
+    params = {
+        "bn.scale": _rng(2).uniform(0.5, 1.5, channels),
+        "bn.bias": _rng(3).normal(0, 0.1, channels),
+        "bn.mean": _rng(4).normal(0, 0.5, channels),
+        "bn.var": _rng(5).uniform(0.5, 2.0, channels),
+    }
+    constants = {
+        "expected_rate": np.array(rate, np.int64),
+        "two": np.array(2, np.int64),
+        "axes": np.array([0], np.int64),
+        "rest": np.array([-1], np.int64),
+    }
+    return _model(
+        [
+            helper.make_node("Conv", ["x", "W"], ["c"], name="conv", pads=[1] * 4),
+            helper.make_node("BatchNormalization", ["c", *params], ["b"], name="bn", epsilon=1e-3),
+            helper.make_node("Equal", ["rate", "expected_rate"], ["known"], name="known_rate"),
+            helper.make_node("Add", ["rate", "two"], ["rows"], name="rows"),
+            helper.make_node("Unsqueeze", ["rows", "axes"], ["rows1"], name="rows1"),
+            helper.make_node("Concat", ["rows1", "rest"], ["other_shape"], name="shape", axis=0),
+            helper.make_node(
+                "If",
+                ["known"],
+                ["y"],
+                name="by_rate",
+                then_branch=branch("known", helper.make_node("Relu", ["b"], ["relu_y"])),
+                else_branch=branch(
+                    "other", helper.make_node("Reshape", ["b", "other_shape"], ["other_y"])
+                ),
+            ),
+        ],
+        [x, rate_input],
+        [y],
+        [
+            _weight("W", (channels, channels, 3, 3)),
+            *(numpy_helper.from_array(v.astype(np.float32), k) for k, v in params.items()),
+            *(numpy_helper.from_array(v, k) for k, v in constants.items()),
+        ],
+    )

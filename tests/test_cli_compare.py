@@ -72,3 +72,23 @@ def test_a_second_file_that_is_not_a_model_exits_2(demo_onnx, tmp_path):
 def test_a_missing_file_exits_2(demo_onnx, tmp_path):
     result = run_cli("compare", str(demo_onnx), str(tmp_path / "nope.onnx"))
     assert result.returncode == 2 and "nope.onnx" in result.stderr
+
+
+def test_a_model_whose_layers_cannot_be_observed_says_so(tmp_path, capsys):
+    """Its only Conv sits in If branches chosen by the data itself: nothing was compared, so
+    the last line may not say that no layer adds error."""
+    from compressor_gui.cli import main
+    from tests import modelgen
+
+    original = tmp_path / "branchy.onnx"
+    onnx.save(modelgen.conv_in_if_branch(), str(original))
+    compressed = tmp_path / "branchy_int8.onnx"
+    compress = ["compress", str(original), "--int8", "-o", str(compressed), "--no-latency"]
+    assert main(compress) == 0
+    capsys.readouterr()
+    assert main(["compare", str(original), str(compressed)]) == 0
+    out = capsys.readouterr().out
+    assert "inside a subgraph: not observed" in out
+    assert out.rstrip().endswith(
+        "no layer could be compared (the notes say why): nothing to suggest"
+    )

@@ -144,3 +144,53 @@ def test_an_image_of_dynamic_size_runs_at_the_given_shape_or_the_datas(image_cla
     np.savez(data, x=np.random.default_rng(0).standard_normal((4, 8, 12, 20), np.float32))
     assert main([*argv, "--data", str(data), "--json"]) == 0
     assert "1x1" not in capsys.readouterr().err
+
+
+def test_a_stream_model_is_offered_a_length_that_runs(published_models):
+    """silero-vad's input [?, ?] and state [2, ?, 128]: every open dim at one size (the old
+    offer: 1x640 and a state batch of 640) does not run; one dim at the smallest size that
+    runs does, with the state's batch left at 1."""
+    from compressor_gui.core.graph import make_session
+    from compressor_gui.core.shapes import random_feed, shape_question
+
+    model = onnx.load(str(published_models / "silero_vad.onnx"))
+    question = shape_question(model)
+    assert question is not None and not question.runs_as_assumed
+    offered = question.suggested
+    assert offered["state"] == (2, 1, 128) and offered["input"][0] == 1
+    make_session(model).run(None, random_feed(model, offered))
+
+
+def test_data_beside_the_model_sizes_its_dynamic_dims_when_it_opens(published_models, tmp_path):
+    """The window asks nothing when `<stem>_eval.npz` beside the model sizes every dim: its
+    jobs read that data, so its sample shapes are the input shapes."""
+    from compressor_gui.core.jobs import run_job
+    from compressor_gui.core.workflows import open_model_job, sized_at_opening
+    from tests.realmodels.suite import MODELS_BY_NAME
+
+    model = tmp_path / "silero_vad.onnx"
+    model.write_bytes((published_models / "silero_vad.onnx").read_bytes())
+    opened = run_job(open_model_job(model))
+    _, question, note = sized_at_opening(opened)
+    assert question is not None and note is None  # no data yet: asked
+    np.savez(tmp_path / "silero_vad_eval.npz", **MODELS_BY_NAME["silero-vad"].data(3, 0))
+    sized, question, note = sized_at_opening(opened)
+    assert question is None and "1x576, 2x1x128, scalar" in note
+    assert sized.loaded.input_shapes == ((1, 576), (2, 1, 128), ())
+
+
+def test_a_model_that_cannot_run_on_random_inputs_is_refused_before_writing(
+    published_models, tmp_path, capsys
+):
+    """silero-vad at a given shape runs only at its real sample rates: random inputs (a rate
+    of 1) cannot evaluate it, which used to be found after the file was written. The advice
+    names no flag for its trailing scalar input, and `scalar` is accepted for one."""
+    model = str(published_models / "silero_vad.onnx")
+    out = tmp_path / "int8.onnx"
+    argv = ["compress", model, "--int8", "-o", str(out), "--no-latency"]
+    assert main(argv) == 2
+    assert "--input-shape 1x128 --input-shape 2x1x128 (one" in capsys.readouterr().err
+    shapes = ["--input-shape", "1x576", "--input-shape", "2x1x128", "--input-shape", "scalar"]
+    assert main([*argv, *shapes]) == 2
+    assert "cannot run on random inputs" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

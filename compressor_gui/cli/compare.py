@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(format_result(result, args.top))
-        print(format_keep_float(worst, args))
+        print(format_keep_float(worst, args, any(e.compared for e in result.layers)))
     save_report(args, lambda: compare_report(result))
     return 0
 
@@ -146,8 +146,10 @@ def _row(error: LayerError, qdq: bool) -> tuple[str, ...]:
     return (*row, "-" if simulated is None else format(simulated, ".1f"))
 
 
-def format_keep_float(worst: tuple[str, ...], args: argparse.Namespace) -> str:
+def format_keep_float(worst: tuple[str, ...], args: argparse.Namespace, compared: bool) -> str:
     """The recipe lines and the --exclude flags that keep the worst layers float."""
+    if not compared:
+        return "no layer could be compared (the notes say why): nothing to suggest"
     if not worst:
         return "no layer adds error: nothing to keep float"
     block = yaml.safe_dump(keep_float_block(worst), sort_keys=False, default_flow_style=None)

@@ -39,6 +39,7 @@ from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, Job, Progress
 from compressor_gui.core.model import load_model
 from compressor_gui.core.plan import QUANTIZABLE_KINDS
+from compressor_gui.core.specialize import specialized_pair
 
 # What "keep this layer float" means in a plan: not quantized and not pruned.
 KEEP_FLOAT = {"bits": 32, "prune_ratio": 0.0}
@@ -145,9 +146,12 @@ def compare_job(
     _check_same_interface(reference, changed, Path(original).name, Path(compressed).name)
     fidelity_only = dataset is None or dataset.source == RANDOM_SOURCE
     dataset = dataset or random_dataset(reference)
+    reference, changed, fixed, inlined = specialized_pair(
+        reference, changed, dataset.inputs, dataset.forms
+    )
     yield Progress(0, 1, "matching layers by tensor name")
     plan = _match_layers(reference, changed)
-    notes = list(plan.notes)
+    notes = [*([inlined] if inlined else []), *plan.notes]
     sim = _QdqSimulation(reference, changed, plan, notes) if plan.qdq else None
     sums = _Sums()
     pairs = plan.pairs()
@@ -157,8 +161,9 @@ def compare_job(
     total = len(dataset)
     done = 0
     try:
-        for feed in dataset.batches(batch_size):
+        for batch in dataset.batches(batch_size):
             cancel.raise_if_cancelled()
+            feed = {name: value for name, value in batch.items() if name not in fixed}
             ref_values = dict(zip(_names(ref_session), ref_session.run(None, feed), strict=True))
             new_values = dict(zip(_names(new_session), new_session.run(None, feed), strict=True))
             if done == 0:

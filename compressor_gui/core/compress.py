@@ -147,12 +147,12 @@ def compress_job(
     out_path = Path(out_path)
     warnings: list[str] = []
     steps: list[str] = []
-
     yield Progress(0, _STEPS, "checking the plan")
     inventory, prediction, settings = _checked_plan(plan, original)
     reference = teacher or loaded  # the model measured as "before" and distilled towards
     calib, evald, source = _datasets(reference.path, original, data, eval_data, loaded)
     shapes = resolve_input_shapes(original, loaded.input_shapes, calib or evald)
+    before, reference_outputs = yield from _original_measured(reference, evald, latency, cancel)
     distill = distill or _recipe_recovery(plan, settings)
     unlabeled = _opened(unlabeled, original)
     _check_not_quantized_twice(loaded, plan, settings, distill is not None, warnings)
@@ -160,23 +160,21 @@ def compress_job(
     model, plan, n_m_weights, report = yield from _reshaped(
         original, plan, inventory, shapes, reference, training, steps, warnings
     )
-
     cancel.raise_if_cancelled()
     yield Progress(3, _STEPS, "quantizing")
     other_work = distill is not None or any(s.prune_ratio > 0 for s in settings.values())
     model, actions, int8_form = _quantized(
         model, plan, settings, (calib, shapes), options, other_work, (steps, warnings)
     )
-
     cancel.raise_if_cancelled()
     if other_work and distill is None and not actions:
         _check_pruning_shrinks(model, loaded, settings)
     yield Progress(4, _STEPS, f"writing {out_path.name}")
     save_onnx(model, out_path)
-    sparse_size = size_report(model, n_m_weights).sparse_format_size_bytes if n_m_weights else None
-
     yield Progress(5, _STEPS, "evaluating")
-    before, after = _measure(reference.onnx_model, out_path, reference, evald, latency, cancel)
+    after, _ = _measured(
+        out_path, file_size_bytes(out_path), evald, reference_outputs, latency, cancel
+    )
     distilled = report is not None
     warnings.extend(_result_warnings(plan, before, after, actions, target, here, distilled))
     yield Progress(6, _STEPS, "done")
@@ -191,7 +189,7 @@ def compress_job(
         steps=tuple(steps),
         warnings=tuple(warnings),
         data_source=source,
-        sparse_format_size_bytes=sparse_size,
+        sparse_format_size_bytes=_sparse_size(model, n_m_weights),
         int8_form=int8_form,
         measured_on=here,
         target=target,
@@ -274,7 +272,7 @@ def _reshaped(original, plan, inventory, shapes, reference, training, steps, war
     cancel.raise_if_cancelled()
     yield Progress(2, _STEPS, "fusing")
     if plan.fuse:
-        model = _fuse(model, shapes, steps, warnings)
+        model = _fuse(model, shapes, calib or evald, steps, warnings)
     return model, plan, n_m_weights, report
 
 
@@ -504,11 +502,11 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _fuse(model: onnx.ModelProto, shapes, steps: list[str], warnings: list[str]):
-    from compressor_gui.core.fuse import fuse_model
+def _fuse(model: onnx.ModelProto, shapes, data, steps: list[str], warnings: list[str]):
+    from compressor_gui.core.fuse import check_feeds, fuse_model
 
     try:
-        fused, report = fuse_model(model, shapes)
+        fused, report = fuse_model(model, shapes, check_feeds(data))
     except CompressorError as exc:
         warnings.append(f"fusion skipped: {exc}")
         return model
@@ -552,19 +550,26 @@ def _summary(actions: tuple[LayerAction, ...]) -> str:
     return "quantized: " + "; ".join(f"{n} x {m}" for m, n in counts.items())
 
 
-def _measure(original, out_path, loaded, evald, latency, cancel):
-    """Both models on the same data and the same single-sample feed, original first (its
-    outputs are the reference for fidelity)."""
-    feed = sample_feed(original, evald)
-    reference = None
-    measured = []
-    for source, size in ((original, _original_size(loaded)), (out_path, file_size_bytes(out_path))):
-        session = make_session(source)
-        result, output = evaluate(session, evald, reference, cancel=cancel)
-        reference = output if reference is None else reference
-        timing = measure_latency(session, feed) if latency else None
-        measured.append(ModelMetrics(size, result, timing, _deflated_size(source)))
-    return measured[0], measured[1]
+def _original_measured(reference: LoadedModel, evald, latency, cancel):
+    """The original's metrics and outputs, measured first: a model that cannot run on the
+    evaluation data (random inputs at a shape it does not take, a made-up sample rate) is
+    refused before any work is done or file written."""
+    yield Progress(0, _STEPS, "measuring the original")
+    size = _original_size(reference)
+    return _measured(reference.onnx_model, size, evald, None, latency, cancel)
+
+
+def _sparse_size(model: onnx.ModelProto, n_m_weights) -> int | None:
+    return size_report(model, n_m_weights).sparse_format_size_bytes if n_m_weights else None
+
+
+def _measured(source, size, evald, reference, latency, cancel):
+    """A model's metrics and outputs on the evaluation data (fidelity against `reference`)
+    and, with `latency`, its timing on one sample of it."""
+    session = make_session(source)
+    result, outputs = evaluate(session, evald, reference, cancel=cancel)
+    timing = measure_latency(session, sample_feed(source, evald)) if latency else None
+    return ModelMetrics(size, result, timing, _deflated_size(source)), outputs
 
 
 def _deflated_size(source: onnx.ModelProto | Path) -> int | None:

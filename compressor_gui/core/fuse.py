@@ -5,12 +5,15 @@ the original model still names the same layers; the result is checked against th
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from compressor_gui.core.advice import GIVE_DATA
+from compressor_gui.core.data import RANDOM_SOURCE, Dataset
 from compressor_gui.core.errors import CompressionError, error_text
 from compressor_gui.core.graph import (
     names_read_in_subgraphs,
@@ -21,12 +24,13 @@ from compressor_gui.core.graph import (
 from compressor_gui.core.shapes import Shapes, random_feed
 
 FUSE_TOLERANCE = 1e-4
+CHECK_SAMPLES = 4  # samples of the user's data that fusion is verified on
 
 
 @dataclass(frozen=True)
 class FuseReport:
     """What fusion did: BN folded (bn node -> conv/gemm node), nodes dropped, and the largest
-    output difference measured against the unfused model on a random batch."""
+    output difference measured against the unfused model on the check feeds."""
 
     nodes_before: int
     nodes_after: int
@@ -39,11 +43,14 @@ class FuseReport:
 
 
 def fuse_model(
-    model: onnx.ModelProto, input_shapes: Shapes | None = None
+    model: onnx.ModelProto,
+    input_shapes: Shapes | None = None,
+    feeds: Sequence[Mapping[str, np.ndarray]] | None = None,
 ) -> tuple[onnx.ModelProto, FuseReport]:
-    """A fused copy of `model` whose outputs equal the original's within 1e-4 on a random
-    batch of `input_shapes` (default: dynamic dims 1); raises CompressionError (input
-    untouched) if no such model could be made."""
+    """A fused copy of `model` whose outputs equal the original's within 1e-4 on `feeds`
+    (samples of the user's data; default: one random batch of `input_shapes`, dynamic dims
+    1, which a model branching on an input's value may not run); raises CompressionError
+    (input untouched) if no such model could be made."""
 
     fused = onnx.ModelProto()
     fused.CopyFrom(model)
@@ -52,15 +59,17 @@ def fuse_model(
     folded = _fold_batch_norms(graph, notes)
     removed_identity = _remove_identities(graph)
     removed_dead = remove_dead_nodes(graph)
-    feed = random_feed(model, input_shapes)
+    checked_on = "samples of its data" if feeds else "random inputs"
+    advice = "" if feeds else f"; {GIVE_DATA.cli} to verify it on real inputs"
+    feeds = list(feeds) if feeds else [random_feed(model, input_shapes)]
     try:
-        reference = run_model(model, feed)
+        reference = [run_model(model, feed) for feed in feeds]
     except Exception as exc:
         raise CompressionError(
-            "the model does not run in onnxruntime, so fusion cannot be verified "
-            f"({error_text(exc)})"
+            f"the model does not run in onnxruntime on {checked_on}, so fusion cannot be "
+            f"verified{advice} ({error_text(exc)})"
         ) from exc
-    diff = _max_diff(reference, run_model(fused, feed))
+    diff = _max_diff_on(reference, fused, feeds)
     if diff > FUSE_TOLERANCE:
         raise CompressionError(
             f"folding BatchNorm changed the outputs by {diff:.2e} (> {FUSE_TOLERANCE}); "
@@ -69,7 +78,7 @@ def fuse_model(
     simplified = False
     slim = _slim(fused, notes)
     if slim is not None:
-        slim_diff = _max_diff(reference, run_model(slim, feed))
+        slim_diff = _max_diff_on(reference, slim, feeds)
         if slim_diff <= FUSE_TOLERANCE:
             fused, diff, simplified = slim, max(diff, slim_diff), True
         else:
@@ -90,6 +99,15 @@ def fuse_model(
         max_abs_diff=diff,
         notes=tuple(notes),
     )
+
+
+def check_feeds(data: Dataset | None) -> list[dict] | None:
+    """The first samples of the job's data to verify fusion on: a model that picks a branch
+    by an input's value (silero-vad's sample rate) may not run on random values. None
+    (random inputs) when there is no data or it is made up."""
+    if data is None or data.source == RANDOM_SOURCE:
+        return None
+    return list(data.batches(CHECK_SAMPLES, limit=CHECK_SAMPLES))
 
 
 def _fold_batch_norms(graph: onnx.GraphProto, notes: list[str]) -> list[tuple[str, str]]:
@@ -245,8 +263,10 @@ def _slim(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto | None:
     return slim
 
 
-def _max_diff(reference: list[np.ndarray], other: list[np.ndarray]) -> float:
+def _max_diff_on(reference: list[list[np.ndarray]], model: onnx.ModelProto, feeds) -> float:
+    """The largest output difference of `model` from `reference` (its outputs per feed)."""
     return max(
         float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0
-        for a, b in zip(reference, other, strict=True)
+        for expected, feed in zip(reference, feeds, strict=True)
+        for a, b in zip(expected, run_model(model, feed), strict=True)
     )

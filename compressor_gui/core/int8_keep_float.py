@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from compressor_gui.core.data import Dataset
@@ -45,15 +46,28 @@ def within_float_budget(model: onnx.ModelProto, ctx, ranked: list[str]) -> list[
     return chosen
 
 
-def rank_by_output(model, result, done, ctx, samples: Dataset) -> list[str]:
+def leading_outputs(
+    model: onnx.ModelProto, samples: Dataset, reference: list[np.ndarray], total: int
+) -> list[np.ndarray]:
+    """The float outputs of `samples`, the first of the `total` samples whose outputs
+    `reference` holds: its first rows when each output has one row per sample (no float run
+    again), else the float model run on them."""
+    if all(len(output) == total for output in reference):
+        return [output[: len(samples)] for output in reference]
+    return run_outputs(make_session(model), samples)
+
+
+def rank_by_output(
+    model, result, done, ctx, samples: Dataset, reference: list[np.ndarray]
+) -> list[str]:
     """Quantized layers, best first, by how much the output cosine on `samples` rises when
-    the layer alone reads its float inputs again in the INT8 model (no recalibration).
-    The error a layer adds locally can be amplified downstream: on PP-OCRv4 det the first
-    depthwise Conv ranked 19th by local error and first by its effect on the output. Only
-    the first layers and those `compare` ranks worst locally are tried, to stay quick."""
+    the layer alone reads its float inputs again in the INT8 model (no recalibration);
+    `reference` holds the float model's outputs on `samples`. The error a layer adds
+    locally can be amplified downstream: on PP-OCRv4 det the first depthwise Conv ranked
+    19th by local error and first by its effect on the output. Only the first layers and
+    those `compare` ranks worst locally are tried, to stay quick."""
     first = [n for n in node_names(result.graph) if n in done][:FIRST_LAYERS_TRIED]
     candidates = list(dict.fromkeys([*first, *worst_locally(model, result, done, ctx, samples)]))
-    reference = run_outputs(make_session(model), samples)
     base = fidelity(reference, run_outputs(make_session(result), samples))[1]
     gains: dict[str, float] = {}
     for name in candidates:
@@ -67,12 +81,14 @@ def rank_by_output(model, result, done, ctx, samples: Dataset) -> list[str]:
     return sorted((n for n, gain in gains.items() if gain > 0), key=gains.get, reverse=True)
 
 
-def rank_weights_by_output(model, names, weight_only, samples: Dataset) -> list[str]:
+def rank_weights_by_output(
+    names: list[str], weight_only, samples: Dataset, reference: list[np.ndarray]
+) -> list[str]:
     """Layers, worst first, by how much the output cosine on `samples` falls when only that
     layer's weights are INT8 (`weight_only(kept)` builds the model with the `kept` layers
-    float): on PP-OCRv4 rec one depthwise Conv of 144 weights, kernels summing to ~0 over
-    inputs with a large mean, costs 0.036 of cosine alone; the other 46 layers under 0.002."""
-    reference = run_outputs(make_session(model), samples)
+    float; `reference` holds the float model's outputs on `samples`): on PP-OCRv4 rec one
+    depthwise Conv of 144 weights, kernels summing to ~0 over inputs with a large mean,
+    costs 0.036 of cosine alone; the other 46 layers under 0.002."""
     drops: dict[str, float] = {}
     for name in names:
         try:

@@ -37,7 +37,7 @@ class RuntimeInt8Layers:
     def __init__(self, model: onnx.ModelProto, dataset: Dataset, machine: MachineInfo) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="int8-points-")
         folder = Path(self._tmp.name)
-        self.model = _fused(model)
+        self.model = _fused(model, dataset)
         uniform = quantize_model(
             self.model,
             CompressionPlan(default=LayerSetting(bits=8), fuse=False),
@@ -134,11 +134,12 @@ def runtime_int8_points(model, dataset, batches, reference, todo, here, cache, n
         prepared.close()
 
 
-def _fused(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model as Compress quantizes it: BatchNorm folded (layer names survive)."""
-    from compressor_gui.core.fuse import fuse_model
+def _fused(model: onnx.ModelProto, dataset: Dataset) -> onnx.ModelProto:
+    """The model as Compress quantizes it: BatchNorm folded (layer names survive), checked
+    on the sweep's data as Compress checks it."""
+    from compressor_gui.core.fuse import check_feeds, fuse_model
 
     try:
-        return fuse_model(model)[0]
+        return fuse_model(model, feeds=check_feeds(dataset))[0]
     except CompressorError:
         return model

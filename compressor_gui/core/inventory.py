@@ -9,6 +9,7 @@ weight-free skeleton of the graph (shapes only), so a 500 MB model costs no extr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -58,6 +59,9 @@ class LayerInfo:
     weight_std: float
     graph: str = ""  # "" for the main graph, else the subgraph path, e.g. "If_0/then_branch"
     notes: tuple[str, ...] = ()
+    # params of owned weights besides the main one that quantization codes too (an RNN's
+    # recurrence weights R), so the size prediction shrinks them with the main weight
+    coded_params: int = 0
 
     @property
     def sparsity(self) -> float:
@@ -315,19 +319,19 @@ class _Collector:
                 "known to the inventory: weights counted, MACs n/a"
             )
         name = self._unique(node.name or f"{node.op_type}_{index}")
-        self.layers.append(
-            _make_layer(
-                name,
-                node.op_type,
-                role.kind(node, primary.shape) if role else "other",
-                [n for n, _ in owned],
-                [numpy_helper.to_array(t) for _, t in owned],
-                role.macs_or_none(node, self.shapes, primary.shape) if role else None,
-                path,
-                tuple(notes),
-                primary=primary,
-            )
+        layer = _make_layer(
+            name,
+            node.op_type,
+            role.kind(node, primary.shape) if role else "other",
+            [n for n, _ in owned],
+            [numpy_helper.to_array(t) for _, t in owned],
+            role.macs_or_none(node, self.shapes, primary.shape) if role else None,
+            path,
+            tuple(notes),
+            primary=primary,
         )
+        coded = _coded_params(node, role, owned, weights_of)
+        self.layers.append(dataclasses.replace(layer, coded_params=coded))
 
     def _add_leftovers(self, graph, path, producers) -> None:
         consumers: dict[str, str] = {}
@@ -358,6 +362,23 @@ class _Collector:
                     (),
                 )
             )
+
+
+def _coded_params(node, role, owned, weights_of) -> int:
+    """Params of the owned tensors behind the node's other coded inputs (role.axes), apart
+    from those behind its main weight (an LSTM export may slice W and R from one tensor)."""
+    if role is None:
+        return 0
+    main = role.main_input(node)
+    behind_main = {id(t) for _, t in weights_of(main)} if main else set()
+    coded: dict[int, int] = {}
+    for position in role.axes:
+        if position == role.weight_input or position >= len(node.input) or not node.input[position]:
+            continue
+        for _, tensor in weights_of(node.input[position]):
+            coded[id(tensor)] = math.prod(tensor.dims)
+    owned_ids = {id(t) for _, t in owned}
+    return sum(n for key, n in coded.items() if key in owned_ids and key not in behind_main)
 
 
 def _make_layer(name, op_type, kind, names, arrays, macs, path, notes, primary=None) -> LayerInfo:

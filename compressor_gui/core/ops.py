@@ -352,6 +352,7 @@ OPS: dict[str, OpFacts] = {
     "Unsqueeze": _unary("unsqueeze", channels=None),
     "Shape": _unary("shape", channels="shape"),
     "Slice": _unary("slice_", channels=None),
+    "Split": _unary("split", channels=None),
     "Cast": _unary("cast"),
     "Identity": _unary("identity"),
     "Dropout": _unary("dropout"),

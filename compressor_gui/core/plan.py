@@ -120,10 +120,27 @@ class Prediction:
     macs: int
     original_size_bytes: int
     original_macs: int
+    # what an ONNX file holds besides the weights (graph, names, metadata), carried over
+    # unchanged into the predicted file; 0 where the file is no ONNX graph
+    graph_bytes: int = 0
 
     @property
     def ratio(self) -> float:
         return self.size_bytes / self.original_size_bytes if self.original_size_bytes else 1.0
+
+    @property
+    def file_size_bytes(self) -> int:
+        return self.size_bytes + self.graph_bytes
+
+    @property
+    def original_file_bytes(self) -> int:
+        return self.original_size_bytes + self.graph_bytes
+
+    @property
+    def file_ratio(self) -> float:
+        """Predicted file over the original file: the ratio Compress reports as "size"."""
+        original = self.original_file_bytes
+        return self.file_size_bytes / original if original else 1.0
 
 
 @dataclass(frozen=True)
@@ -482,9 +499,11 @@ def lead_layer(layers: Sequence[Any]) -> Any:
 
 def _predict_layer(layer: Any, setting: LayerSetting, params_keep: float) -> LayerPrediction:
     main_full = math.prod(layer.weight_shape) if layer.weight_shape else 0
-    main = min(main_full, layer.params)
+    main = min(main_full + layer.coded_params, layer.params)
     rest = layer.params - main
-    out_channels = layer.weight_shape[0] if layer.weight_shape else 1
+    # scales run per output channel: axis 1 of an RNN's [directions, gates * hidden, in]
+    channel_axis = 1 if layer.kind == "rnn" else 0
+    out_channels = layer.weight_shape[channel_axis] if len(layer.weight_shape) > channel_axis else 1
     main = int(main * params_keep)
     itemsize = layer.size_bytes / layer.params if layer.params else 4.0
     rest_bytes = rest * (2 if setting.bits == 16 else itemsize)
@@ -498,7 +517,7 @@ def _predict_layer(layer: Any, setting: LayerSetting, params_keep: float) -> Lay
     elif setting.bits == 4 and _conv_blocks(layer):
         main_bytes = math.ceil(main / 2) + _conv_blocks(layer) * params_keep * _SCALE_BYTES
     else:
-        scales = out_channels if setting.per_channel else 1
+        scales = (out_channels if setting.per_channel else 1) * (2 if layer.coded_params else 1)
         zero_points = scales if setting.bits == 8 else 0
         main_bytes = math.ceil(main * setting.bits / 8) + scales * _SCALE_BYTES + zero_points
     size = int(main_bytes + rest_bytes)

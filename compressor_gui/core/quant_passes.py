@@ -152,7 +152,9 @@ def _static_int8(model, names, ctx: PassContext):
         model, names, ctx, choice.form, (result, done), calib, reference
     )
     if cosine < TARGET_COSINE:
-        result, done = _weight_only_if_it_holds(model, names, ctx, (result, done, cosine), calib)
+        result, done = _weight_only_if_it_holds(
+            model, names, ctx, (result, done, cosine), calib, reference
+        )
     return _compact_added(result, model), done
 
 
@@ -211,7 +213,11 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
     output most (`int8_keep_float`, within a byte budget) are kept float, a few per round,
     while that raises the cosine: one sensitive layer should not cost the whole model its
     fidelity. The warning names them."""
-    from compressor_gui.core.int8_keep_float import rank_by_output, within_float_budget
+    from compressor_gui.core.int8_keep_float import (
+        leading_outputs,
+        rank_by_output,
+        within_float_budget,
+    )
 
     result, done = quantized
     if reference is None:
@@ -219,8 +225,10 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
     start = cosine = fidelity(reference, run_outputs(make_session(result), calib))[1]
     if cosine >= TARGET_COSINE:
         return result, done, cosine
+    samples = calib.subset(COMPARE_SAMPLES)
+    samples_reference = leading_outputs(model, samples, reference, len(calib))
     ranked = within_float_budget(
-        model, ctx, rank_by_output(model, result, done, ctx, calib.subset(COMPARE_SAMPLES))
+        model, ctx, rank_by_output(model, result, done, ctx, samples, samples_reference)
     )
     kept: list[str] = []
     for round_start in range(0, FLOAT_ROUNDS * FLOAT_PER_ROUND, FLOAT_PER_ROUND):
@@ -250,7 +258,7 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
     return result, done, cosine
 
 
-def _weight_only_if_it_holds(model, names, ctx: PassContext, static, calib):
+def _weight_only_if_it_holds(model, names, ctx: PassContext, static, calib, reference):
     """When static INT8 stays under TARGET_COSINE even with its worst layers float, the same
     layers as INT8 weight-only (codes behind a DequantizeLinear, float activations: as small
     a file, no INT8 compute), the layers whose INT8 weights cost the output most float, if
@@ -258,10 +266,15 @@ def _weight_only_if_it_holds(model, names, ctx: PassContext, static, calib):
     activations of every backbone layer (one layer float or weight-only: cosine 0.93-0.98,
     any calibration 0.94-0.96), weight-only with one 144-weight depthwise Conv float holds
     0.99. An INT8 form the plan names (`--weight-type`) keeps static INT8 whatever its cosine."""
-    from compressor_gui.core.int8_keep_float import rank_weights_by_output, within_float_budget
+    from compressor_gui.core.int8_keep_float import (
+        leading_outputs,
+        rank_weights_by_output,
+        within_float_budget,
+    )
 
     result, done, static_cosine = static
-    reference = run_outputs(make_session(model), calib)
+    if reference is None:
+        reference = run_outputs(make_session(model), calib)
 
     def weight_only(kept: list[str]):
         copy = onnx.ModelProto()
@@ -269,7 +282,8 @@ def _weight_only_if_it_holds(model, names, ctx: PassContext, static, calib):
         return _weight_only(copy, [n for n in names if n not in kept], ctx)
 
     samples = calib.subset(COMPARE_SAMPLES)
-    ranked = rank_weights_by_output(model, names, weight_only, samples)
+    samples_reference = leading_outputs(model, samples, reference, len(calib))
+    ranked = rank_weights_by_output(names, weight_only, samples, samples_reference)
     ranked = within_float_budget(model, ctx, ranked)
     best = (-1.0, [], None)
     for floats in range(FLOAT_ROUNDS * FLOAT_PER_ROUND + 1):

@@ -112,6 +112,7 @@ class Session:
 
     def __init__(self) -> None:
         self.opened: OpenedModel | None = None
+        self._graph_bytes = 0
         self.plan = CompressionPlan()
         self.history = UndoHistory(self._apply_plan)
         self.sensitivity: SensitivityTable | None = None
@@ -139,6 +140,7 @@ class Session:
         """A newly opened model: a fresh plan and history; the old model's compressed file
         and measurements no longer apply."""
         self.opened = opened
+        self._graph_bytes = _graph_bytes(opened)
         self.plan = CompressionPlan()
         self.sensitivity = None
         self.autoplan = None
@@ -212,8 +214,23 @@ class Session:
 
     def prediction(self) -> Prediction | None:
         """The plan's predicted size and MACs (instant: no graph rewrite); None without model."""
-        return None if self.inventory is None else self.plan.predict(self.inventory)
+        if self.inventory is None:
+            return None
+        prediction = self.plan.predict(self.inventory)
+        return dataclasses.replace(prediction, graph_bytes=self._graph_bytes)
 
     def _apply_plan(self, plan: CompressionPlan) -> None:
         self.plan = plan
         self.plan_changed.emit()
+
+
+def _graph_bytes(opened: OpenedModel) -> int:
+    """What the opened ONNX file holds besides its weights (0 for torch files: their
+    compressed form is a new ONNX file)."""
+    if opened.loaded.format != "onnx":
+        return 0
+    try:
+        on_disk = opened.loaded.file_size_bytes
+    except OSError:
+        return 0
+    return max(0, on_disk - opened.inventory.total_bytes)

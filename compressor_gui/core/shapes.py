@@ -54,7 +54,10 @@ class InputShapeNeeded(CompressorError):
         suggested: Mapping[str, tuple[int, ...]],
         runs_as_assumed: bool,
     ) -> None:
-        flags = " ".join(f"--input-shape {dims_text(shape)}" for shape in suggested.values())
+        shapes = list(suggested.values())
+        while shapes and not shapes[-1]:
+            shapes.pop()  # a trailing scalar input needs no flag
+        flags = " ".join(f"--input-shape {dims_text(shape) or 'scalar'}" for shape in shapes)
         super().__init__(
             f"{reason} Give the size it takes: {flags} (one per input, in order), or data "
             "whose arrays have it"
@@ -107,7 +110,9 @@ def _type_text(value_type: onnx.TypeProto) -> str:
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    """`1x3x224x224` (or `1,3,224,224`) as a tuple of positive ints."""
+    """`1x3x224x224` (or `1,3,224,224`) as a tuple of positive ints; `scalar` as ()."""
+    if text.strip().lower() == "scalar":
+        return ()
     try:
         dims = tuple(int(part) for part in text.lower().replace(",", "x").split("x"))
     except ValueError:
@@ -169,13 +174,15 @@ IMAGE_SIDE = 640  # offered for an image input's dynamic height and width
 
 
 def shape_question(
-    model: onnx.ModelProto, given: Sequence[Sequence[int]] | None = None
+    model: onnx.ModelProto,
+    given: Sequence[Sequence[int]] | None = None,
+    data: SampledInputs | None = None,
 ) -> ShapeQuestion | None:
     """What the GUI asks before the first job, or None: the question every job would raise
-    as InputShapeNeeded (resolve_input_shapes' rule). Batch dims and inputs the user or the
-    model's metadata sized are not asked about."""
+    as InputShapeNeeded (resolve_input_shapes' rule). Batch dims and inputs the user, the
+    data or the model's metadata sized are not asked about."""
     try:
-        resolve_input_shapes(model, given)
+        resolve_input_shapes(model, given, data)
     except InputShapeNeeded as exc:
         return ShapeQuestion(exc.reason, exc.runs_as_assumed, exc.suggested)
     return None
@@ -446,13 +453,16 @@ def _ask_unless_it_runs(
     inputs = tuple(sorted({a.input for a in open_dims}))
     named = "; ".join(f"{name} {shape_text(declared[name])}" for name in inputs)
     image_sides = [a for a in open_dims if len(shapes[a.input]) == 4 and a.dim in (2, 3)]
-    failure = _run_failure(model, shapes)
+    session = _session_or_none(model)
+    failure = _run_failure(session, model, shapes)
     if failure is not None:
         reason = (
             f"The model's inputs have dynamic dims ({named}) and it does not run with them "
             f"set to 1 (onnxruntime: {error_text(failure, 200)})."
         )
-        offered = _offered(shapes, image_sides or open_dims)
+        offered = (image_sides and _offered(shapes, image_sides)) or _one_dim_that_runs(
+            session, model, shapes, open_dims
+        )
         raise InputShapeNeeded(reason, inputs, offered, False) from failure
     if image_sides:
         reason = (
@@ -462,16 +472,44 @@ def _ask_unless_it_runs(
         raise InputShapeNeeded(reason, inputs, _offered(shapes, image_sides), True)
 
 
-def _run_failure(model: onnx.ModelProto, shapes: Shapes) -> Exception | None:
+def _session_or_none(model: onnx.ModelProto):
+    """A session to try shapes on; None for a model onnxruntime cannot load (not a shape
+    question: the job itself will say what is wrong)."""
     try:
-        session = make_session(model, threads=1)
+        return make_session(model, threads=1)
     except CompressorError:
+        return None
+
+
+def _run_failure(session, model: onnx.ModelProto, shapes: Shapes) -> Exception | None:
+    if session is None:
         return None
     try:
         session.run(None, random_feed(model, shapes))
     except Exception as exc:  # onnxruntime raises its own types for shape errors
         return exc
     return None
+
+
+# sizes tried for one open dim that is no image side (a sequence or audio length, a state)
+_TRIED_SIZES = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def _one_dim_that_runs(
+    session, model: onnx.ModelProto, shapes: Shapes, dims: list[AssumedDim]
+) -> Shapes:
+    """The shapes to offer where no image side is open: one open dim at the smallest size
+    that makes the model run, the others kept at 1 (silero-vad runs on 256 samples with
+    its state's batch at 1; every open dim at one size would not run at all). When no
+    single dim does, every open dim at IMAGE_SIDE, as before."""
+    for dim in dims:
+        for size in _TRIED_SIZES:
+            tried = {name: list(shape) for name, shape in shapes.items()}
+            tried[dim.input][dim.dim] = size
+            offered = {name: tuple(shape) for name, shape in tried.items()}
+            if _run_failure(session, model, offered) is None:
+                return offered
+    return _offered(shapes, dims)
 
 
 def _offered(shapes: Shapes, dims: list[AssumedDim]) -> Shapes:

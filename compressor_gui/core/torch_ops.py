@@ -427,6 +427,22 @@ def slice_(view: NodeView) -> nn.Module:
     return Op(run, "Slice")
 
 
+def split(view: NodeView) -> nn.Module:
+    """Sizes from the `split` attribute (opset < 13) or input (13+), else equal parts: one
+    per output, or `num_outputs` (18+) of ceil(length / parts) with a smaller last one."""
+    axis = view.attr("axis", 0)
+    attr_sizes = view.attr("split", None)
+    parts = view.attr("num_outputs", None) or len(view.node.output)
+
+    def run(x, sizes=None):
+        chosen = list(attr_sizes or []) if view.opset < 13 else _ints(sizes)
+        if chosen:
+            return tuple(torch.split(x, chosen, dim=axis))
+        return tuple(torch.split(x, -(-x.shape[axis] // parts), dim=axis))
+
+    return Op(run, "Split")
+
+
 def cast(view: NodeView) -> nn.Module:
     numpy_type = helper.tensor_dtype_to_np_dtype(view.attr("to", TensorProto.FLOAT))
     target = torch.from_numpy(np.zeros(0, numpy_type)).dtype

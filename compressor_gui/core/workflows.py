@@ -46,7 +46,13 @@ from compressor_gui.core.sensitivity import (
     sensitivity_job,
     sensitivity_source_job,
 )
-from compressor_gui.core.shapes import dims_text, random_feed, resolve_input_shapes
+from compressor_gui.core.shapes import (
+    ShapeQuestion,
+    dims_text,
+    random_feed,
+    resolve_input_shapes,
+    shape_question,
+)
 
 if TYPE_CHECKING:
     from compressor_gui.core.hardware import MachineInfo
@@ -147,6 +153,29 @@ def has_own_data(model_path: str | os.PathLike[str], chosen: str | os.PathLike[s
     return (
         chosen is not None or is_demo_model(model_path) or eval_data_beside(model_path) is not None
     )
+
+
+def sized_at_opening(opened: OpenedModel) -> tuple[OpenedModel, ShapeQuestion | None, str | None]:
+    """The model as it opens, what to ask about its dynamic input dims, and a note when the
+    data beside it answers instead: every job reads that data, so its sample shapes become
+    the input shapes (as if the user had given them) and nothing is asked."""
+    loaded = require_graph(opened.loaded)
+    beside = None if loaded.input_shapes else eval_data_beside(loaded.path)
+    if beside is not None:
+        try:
+            dataset = load_dataset(beside, loaded.onnx_model)
+            question = shape_question(loaded.onnx_model, None, dataset)
+        except CompressorError:
+            question = None  # the data does not fit: the jobs will say why
+        else:
+            if question is not None:
+                return opened, question, None
+            shapes = resolve_input_shapes(loaded.onnx_model, None, dataset, probe=False)
+            sized = dataclasses.replace(loaded, input_shapes=tuple(shapes.values()))
+            text = ", ".join(dims_text(shape) or "scalar" for shape in shapes.values())
+            note = f"input shape {text}: from the data beside the model ({beside.name})"
+            return OpenedModel(sized, inventory_of(sized)), None, note
+    return opened, shape_question(loaded.onnx_model, loaded.input_shapes), None
 
 
 def evaluation_data(loaded: LoadedModel, chosen: str | os.PathLike[str] | None) -> Dataset:

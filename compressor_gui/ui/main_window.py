@@ -307,12 +307,15 @@ class MainWindow(QMainWindow):
         if inv is None:
             self.totals.setText("Open a model to start")
             return
-        original = f"original {human_bytes(inv.total_bytes)}, {human_count(inv.total_macs)} MACs"
         prediction = self.session.prediction()
+        original = (
+            f"original {human_bytes(prediction.original_file_bytes)}, "
+            f"{human_count(inv.total_macs)} MACs"
+        )
         edits = self.session.edit_count()
-        ratio = prediction.ratio
+        ratio = prediction.file_ratio
         text = (
-            f"predicted size {human_bytes(prediction.size_bytes)} ({ratio:.2f}x, "
+            f"predicted size {human_bytes(prediction.file_size_bytes)} ({ratio:.2f}x, "
             f"{1 / ratio if ratio else 0:.1f}x smaller) · MACs {human_count(prediction.macs)} · "
             f"{original} · plan: {edits} edits"
         )

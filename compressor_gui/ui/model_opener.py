@@ -16,9 +16,13 @@ from compressor_gui.core.shapes import (
     declared_input_shapes,
     dims_text,
     input_specs,
-    shape_question,
 )
-from compressor_gui.core.workflows import OpenedModel, open_model_job, with_input_shapes_job
+from compressor_gui.core.workflows import (
+    OpenedModel,
+    open_model_job,
+    sized_at_opening,
+    with_input_shapes_job,
+)
 from compressor_gui.ui.drafts import Draft, discard_draft, load_draft, save_draft
 from compressor_gui.ui.input_shape_dialog import InputShapeDialog
 
@@ -64,7 +68,9 @@ class ModelOpener:
             question = None
             if opened.loaded.onnx_model is not None:
                 yield Progress(2, 2, "trying the model at its dynamic input dims")
-                question = shape_question(opened.loaded.onnx_model, opened.loaded.input_shapes)
+                opened, question, note = sized_at_opening(opened)
+                if note is not None:
+                    yield Progress(2, 2, note)
             return opened, question
 
         return self.window.jobs.start(

@@ -104,3 +104,23 @@ def test_a_cancel_stops_between_batches(demo_onnx, two_bit_path, eval_data):
     token.cancel()
     with pytest.raises(JobCancelled):
         run_job(job)
+
+
+def test_layers_inside_branches_the_data_fixes_are_observed(published_models, tmp_path):
+    """silero-vad's layers sit in If branches chosen by its sample-rate input, which
+    onnxruntime cannot expose; with 16000 in every sample the branch is inlined in both models
+    and its layers are compared under their own names (before: every layer "inside a
+    subgraph: not observed", and "no layer adds error")."""
+    from compressor_gui.core.data import dataset_from_arrays
+    from tests.realmodels.suite import MODELS_BY_NAME
+
+    original = onnx.load(str(published_models / "silero_vad.onnx"))
+    compressed = quantize_model(original, CompressionPlan(default=LayerSetting(bits=4))).model
+    compressed_path = save_onnx(compressed, tmp_path / "int4.onnx")
+    data = dataset_from_arrays(MODELS_BY_NAME["silero-vad"].data(4, 0), original)
+    result = run_job(compare_job(published_models / "silero_vad.onnx", compressed_path, data))
+    compared = {error.name: error for error in result.layers if error.compared}
+    assert "If_0_then_branch__Inline_0__/decoder/rnn/LSTM" in compared
+    assert len(compared) >= 6 and all(e.sqnr_db < 60 for e in compared.values())
+    assert any("sr = 16000 in every sample" in note for note in result.notes)
+    assert result.worst(3)

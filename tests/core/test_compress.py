@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import onnx
 import pytest
 
@@ -82,6 +83,19 @@ def test_without_data_fidelity_is_measured_on_random_inputs(tmp_path):
     result = run_job(compress_job(load_model(path), plan, tmp_path / "o.onnx", latency=False))
     assert result.after.eval.top1 is None and result.after.eval.cosine > 0.98
     assert "random" in result.data_source
+
+
+def test_fusion_is_verified_on_the_job_data_when_random_inputs_cannot_run(tmp_path):
+    path, data = tmp_path / "gated.onnx", tmp_path / "data.npz"
+    onnx.save(modelgen.rate_gated_conv_bn(), str(path))
+    x = np.random.default_rng(0).standard_normal((6, 4, 8, 8)).astype(np.float32)
+    np.savez(data, x=x, rate=np.full(6, 16000, np.int64))
+    result = run_job(
+        compress_job(load_model(path), CompressionPlan(), tmp_path / "o.onnx", data, latency=False)
+    )
+    assert any(step.startswith("fused: 1 BatchNorm folded") for step in result.steps)
+    assert not any("fusion skipped" in warning for warning in result.warnings)
+    assert result.after.eval.cosine > 0.9999
 
 
 def test_unstructured_pruning_reports_the_deflated_size(demo_onnx, tmp_path):

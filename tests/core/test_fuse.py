@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from compressor_gui.core.errors import CompressionError
 from compressor_gui.core.fuse import fuse_model
 from compressor_gui.core.graph import run_model
 from compressor_gui.core.shapes import random_feed
+from tests import modelgen
 
 
 def _bn_params(prefix: str, channels: int, seed: int) -> list[onnx.TensorProto]:
@@ -128,3 +131,15 @@ def test_input_model_is_not_modified(demo_onnx):
     before = model.SerializeToString()
     fuse_model(model)
     assert model.SerializeToString() == before
+
+
+def test_a_model_random_inputs_cannot_run_is_fused_and_verified_on_its_data():
+    model = modelgen.rate_gated_conv_bn()
+    with pytest.raises(CompressionError, match="on random inputs"):
+        fuse_model(model)
+    feeds = [{**random_feed(model, seed=seed), "rate": np.array(16000)} for seed in (1, 2)]
+    fused, report = fuse_model(model, feeds=feeds)
+    assert report.folded == (("bn", "conv"),)
+    assert not [n for n in fused.graph.node if n.op_type == "BatchNormalization"]
+    for feed in feeds:
+        assert np.allclose(run_model(model, feed)[0], run_model(fused, feed)[0], atol=1e-4)

@@ -114,6 +114,17 @@ def test_predict_int8_counts_codes_scales_and_bias():
     assert prediction.original_size_bytes == 4 * 650
 
 
+def test_predict_int8_codes_an_lstm_recurrence_weights_too():
+    """Quantization codes W and R of an RNN (ops.py axes); the prediction counted R float,
+    which put silero-vad's INT8 plan at 0.44x for a 0.31x file."""
+    inventory = build_inventory(modelgen.lstm(input_size=8, hidden=16))
+    lstm = inventory.layer("lstm")
+    assert lstm.coded_params == 64 * 16  # R; W (64 x 8) is the main weight
+    predicted = CompressionPlan(default=LayerSetting(bits=8)).predict(inventory).layers["lstm"]
+    # W and R as int8, each with a float scale and a zero point per gate row; B (1 x 128) float
+    assert predicted.size_bytes == 64 * 8 + 64 * 16 + 2 * 64 * 5 + 128 * 4
+
+
 def test_predict_keeps_unplanned_size_and_shrinks_with_fewer_bits(demo_inventory):
     sizes = {
         bits: CompressionPlan(default=LayerSetting(bits=bits)).predict(demo_inventory).size_bytes

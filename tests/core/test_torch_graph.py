@@ -207,6 +207,56 @@ def test_single_ops_match_onnxruntime(node, initializers):
     assert _max_difference(model, x) < TOLERANCE
 
 
+def _conv_split_model(channels: int, split: dict, outputs: int, opset: int) -> onnx.ModelProto:
+    """Conv -> Split on the channel axis, each part a graph output, as detector heads split
+    their class and box channels; `split` holds the Split's attributes, or its `sizes` input."""
+    sizes = split.pop("sizes", None)
+    inputs = ["c", "sizes"] if sizes is not None else ["c"]
+    names = [f"part{i}" for i in range(outputs)]
+    weights = [
+        numpy_helper.from_array(
+            np.random.default_rng(2).standard_normal((channels, 3, 3, 3)).astype(np.float32), "w"
+        )
+    ]
+    if sizes is not None:
+        weights.append(numpy_helper.from_array(np.array(sizes, np.int64), "sizes"))
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4),
+            helper.make_node("Split", inputs, names, name="split", axis=1, **split),
+        ],
+        "conv_split",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 5])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize(
+    "channels, split, outputs, opset",
+    [
+        (6, {"split": [2, 4]}, 2, 11),
+        (6, {"sizes": [4, 1, 1]}, 3, 13),
+        (6, {}, 2, 13),
+        (7, {"num_outputs": 3}, 3, 18),
+    ],
+    ids=["opset11-attribute", "opset13-input", "equal-parts", "opset18-num-outputs"],
+)
+def test_split_matches_onnxruntime(channels, split, outputs, opset):
+    model = _conv_split_model(channels, dict(split), outputs, opset)
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 5)).astype(np.float32)
+    expected = make_session(model, threads=1).run(None, {"x": x})
+    with torch.no_grad():
+        got = to_torch(model).eval()(torch.from_numpy(x))
+    assert len(got) == len(expected) == outputs
+    for ours, theirs in zip(got, expected, strict=True):
+        assert ours.shape == theirs.shape
+        assert float(np.abs(ours.numpy() - theirs).max()) < TOLERANCE
+
+
 def test_every_torch_builder_the_table_names_exists():
     from compressor_gui.core import torch_ops
 

@@ -84,3 +84,26 @@ def test_a_gesture_is_one_undo_step_and_a_new_edit_drops_the_redo(demo_onnx):
     session.set_plan(CompressionPlan(default=LayerSetting(bits=8)), "uniform INT8")
     assert not session.history.can_redo() and session.history.count() == 1
     assert len(heard) == 5  # three drag steps, the undo, the new plan
+
+
+def test_the_predicted_file_is_the_file_compress_writes(published_models, tmp_path):
+    """silero-vad holds 145 KB of graph besides its weights (many small Constant nodes in If
+    branches): the window predicts the file, which Compress then reports, within 2 %."""
+    from compressor_gui.core.compress import compress_job
+    from compressor_gui.core.jobs import run_job
+    from compressor_gui.core.plan import CompressionPlan, LayerSetting
+    from compressor_gui.core.workflows import open_model_job
+    from tests.realmodels.suite import MODELS_BY_NAME
+
+    session = Session()
+    session.set_model(run_job(open_model_job(published_models / "silero_vad.onnx")))
+    layers = [layer.name for layer in session.inventory.layers if layer.op_type in ("Conv", "LSTM")]
+    plan = CompressionPlan(layers={name: LayerSetting(bits=8) for name in layers})
+    session.set_plan(plan, "int8")
+    predicted = session.prediction()
+    assert predicted.original_file_bytes == (published_models / "silero_vad.onnx").stat().st_size
+    out = tmp_path / "int8.onnx"
+    data = tmp_path / "data.npz"
+    np.savez(data, **MODELS_BY_NAME["silero-vad"].data(2, 0))
+    run_job(compress_job(session.opened.loaded, plan, out, data, latency=False))
+    assert abs(predicted.file_size_bytes / out.stat().st_size - 1) < 0.02

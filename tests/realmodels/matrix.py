@@ -75,6 +75,7 @@ class Cell:
     stdout: str
     stderr: str
     stray_files: tuple[str, ...] = ()  # what it left in the (empty) folder it ran in
+    ran: bool = True  # False: the cell it needs a file from failed, so it was not run
 
     @property
     def result(self) -> dict[str, Any] | None:
@@ -126,9 +127,13 @@ class Workspace:
         key = (model_name, verb)
         if key not in self._cells:
             model = MODELS_BY_NAME[model_name]
-            argv = self.argv(model, verb)
-            folder = self.scratch / "cwd" / f"{model_name}-{verb.replace(' ', '')}"
-            self._cells[key] = run_cli(model_name, verb, argv, folder)
+            try:
+                argv = self.argv(model, verb)
+            except PrerequisiteFailed as failed:
+                self._cells[key] = failed.cell_for(model_name, verb)
+            else:
+                folder = self.scratch / "cwd" / f"{model_name}-{verb.replace(' ', '')}"
+                self._cells[key] = run_cli(model_name, verb, argv, folder)
         return self._cells[key]
 
     def argv(self, model: RealModel, verb: str) -> list[str]:
@@ -223,9 +228,27 @@ class Workspace:
         raise ValueError(f"unknown verb {verb!r}")
 
     def _written(self, model: RealModel, verb: str, name: str) -> str:
-        """The file a prerequisite cell wrote (it runs first if it has not)."""
-        self.cell(model.name, verb)
+        """The file a prerequisite cell wrote (it runs first if it has not); raises
+        PrerequisiteFailed when that cell failed and so wrote nothing."""
+        prerequisite = self.cell(model.name, verb)
+        if prerequisite.exit_code != 0:
+            raise PrerequisiteFailed(prerequisite)
         return str(self.output(model, name))
+
+
+class PrerequisiteFailed(Exception):
+    """A cell cannot run: the cell that writes its input file failed."""
+
+    def __init__(self, prerequisite: Cell) -> None:
+        super().__init__(prerequisite.reason)
+        self.prerequisite = prerequisite
+
+    def cell_for(self, model_name: str, verb: str) -> Cell:
+        """The cell not run, with the prerequisite's exit code and its reason as its own."""
+        before = self.prerequisite
+        why = before.reason or f"exit {before.exit_code}"
+        line = f"error: not run: its input comes from {before.verb}, which failed: {why}"
+        return Cell(model_name, verb, before.exit_code, 0.0, "", line + "\n", ran=False)
 
 
 def _sweep_caps() -> list[str]:
@@ -259,6 +282,8 @@ def run_cli(model_name: str, verb: str, argv: list[str], folder: Path) -> Cell:
 def summary(cell: Cell) -> str:
     """The cell's key figure for the README table, or its exit code and reason."""
     result = cell.result
+    if not cell.ran:
+        return cell.reason
     if cell.exit_code != 0 or result is None:
         return f"exit {cell.exit_code}: {cell.reason or cell.stderr.strip()[-120:]}"
     verb = cell.verb

@@ -1,6 +1,7 @@
 """Each model's own measure, where the suite knows the truth: characters read right by the
-text recognizer, text regions found by the detector (against the original's), top-1 of
-the classifiers (the CLI reports that one itself from the labels in the data)."""
+text recognizer, text regions found by the detector (against the original's), speech
+decisions of the voice detector over a stream (against the original's), top-1 of the
+classifiers (the CLI reports that one itself from the labels in the data)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import onnx
 import onnxruntime as ort
 
 from tests.realmodels import ocr_data
+from tests.realmodels.suite import run_stream
 
 
 def _outputs(model: Path, x: np.ndarray) -> np.ndarray:
@@ -36,3 +38,9 @@ def recognizer_accuracy(
 def detector_agreement(original: Path, compressed: Path, x: np.ndarray) -> float:
     """Text-region IoU of the compressed detector's maps against the original's."""
     return ocr_data.text_region_iou(_outputs(original, x), _outputs(compressed, x))
+
+
+def speech_decisions(model: Path, audio: np.ndarray) -> np.ndarray:
+    """silero-vad's speech / no-speech call per chunk at its default threshold 0.5, the model
+    carrying its own state through the stream."""
+    return run_stream(model, audio)[2] >= 0.5

@@ -24,11 +24,6 @@ EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
         "scores cosine 0.948 by the same shifts, so no INT8 reaches 0.99 on this output",
         _INT8FID,
     ),
-    ("silero-vad", "compress --int8"): (
-        "INT8 weight-only in the If subgraphs: cosine 0.976 on voiced audio (< 0.99); the LSTM's "
-        "weights cost most (0.992 with the LSTM float, file 0.48x)",
-        _INT8FID,
-    ),
 }
 
 # compress --int8 of a Paddle export (calibration, fallbacks, evaluation) took over five

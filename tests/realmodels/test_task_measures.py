@@ -1,5 +1,6 @@
 """compress --int8 keeps each model's own measure, on data it was made for: the recognizer
-reads rendered lines as the original does, the detector marks the same text regions."""
+reads rendered lines as the original does, the detector marks the same text regions, the voice
+detector calls speech where the original does."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from tests.realmodels import measures, ocr_data
 from tests.realmodels.matrix import EVAL_SAMPLES, EVAL_SEED
-from tests.realmodels.suite import MODELS_BY_NAME
+from tests.realmodels.suite import MODELS_BY_NAME, voiced_stream
 from tests.realmodels.test_matrix import marks_of
 
 # compress --int8 of a Paddle export (calibration, fallbacks, evaluation) took over five
@@ -51,3 +52,15 @@ def test_int8_detector_marks_the_text_regions_of_the_original(workspace, model_n
     compressed = _quantized_file(workspace, model.name)
     x = np.load(workspace.data_file(model, "eval"))["x"]
     assert measures.detector_agreement(workspace.model_file(model), compressed, x) >= 0.9
+
+
+def test_int8_voice_detector_calls_speech_where_the_original_does(workspace):
+    """Over a whole stream (not the matrix's sampled chunks), each model carrying its own
+    state: the INT8 model's errors could compound through the LSTM state."""
+    model = MODELS_BY_NAME["silero-vad"]
+    compressed = _quantized_file(workspace, model.name)
+    audio = voiced_stream(6.0, seed=EVAL_SEED + 100)
+    before = measures.speech_decisions(workspace.model_file(model), audio)
+    after = measures.speech_decisions(compressed, audio)
+    assert 0.2 < before.mean() < 0.9  # the stream has both speech and pauses
+    assert np.mean(before == after) >= 0.98
