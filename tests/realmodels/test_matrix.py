@@ -19,9 +19,14 @@ from tests.realmodels.suite import MODELS
 _INT8FID = "int8fid: INT8 fidelity of the real models (issue 14)"
 EXPECTED_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
     ("ppocr-rec", "compress --int8"): (
-        "0.27-0.34x, character accuracy unchanged (94.7 % -> 94.7 %), cosine 0.95-0.96: CTC peaks "
-        "move one step between adjacent frames; the float model itself under 1 % input noise "
-        "scores cosine 0.948 by the same shifts, so no INT8 reaches 0.99 on this output",
+        "0.34x, character accuracy 94.7 % -> 96.2 %, cosine 0.959: with 8 calibration lines "
+        "static INT8 (4 layers float) scores 0.991 on them, so compress keeps it. Its error is "
+        "spread over the activations of every backbone layer (any one layer float or "
+        "weight-only 0.93-0.98; MinMax/Entropy/Percentile on 8-64 lines 0.94-0.96; attention "
+        "MatMuls float 0.958) and moves CTC peaks one frame (float model, 1 % input noise: "
+        "0.948). Only INT8 weight-only with the first depthwise Conv float holds 0.99, and "
+        "compress picks it once the calibration shows static missing: 16 or 64 lines give "
+        "0.265x, cosine 0.9906 on these 8 lines (0.9935 on 32), character accuracy 97.0 %",
         _INT8FID,
     ),
 }
