@@ -284,13 +284,15 @@ def _weight_only_if_it_holds(model, names, ctx: PassContext, static, calib, refe
         copy.CopyFrom(model)
         return _weight_only(copy, [n for n in names if n not in kept], ctx)
 
-    samples = calib.subset(COMPARE_SAMPLES)
-    samples_reference = leading_outputs(model, samples, reference, len(calib))
-    ranked = rank_weights_by_output(names, weight_only, samples, samples_reference)
-    ranked = within_float_budget(model, ctx, ranked)
+    ranked: list[str] = []
     best = (-1.0, [], None)
     for floats in range(FLOAT_ROUNDS * FLOAT_PER_ROUND + 1):
-        if floats > len(ranked):
+        if floats == 1:  # ranked only when all layers weight-only miss: a run per layer
+            samples = calib.subset(COMPARE_SAMPLES)
+            samples_reference = leading_outputs(model, samples, reference, len(calib))
+            ranked = rank_weights_by_output(names, weight_only, samples, samples_reference)
+            ranked = within_float_budget(model, ctx, ranked)
+        if floats > len(ranked) and floats:
             break
         trial, trial_done = weight_only(ranked[:floats])
         cosine = fidelity(reference, run_outputs(make_session(trial), calib))[1]
