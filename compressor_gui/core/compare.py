@@ -146,9 +146,7 @@ def compare_job(
     _check_same_interface(reference, changed, Path(original).name, Path(compressed).name)
     fidelity_only = dataset is None or dataset.source == RANDOM_SOURCE
     dataset = dataset or random_dataset(reference)
-    reference, changed, fixed, inlined = specialized_pair(
-        reference, changed, dataset.inputs, dataset.forms
-    )
+    reference, changed, fixed, inlined = specialized_pair(reference, changed, dataset)
     yield Progress(0, 1, "matching layers by tensor name")
     plan = _match_layers(reference, changed)
     notes = [*([inlined] if inlined else []), *plan.notes]
@@ -598,6 +596,5 @@ def _names(session) -> list[str]:
 
 
 def _batch_count(feed: dict, dataset: Dataset) -> int:
-    if all(form == "batch" for form in dataset.forms.values()):
-        return len(next(iter(feed.values())))
-    return 1
+    batched = all(form == "batch" for form in dataset.forms.values())
+    return len(next(iter(feed.values()))) if batched else 1

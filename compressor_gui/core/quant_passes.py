@@ -369,6 +369,9 @@ def _static_int8_as(model, names, ctx: PassContext, form, warnings: list[str]):
                         **arguments,
                     )
                 result = onnx.load(str(target))
+                # the quantizer orders nodes without the values If branches read: an If
+                # could come before the layer whose output its branch reads
+                toposort(result.graph)
                 check_runs(result, sample_feed(result, ctx.dataset))
             except Exception as exc:  # quantizer internals raise anything; we fall back
                 last_error = error_text(exc)

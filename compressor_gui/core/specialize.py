@@ -22,6 +22,7 @@ from compressor_gui.core.errors import CompressionError, error_text
 from compressor_gui.core.graph import all_nodes, graphs, has_subgraphs
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.plan import QUANTIZABLE_KINDS
+from compressor_gui.core.shapes import SampledInputs
 
 # control inputs only: a sample rate, a flag, a mode; never a tensor of data
 _MAX_CONTROL_VALUES = 16
@@ -99,15 +100,12 @@ def _restore_names(graph: onnx.GraphProto) -> None:
 
 
 def specialized_pair(
-    reference: onnx.ModelProto,
-    changed: onnx.ModelProto,
-    inputs: Mapping[str, np.ndarray],
-    forms: Mapping[str, str],
+    reference: onnx.ModelProto, changed: onnx.ModelProto, data: SampledInputs
 ) -> tuple[onnx.ModelProto, onnx.ModelProto, frozenset[str], str | None]:
     """Both models of a comparison specialised alike where the original branches on inputs
     the data holds constant: (original, compressed, inputs no longer fed, a note). Models
     without branches, or whose folding fails, come back as they are, with the reason."""
-    values = constant_inputs(reference, inputs, forms) if has_branches(reference) else {}
+    values = constant_inputs(reference, data.inputs, data.forms) if has_branches(reference) else {}
     if not values:
         return reference, changed, frozenset(), None
     fixed = ", ".join(f"{name} = {value.tolist()}" for name, value in values.items())
