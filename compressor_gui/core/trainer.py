@@ -1,8 +1,11 @@
 """The distillation training loop in torch (the job's interface is `distill`).
 
 The student is the compressed graph as a `GraphModule`; the teacher runs in onnxruntime on
-the same (augmented) batches. Adam with cosine decay; after each step the pruning masks are
-re-applied; after each epoch the validation part is scored and the best state kept.
+the same (augmented) batches. A classifier learns the teacher's softened logits (`kd_loss`),
+judged by top-1 / agreement; any other model (detector, DB map, VAD, encoder) learns every
+float output (`feature_loss`), judged by the output cosine. Adam with cosine decay; after
+each step the pruning masks are re-applied; after each epoch the validation part is scored
+and the best state kept.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ from compressor_gui.core.distill_types import (
     DistillOptions,
     DistillReport,
     EpochStats,
+    fidelity_words,
+    float_outputs,
+    is_classifier,
     logits_name,
     validation_split,
 )
 from compressor_gui.core.errors import CompressorError
-from compressor_gui.core.evaluate import make_session
+from compressor_gui.core.evaluate import fidelity, make_session
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, EtaEstimator, Job, Progress
@@ -38,6 +44,7 @@ from compressor_gui.core.torch_graph import GraphModule, to_torch, write_weights
 
 CALIBRATION_SAMPLES = 256  # training samples that set the first fake-quantized ranges
 UNLABELED = -1  # the label of a sample that has none (the teacher's soft targets alone)
+ENERGY_FLOOR = 1e-8  # the feature loss's divisor for an output the teacher holds at ~0
 
 
 def train_job(
@@ -57,8 +64,6 @@ def train_job(
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(options.seed)
-        if teacher_module is None or not teacher_module.can_replace(teacher, options):
-            teacher_module = None
         run = _Run(teacher, student, data, options, plan, machine, threads, unlabeled)
         run.start(teacher_module)
         return (yield from run.train(stop))
@@ -88,7 +93,12 @@ class _Run:
             settings = plan.resolved(build_inventory(student))
             self.qat_layers = attach_fake_quant(self.module, student, settings, form)
             self.form_name = form.name if any(q.bits == 8 for q in self.qat_layers) else ""
-        self.teacher_model, self.logits = teacher, logits_name(student)
+        self.teacher_model = teacher
+        self.targets, self.teacher_targets, self.classifier = _targets(
+            self.module, student, teacher, self.arrays, self.labels is not None
+        )
+        if not self.classifier:
+            self.labels = None  # class labels mean nothing to a dense output
         self.masks = _pruning_masks(self.module)
         self.images = _image_inputs(self.arrays) if options.augment != "none" else []
         self.total = -(-len(self.train_idx) // options.batch_size) * options.epochs
@@ -99,12 +109,18 @@ class _Run:
         """The teacher (the user's torch module when given, else the ONNX original in
         onnxruntime), the hint regressors, the optimizer and the validation part."""
         options = self.options
+        if not (
+            self.classifier
+            and teacher_module
+            and teacher_module.can_replace(self.teacher_model, options)
+        ):
+            teacher_module = None
         self.teacher = teacher_module or _Teacher(
-            self.teacher_model, options.features, self.threads
+            self.teacher_model, self.teacher_targets, options.features, self.threads
         )
         self.teacher_runtime = teacher_module.describe() if teacher_module else "onnxruntime"
         self.regressors = _regressors(
-            self.module, self.teacher, self.arrays, options.features, self.logits
+            self.module, self.teacher, self.arrays, options.features, self.targets
         )
         parameters = [*self.module.weights.values(), *self.regressors.parameters()]
         self.optimizer = torch.optim.Adam(parameters, lr=options.learning_rate)
@@ -114,8 +130,9 @@ class _Run:
             _calibrate_activations(self.module, {n: a[sample] for n, a in self.arrays.items()})
         val_feed = {n: a[self.val_idx] for n, a in self.arrays.items()}
         val_labels = None if self.labels is None else self.labels[self.val_idx]
+        val_teacher = self.teacher(val_feed)
         self.validate = _Validator(
-            self.module, self.logits, val_feed, self.teacher(val_feed), val_labels, options
+            self.module, self.targets, val_feed, val_teacher, val_labels, self.classifier, options
         )
 
     def train(self, stop: Sequence[CancelToken]):
@@ -154,8 +171,16 @@ class _Run:
         feed = _augmented(feed, self.images, self.options, self.rng)
         teacher_out = self.teacher(feed)
         labels = None if self.labels is None else torch.from_numpy(self.labels[batch])
-        values = self.module.run(_tensors(feed), (self.logits, *self.options.features))
-        loss = _loss(values, teacher_out, labels, self.regressors, self.logits, self.options)
+        values = self.module.run(_tensors(feed), (*self.targets, *self.options.features))
+        loss = _loss(
+            values,
+            teacher_out,
+            labels,
+            self.regressors,
+            self.targets,
+            self.classifier,
+            self.options,
+        )
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
@@ -171,7 +196,7 @@ class _Run:
                 f"stopped after {len(history) - 1} of {self.options.epochs} epochs: kept the "
                 f"best checkpoint (epoch {best_epoch})"
             )
-        labels, teacher = self.validate.labels, self.validate.teacher
+        labels, teacher = self.validate.labels, self.validate.teacher[0]
         return DistillReport(
             history=tuple(history),
             best_epoch=best_epoch,
@@ -183,9 +208,10 @@ class _Run:
             threads=self.threads,
             qat_layers=self.qat_layers,
             int8_form=self.form_name,
-            teacher_val_top1=_top1(teacher, labels),
+            teacher_val_top1=_top1(teacher, labels) if self.classifier else None,
             teacher_runtime=self.teacher_runtime,
             notes=tuple(notes),
+            dense_outputs=() if self.classifier else tuple(self.targets),
         )
 
 
@@ -264,11 +290,31 @@ def _tensors(feed: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
 # --- teacher, loss, validation ---------------------------------------------------------------
 
 
-class _Teacher:
-    """The teacher in onnxruntime, returning its logits and the hint tensors."""
+def _targets(module, student, teacher, arrays, labelled: bool):
+    """(student tensors, teacher tensors, classifier): the logits of both for a classifier,
+    else every float output of both, matched by position."""
+    logits = logits_name(student)
+    sample = {name: array[:1] for name, array in arrays.items()}
+    with torch.no_grad():
+        shape = tuple(module.eval().run(_tensors(sample), (logits,))[logits].shape)
+    ours = float_outputs(student)
+    if is_classifier(shape, len(ours), labelled):
+        return [logits], [logits_name(teacher)], True
+    theirs = float_outputs(teacher)
+    if len(theirs) != len(ours):
+        raise CompressorError(
+            f"the student has {len(ours)} float outputs, the teacher {len(theirs)}: "
+            "distillation trains each output towards the teacher's, so both need the same"
+        )
+    return ours, theirs, False
 
-    def __init__(self, model: onnx.ModelProto, features: tuple[str, ...], threads: int) -> None:
-        wanted = [logits_name(model), *features]
+
+class _Teacher:
+    """The teacher in onnxruntime, returning its targets (logits, or every float output)
+    then the hint tensors."""
+
+    def __init__(self, model: onnx.ModelProto, targets, features, threads: int) -> None:
+        wanted = [*targets, *features]
         exposed = onnx.ModelProto()
         exposed.CopyFrom(model)
         outputs = {o.name for o in exposed.graph.output}
@@ -327,7 +373,7 @@ class TorchTeacher:
         return [np.concatenate(parts)]
 
 
-def _regressors(module, teacher, arrays, features, logits) -> nn.ModuleDict:
+def _regressors(module, teacher, arrays, features, targets) -> nn.ModuleDict:
     """FitNets regressors: a 1x1 conv (or linear map) from the student's channels to the
     teacher's, where they differ; identity where the shapes already agree."""
     regressors = nn.ModuleDict()
@@ -335,8 +381,8 @@ def _regressors(module, teacher, arrays, features, logits) -> nn.ModuleDict:
         return regressors
     sample = {n: a[:2] for n, a in arrays.items()}
     with torch.no_grad():
-        values = module.eval().run(_tensors(sample), (logits, *features))
-    hints = teacher(sample)[1:]
+        values = module.eval().run(_tensors(sample), (*targets, *features))
+    hints = teacher(sample)[len(targets) :]
     for index, name in enumerate(features):
         got, want = tuple(values[name].shape), hints[index].shape
         if got == want:
@@ -353,19 +399,38 @@ def _regressors(module, teacher, arrays, features, logits) -> nn.ModuleDict:
     return regressors
 
 
-def _loss(values, teacher_out, labels, regressors, logits_key, options: DistillOptions):
-    student = values[logits_key].reshape(len(teacher_out[0]), -1)
-    teacher = torch.from_numpy(teacher_out[0]).reshape(student.shape)
-    loss = kd_loss(student, teacher, labels, options.temperature, options.alpha)
+def _loss(values, teacher_out, labels, regressors, targets, classifier, options):
+    loss = _target_loss(values, teacher_out, labels, targets, classifier, options)
     for index, name in enumerate(options.features):
         hint = values[name]
         key = str(index)
         if key in regressors:
             hint = regressors[key](hint)
         loss = loss + options.feature_weight * F.mse_loss(
-            hint, torch.from_numpy(teacher_out[index + 1])
+            hint, torch.from_numpy(teacher_out[len(targets) + index])
         )
     return loss
+
+
+def _target_loss(values, teacher_out, labels, targets, classifier, options) -> torch.Tensor:
+    """KD on the logits for a classifier, the feature loss over every output otherwise."""
+    if not classifier:
+        return feature_loss([values[name] for name in targets], teacher_out[: len(targets)])
+    student = values[targets[0]].reshape(len(teacher_out[0]), -1)
+    teacher = torch.from_numpy(teacher_out[0]).reshape(student.shape)
+    return kd_loss(student, teacher, labels, options.temperature, options.alpha)
+
+
+def feature_loss(student: Sequence[torch.Tensor], teacher: Sequence[np.ndarray]) -> torch.Tensor:
+    """Sum over outputs of MSE / the teacher output's mean square: each output counts alike
+    whatever its scale (box offsets in pixels beside scores in 0..1), and 1.0 is the loss
+    of a student that outputs zeros."""
+    total = torch.zeros(())
+    for ours, theirs in zip(student, teacher, strict=True):
+        target = torch.from_numpy(np.ascontiguousarray(theirs)).float().reshape(ours.shape)
+        energy = target.square().mean().clamp(min=ENERGY_FLOOR)
+        total = total + F.mse_loss(ours.float(), target) / energy
+    return total
 
 
 def kd_loss(
@@ -392,20 +457,40 @@ def kd_loss(
 
 
 class _Validator:
-    def __init__(self, module: GraphModule, logits, feed, teacher_out, labels, options) -> None:
-        self.module, self.logits, self.options = module, logits, options
-        self.feed, self.teacher, self.labels = _tensors(feed), teacher_out[0], labels
+    def __init__(
+        self, module: GraphModule, targets, feed, teacher_out, labels, classifier, options
+    ):
+        self.module, self.targets, self.options = module, targets, options
+        self.feed, self.labels, self.classifier = _tensors(feed), labels, classifier
+        self.teacher = teacher_out[: len(targets)]
 
     def __call__(self, epoch: int, train_loss: float | None, seconds_left=None) -> EpochStats:
         self.module.eval()
         with torch.no_grad():
-            out = self.module.run(self.feed, (self.logits,))[self.logits]
-        student = out.reshape(len(self.teacher), -1)
-        teacher = torch.from_numpy(self.teacher).reshape(student.shape)
+            values = self.module.run(self.feed, self.targets)
+        if not self.classifier:
+            outputs = [values[name] for name in self.targets]
+            _, cosine, _ = fidelity(self.teacher, [o.float().numpy() for o in outputs])
+            return EpochStats(
+                epoch=epoch,
+                epochs=self.options.epochs,
+                train_loss=train_loss,
+                val_loss=float(feature_loss(outputs, self.teacher)),
+                val_top1=None,
+                val_agreement=None,
+                seconds_left=seconds_left,
+                val_cosine=cosine,
+            )
+        return self._classifier_stats(values[self.targets[0]], epoch, train_loss, seconds_left)
+
+    def _classifier_stats(self, out, epoch, train_loss, seconds_left) -> EpochStats:
+        teacher_logits = self.teacher[0]
+        student = out.reshape(len(teacher_logits), -1)
+        teacher = torch.from_numpy(teacher_logits).reshape(student.shape)
         labels = None if self.labels is None else torch.from_numpy(self.labels)
         loss = kd_loss(student, teacher, labels, self.options.temperature, self.options.alpha)
         predicted = student.argmax(dim=1).numpy()
-        teacher_top1 = self.teacher.reshape(len(predicted), -1).argmax(1)
+        teacher_top1 = teacher_logits.reshape(len(predicted), -1).argmax(1)
         right = teacher_top1 if self.labels is None else self.labels
         right = np.where(right == UNLABELED, teacher_top1, right)
         return EpochStats(
@@ -422,8 +507,10 @@ class _Validator:
 
 def _key(stats: EpochStats) -> tuple[float, float]:
     """Best = most validation samples right (their label, the teacher's top-1 where they
-    have none: top-1 with all labels, agreement without any), then lowest loss."""
-    return (stats.val_right, -stats.val_loss)
+    have none: top-1 with all labels, agreement without any), then lowest loss; for a dense
+    model the highest output cosine to the teacher, then lowest loss."""
+    score = stats.val_right if stats.val_cosine is None else stats.val_cosine
+    return (score, -stats.val_loss)
 
 
 def _top1(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
@@ -475,7 +562,6 @@ def _epoch_words(stats: EpochStats) -> str:
     top1 = "" if stats.val_top1 is None else f", validation top-1 {stats.val_top1:.1%}"
     label = "before training" if stats.epoch == 0 else f"epoch {stats.epoch}/{stats.epochs}"
     return (
-        f"{label}: validation loss {stats.val_loss:.4f}{top1}, agreement with the teacher "
-        f"{stats.val_agreement:.1%}{' (best so far)' if stats.best else ''}"
-        + _eta_words(stats.seconds_left)
+        f"{label}: validation loss {stats.val_loss:.4f}{top1}, {fidelity_words(stats)}"
+        f"{' (best so far)' if stats.best else ''}" + _eta_words(stats.seconds_left)
     )
