@@ -20,6 +20,7 @@ from compressor_gui.core.jobs import run_job
 from compressor_gui.core.model import load_model
 from compressor_gui.core.plan import CompressionPlan, LayerSetting
 from compressor_gui.core.prune import prune_channels
+from compressor_gui.core.summaries import distill_lines
 from tests import modelgen
 
 OPTIONS = DistillOptions(epochs=5, threads=1, augment="none")
@@ -68,6 +69,8 @@ def test_a_dense_model_is_scored_and_reported_by_its_output_cosine(distilled):
     assert report.best.val_cosine > report.before.val_cosine + 0.05
     assert report.best_epoch == max(range(len(report.history)), key=_cosine_of(report))
     assert fidelity_words(report.best).startswith("cosine to the original 0.9")
+    header = distill_lines(report)[2].split()
+    assert "cosine" in header and "agreement" not in header
 
 
 def _cosine_of(report):
