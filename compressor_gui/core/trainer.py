@@ -3,7 +3,7 @@
 The student is the compressed graph as a `GraphModule`; the teacher runs in onnxruntime on
 the same (augmented) batches. A classifier learns the teacher's softened logits (`kd_loss`),
 judged by top-1 / agreement; any other model (detector, DB map, VAD, encoder) learns every
-float output (`feature_loss`), judged by the output cosine. Adam with cosine decay; after
+float output (`distill_objective`), judged by the output cosine. Adam with cosine decay; after
 each step the pruning masks are re-applied; after each epoch the validation part is scored
 and the best state kept.
 """
@@ -23,13 +23,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor_gui.core.data import Dataset
+from compressor_gui.core.distill_objective import (
+    Objective,
+    as_outputs,
+    choose_objective,
+    dense_loss,
+)
 from compressor_gui.core.distill_types import (
     DistillOptions,
     DistillReport,
     EpochStats,
     fidelity_words,
-    float_outputs,
-    is_classifier,
     logits_name,
     validation_split,
 )
@@ -44,7 +48,6 @@ from compressor_gui.core.torch_graph import GraphModule, to_torch, write_weights
 
 CALIBRATION_SAMPLES = 256  # training samples that set the first fake-quantized ranges
 UNLABELED = -1  # the label of a sample that has none (the teacher's soft targets alone)
-ENERGY_FLOOR = 1e-8  # the feature loss's divisor for an output the teacher holds at ~0
 
 
 def train_job(
@@ -94,9 +97,11 @@ class _Run:
             self.qat_layers = attach_fake_quant(self.module, student, settings, form)
             self.form_name = form.name if any(q.bits == 8 for q in self.qat_layers) else ""
         self.teacher_model = teacher
-        self.targets, self.teacher_targets, self.classifier = _targets(
-            self.module, student, teacher, self.arrays, self.labels is not None
+        sample = _tensors({name: array[:1] for name, array in self.arrays.items()})
+        self.objective = choose_objective(
+            self.module, student, teacher, sample, self.labels is not None
         )
+        self.classifier, self.targets = self.objective.classifier, self.objective.student
         if not self.classifier:
             self.labels = None  # class labels mean nothing to a dense output
         self.masks = _pruning_masks(self.module)
@@ -116,7 +121,7 @@ class _Run:
         ):
             teacher_module = None
         self.teacher = teacher_module or _Teacher(
-            self.teacher_model, self.teacher_targets, options.features, self.threads
+            self.teacher_model, self.objective.teacher, options.features, self.threads
         )
         self.teacher_runtime = teacher_module.describe() if teacher_module else "onnxruntime"
         self.regressors = _regressors(
@@ -132,7 +137,7 @@ class _Run:
         val_labels = None if self.labels is None else self.labels[self.val_idx]
         val_teacher = self.teacher(val_feed)
         self.validate = _Validator(
-            self.module, self.targets, val_feed, val_teacher, val_labels, self.classifier, options
+            self.module, self.objective, val_feed, val_teacher, val_labels, options
         )
 
     def train(self, stop: Sequence[CancelToken]):
@@ -177,8 +182,7 @@ class _Run:
             teacher_out,
             labels,
             self.regressors,
-            self.targets,
-            self.classifier,
+            self.objective,
             self.options,
         )
         self.optimizer.zero_grad()
@@ -211,7 +215,7 @@ class _Run:
             teacher_val_top1=_top1(teacher, labels) if self.classifier else None,
             teacher_runtime=self.teacher_runtime,
             notes=tuple(notes),
-            dense_outputs=() if self.classifier else tuple(self.targets),
+            dense_outputs=self.objective.outputs,
         )
 
 
@@ -288,25 +292,6 @@ def _tensors(feed: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 # --- teacher, loss, validation ---------------------------------------------------------------
-
-
-def _targets(module, student, teacher, arrays, labelled: bool):
-    """(student tensors, teacher tensors, classifier): the logits of both for a classifier,
-    else every float output of both, matched by position."""
-    logits = logits_name(student)
-    sample = {name: array[:1] for name, array in arrays.items()}
-    with torch.no_grad():
-        shape = tuple(module.eval().run(_tensors(sample), (logits,))[logits].shape)
-    ours = float_outputs(student)
-    if is_classifier(shape, len(ours), labelled):
-        return [logits], [logits_name(teacher)], True
-    theirs = float_outputs(teacher)
-    if len(theirs) != len(ours):
-        raise CompressorError(
-            f"the student has {len(ours)} float outputs, the teacher {len(theirs)}: "
-            "distillation trains each output towards the teacher's, so both need the same"
-        )
-    return ours, theirs, False
 
 
 class _Teacher:
@@ -399,8 +384,9 @@ def _regressors(module, teacher, arrays, features, targets) -> nn.ModuleDict:
     return regressors
 
 
-def _loss(values, teacher_out, labels, regressors, targets, classifier, options):
-    loss = _target_loss(values, teacher_out, labels, targets, classifier, options)
+def _loss(values, teacher_out, labels, regressors, objective: Objective, options):
+    targets = objective.student
+    loss = _target_loss(values, teacher_out, labels, objective, options)
     for index, name in enumerate(options.features):
         hint = values[name]
         key = str(index)
@@ -412,25 +398,14 @@ def _loss(values, teacher_out, labels, regressors, targets, classifier, options)
     return loss
 
 
-def _target_loss(values, teacher_out, labels, targets, classifier, options) -> torch.Tensor:
-    """KD on the logits for a classifier, the feature loss over every output otherwise."""
-    if not classifier:
-        return feature_loss([values[name] for name in targets], teacher_out[: len(targets)])
+def _target_loss(values, teacher_out, labels, objective: Objective, options) -> torch.Tensor:
+    """KD on the logits for a classifier, the dense loss over every output otherwise."""
+    targets = objective.student
+    if not objective.classifier:
+        return dense_loss(objective, [values[n] for n in targets], teacher_out[: len(targets)])
     student = values[targets[0]].reshape(len(teacher_out[0]), -1)
     teacher = torch.from_numpy(teacher_out[0]).reshape(student.shape)
     return kd_loss(student, teacher, labels, options.temperature, options.alpha)
-
-
-def feature_loss(student: Sequence[torch.Tensor], teacher: Sequence[np.ndarray]) -> torch.Tensor:
-    """Sum over outputs of MSE / the teacher output's mean square: each output counts alike
-    whatever its scale (box offsets in pixels beside scores in 0..1), and 1.0 is the loss
-    of a student that outputs zeros."""
-    total = torch.zeros(())
-    for ours, theirs in zip(student, teacher, strict=True):
-        target = torch.from_numpy(np.ascontiguousarray(theirs)).float().reshape(ours.shape)
-        energy = target.square().mean().clamp(min=ENERGY_FLOOR)
-        total = total + F.mse_loss(ours.float(), target) / energy
-    return total
 
 
 def kd_loss(
@@ -458,24 +433,26 @@ def kd_loss(
 
 class _Validator:
     def __init__(
-        self, module: GraphModule, targets, feed, teacher_out, labels, classifier, options
+        self, module: GraphModule, objective: Objective, feed, teacher_out, labels, options
     ):
-        self.module, self.targets, self.options = module, targets, options
-        self.feed, self.labels, self.classifier = _tensors(feed), labels, classifier
-        self.teacher = teacher_out[: len(targets)]
+        self.module, self.objective, self.options = module, objective, options
+        self.feed, self.labels, self.classifier = _tensors(feed), labels, objective.classifier
+        self.targets = objective.student
+        self.teacher = teacher_out[: len(self.targets)]
 
     def __call__(self, epoch: int, train_loss: float | None, seconds_left=None) -> EpochStats:
         self.module.eval()
         with torch.no_grad():
             values = self.module.run(self.feed, self.targets)
         if not self.classifier:
-            outputs = [values[name] for name in self.targets]
-            _, cosine, _ = fidelity(self.teacher, [o.float().numpy() for o in outputs])
+            student = [values[name] for name in self.targets]
+            ours = as_outputs(self.objective, [v.float().numpy() for v in student])
+            _, cosine, _ = fidelity(as_outputs(self.objective, self.teacher), ours)
             return EpochStats(
                 epoch=epoch,
                 epochs=self.options.epochs,
                 train_loss=train_loss,
-                val_loss=float(feature_loss(outputs, self.teacher)),
+                val_loss=float(dense_loss(self.objective, student, self.teacher)),
                 val_top1=None,
                 val_agreement=None,
                 seconds_left=seconds_left,
