@@ -191,8 +191,8 @@ def distill_lines(report: Any) -> list[str]:
     ]
     if not report.classifier:
         lines.append(
-            f"  trained on every output ({', '.join(report.dense_outputs)}): MSE over the "
-            "teacher's output energy; cosine to the original over all of them"
+            f"  not a classifier: every output ({', '.join(report.dense_outputs)}) trained "
+            "towards the teacher's, scored by the output cosine to the original"
         )
     lines += aligned(table, indent="  ")
     lines += [f"  QAT: {q.name}: {q.simulated}" for q in report.qat_layers]
