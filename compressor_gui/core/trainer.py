@@ -25,7 +25,6 @@ from torch import nn
 from compressor_gui.core.data import Dataset
 from compressor_gui.core.distill_objective import (
     Objective,
-    as_outputs,
     choose_objective,
     dense_loss,
 )
@@ -215,7 +214,7 @@ class _Run:
             teacher_val_top1=_top1(teacher, labels) if self.classifier else None,
             teacher_runtime=self.teacher_runtime,
             notes=tuple(notes),
-            dense_outputs=self.objective.outputs,
+            dense_outputs=() if self.classifier else self.objective.student,
         )
 
 
@@ -402,7 +401,7 @@ def _target_loss(values, teacher_out, labels, objective: Objective, options) -> 
     """KD on the logits for a classifier, the dense loss over every output otherwise."""
     targets = objective.student
     if not objective.classifier:
-        return dense_loss(objective, [values[n] for n in targets], teacher_out[: len(targets)])
+        return dense_loss([values[n] for n in targets], teacher_out[: len(targets)])
     student = values[targets[0]].reshape(len(teacher_out[0]), -1)
     teacher = torch.from_numpy(teacher_out[0]).reshape(student.shape)
     return kd_loss(student, teacher, labels, options.temperature, options.alpha)
@@ -446,13 +445,12 @@ class _Validator:
             values = self.module.run(self.feed, self.targets)
         if not self.classifier:
             student = [values[name] for name in self.targets]
-            ours = as_outputs(self.objective, [v.float().numpy() for v in student])
-            _, cosine, _ = fidelity(as_outputs(self.objective, self.teacher), ours)
+            _, cosine, _ = fidelity(self.teacher, [v.float().numpy() for v in student])
             return EpochStats(
                 epoch=epoch,
                 epochs=self.options.epochs,
                 train_loss=train_loss,
-                val_loss=float(dense_loss(self.objective, student, self.teacher)),
+                val_loss=float(dense_loss(student, self.teacher)),
                 val_top1=None,
                 val_agreement=None,
                 seconds_left=seconds_left,
