@@ -105,7 +105,11 @@ class _Run:
             self.labels = None  # class labels mean nothing to a dense output
         self.masks = _pruning_masks(self.module)
         self.images = _image_inputs(self.arrays) if options.augment != "none" else []
-        self.total = -(-len(self.train_idx) // options.batch_size) * options.epochs
+        # a graph that fixes its batch (PicoDet's Reshapes hold 1) would fold a larger one
+        # into its maps and scramble the samples: it trains on batches of that size
+        self.fixed_batch = _fixed_batch(student)
+        self.batch_size = min(options.batch_size, self.fixed_batch or options.batch_size)
+        self.total = -(-len(self.train_idx) // self.batch_size) * options.epochs
         self.eta = EtaEstimator()
         self.done = 0
 
@@ -136,7 +140,13 @@ class _Run:
         val_labels = None if self.labels is None else self.labels[self.val_idx]
         val_teacher = self.teacher(val_feed)
         self.validate = _Validator(
-            self.module, self.objective, val_feed, val_teacher, val_labels, options
+            self.module,
+            self.objective,
+            val_feed,
+            val_teacher,
+            val_labels,
+            options,
+            self.fixed_batch,
         )
 
     def train(self, stop: Sequence[CancelToken]):
@@ -162,7 +172,7 @@ class _Run:
         """Train one epoch (yielding per batch); its mean loss, or None when stopped."""
         self.module.train()
         losses = []
-        for batch in _batches(self.train_idx, self.options.batch_size, self.rng):
+        for batch in _batches(self.train_idx, self.batch_size, self.rng):
             if any(token.cancelled for token in stop):
                 return None
             losses.append(self._step(batch))
@@ -194,6 +204,11 @@ class _Run:
     def _report(self, history: list[EpochStats], stopped: bool) -> DistillReport:
         best_epoch = next(s.epoch for s in reversed(history) if s.best)
         notes = []
+        if self.batch_size < self.options.batch_size:
+            notes.append(
+                f"trained {self.batch_size} sample(s) per step, not {self.options.batch_size}: "
+                f"the model's graph fixes its batch at {self.fixed_batch}"
+            )
         if stopped:
             notes.append(
                 f"stopped after {len(history) - 1} of {self.options.epochs} epochs: kept the "
@@ -250,6 +265,26 @@ def _training_arrays(data: Dataset, unlabeled: Dataset | None, options: DistillO
     if labels is not None:
         labels = np.concatenate([labels, np.full(len(unlabeled), UNLABELED, np.int64)])
     return arrays, labels
+
+
+def _fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The batch size the graph's first input fixes, None where it is dynamic."""
+    stored = {t.name for t in model.graph.initializer}
+    first = next((v for v in model.graph.input if v.name not in stored), None)
+    dims = first.type.tensor_type.shape.dim if first is not None else ()
+    return dims[0].dim_value if dims and dims[0].dim_value > 0 else None
+
+
+def _run_in_steps(module: GraphModule, feed, names, step: int | None) -> dict:
+    """`module.run` over `step` samples at a time, the named results joined on axis 0."""
+    count = len(next(iter(feed.values())))
+    if step is None or step >= count:
+        return module.run(feed, names)
+    parts = [
+        module.run({n: t[i : i + step] for n, t in feed.items()}, names)
+        for i in range(0, count, step)
+    ]
+    return {name: torch.cat([part[name] for part in parts]) for name in names}
 
 
 def _batches(indices: np.ndarray, size: int, rng: np.random.Generator):
@@ -432,17 +467,18 @@ def kd_loss(
 
 class _Validator:
     def __init__(
-        self, module: GraphModule, objective: Objective, feed, teacher_out, labels, options
+        self, module: GraphModule, objective: Objective, feed, teacher_out, labels, options, step
     ):
         self.module, self.objective, self.options = module, objective, options
         self.feed, self.labels, self.classifier = _tensors(feed), labels, objective.classifier
         self.targets = objective.student
         self.teacher = teacher_out[: len(self.targets)]
+        self.step = step  # samples per run (the graph's fixed batch), None: all at once
 
     def __call__(self, epoch: int, train_loss: float | None, seconds_left=None) -> EpochStats:
         self.module.eval()
         with torch.no_grad():
-            values = self.module.run(self.feed, self.targets)
+            values = _run_in_steps(self.module, self.feed, self.targets, self.step)
         if not self.classifier:
             student = [values[name] for name in self.targets]
             _, cosine, _ = fidelity(self.teacher, [v.float().numpy() for v in student])
