@@ -387,10 +387,11 @@ def rate_gated_conv_bn(channels=4, size=8, rate=16000) -> onnx.ModelProto:
     )
 
 
-def two_head_detector(channels=16, size=16, classes=4) -> onnx.ModelProto:
+def two_head_detector(channels=16, size=16, classes=4, batch=None) -> onnx.ModelProto:
     """A PicoDet-style dense detector: three 3x3 convs (the first of stride 2), then two
     heads on every cell of the 8x8 map, sigmoid class scores (batch, cells, classes) and raw
-    box offsets (batch, cells, 4), He-scaled weights; dynamic batch."""
+    box offsets (batch, cells, 4), He-scaled weights. `batch` 1 fixes the batch as PicoDet's
+    export does: its Reshapes then hold 1 and fold any larger batch into the cells."""
     rng = _rng(7)
 
     def he(name, c_out, c_in, k):
@@ -429,7 +430,7 @@ def two_head_detector(channels=16, size=16, classes=4) -> onnx.ModelProto:
         weights += [
             he(f"{head}.w", width, channels, 1),
             numpy_helper.from_array(np.zeros(width, np.float32), f"{head}.b"),
-            numpy_helper.from_array(np.array([0, width, -1], np.int64), f"{head}.shape"),
+            numpy_helper.from_array(np.array([batch or 0, width, -1], np.int64), f"{head}.shape"),
         ]
         nodes += [
             conv(head, source, 1),
@@ -449,13 +450,13 @@ def two_head_detector(channels=16, size=16, classes=4) -> onnx.ModelProto:
         helper.make_node("Mul", ["box.t", "box.scale"], ["boxes"], name="boxes"),
     ]
     weights.append(numpy_helper.from_array(np.array(8.0, np.float32), "box.scale"))
-    cells = (size // 2) ** 2
+    cells, n = (size // 2) ** 2, batch or "batch"
     return _model(
         nodes,
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [n, 3, size, size])],
         [
-            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", cells, classes]),
-            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", cells, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [n, cells, classes]),
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [n, cells, 4]),
         ],
         weights,
         name="two_head_detector",
