@@ -385,3 +385,79 @@ def rate_gated_conv_bn(channels=4, size=8, rate=16000) -> onnx.ModelProto:
             *(numpy_helper.from_array(v, k) for k, v in constants.items()),
         ],
     )
+
+
+def two_head_detector(channels=16, size=16, classes=4, batch=None) -> onnx.ModelProto:
+    """A PicoDet-style dense detector: three 3x3 convs (the first of stride 2), then two
+    heads on every cell of the 8x8 map, sigmoid class scores (batch, cells, classes) and raw
+    box offsets (batch, cells, 4), He-scaled weights. `batch` 1 fixes the batch as PicoDet's
+    export does: its Reshapes then hold 1 and fold any larger batch into the cells."""
+    rng = _rng(7)
+
+    def he(name, c_out, c_in, k):
+        array = rng.standard_normal((c_out, c_in, k, k)) * np.sqrt(2.0 / (c_in * k * k))
+        return numpy_helper.from_array(array.astype(np.float32), name)
+
+    def conv(name, source, k, stride=1):
+        pads = [k // 2] * 4
+        return helper.make_node(
+            "Conv",
+            [source, f"{name}.w", f"{name}.b"],
+            [name],
+            name=name,
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            pads=pads,
+        )
+
+    layers = (
+        ("stem", 3, channels, 3, 2),
+        ("body1", channels, channels, 3, 1),
+        ("body2", channels, channels, 3, 1),
+    )
+    nodes, weights, source = [], [], "images"
+    for name, c_in, c_out, k, stride in layers:
+        nodes += [
+            conv(name, source, k, stride),
+            helper.make_node("Relu", [name], [f"{name}.relu"], name=f"{name}.relu"),
+        ]
+        weights += [
+            he(f"{name}.w", c_out, c_in, k),
+            numpy_helper.from_array(np.full(c_out, 0.1, np.float32), f"{name}.b"),
+        ]
+        source = f"{name}.relu"
+    for head, width in (("cls", classes), ("box", 4)):
+        weights += [
+            he(f"{head}.w", width, channels, 1),
+            numpy_helper.from_array(np.zeros(width, np.float32), f"{head}.b"),
+            numpy_helper.from_array(np.array([batch or 0, width, -1], np.int64), f"{head}.shape"),
+        ]
+        nodes += [
+            conv(head, source, 1),
+            helper.make_node(
+                "Reshape", [head, f"{head}.shape"], [f"{head}.cells"], name=f"{head}.reshape"
+            ),
+            helper.make_node(
+                "Transpose",
+                [f"{head}.cells"],
+                [f"{head}.t"],
+                name=f"{head}.transpose",
+                perm=[0, 2, 1],
+            ),
+        ]
+    nodes += [
+        helper.make_node("Sigmoid", ["cls.t"], ["scores"], name="scores"),
+        helper.make_node("Mul", ["box.t", "box.scale"], ["boxes"], name="boxes"),
+    ]
+    weights.append(numpy_helper.from_array(np.array(8.0, np.float32), "box.scale"))
+    cells, n = (size // 2) ** 2, batch or "batch"
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [n, 3, size, size])],
+        [
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [n, cells, classes]),
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [n, cells, 4]),
+        ],
+        weights,
+        name="two_head_detector",
+    )

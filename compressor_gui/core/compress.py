@@ -175,7 +175,7 @@ def compress_job(
     after, _ = _measured(
         out_path, file_size_bytes(out_path), evald, reference_outputs, latency, cancel
     )
-    distilled = report is not None
+    distilled = report is not None and report.classifier  # a dense model keeps its scale
     warnings.extend(_result_warnings(plan, before, after, actions, target, here, distilled))
     yield Progress(6, _STEPS, "done")
     return CompressResult(
@@ -319,9 +319,11 @@ def quality_warnings(
     distilled: bool = False,
 ) -> list[str]:
     """Warnings when the measured loss is over the plan's budget (top-1 points) or the output
-    cosine under 0.99, with the likely cause and what to try. A `distilled` model was trained
-    to match the original's softened outputs, not its logits' scale: its cosine says little,
-    so it is judged by top-1 on labels, else by top-1 agreement with the original."""
+    cosine under 0.99, with the likely cause and what to try. A `distilled` classifier was
+    trained to match the original's softened outputs, not its logits' scale: its cosine says
+    little, so it is judged by top-1 on labels, else by top-1 agreement with the original. A
+    distilled dense model (detector, encoder) learnt the outputs themselves: pass False, its
+    cosine judges it."""
     if before is None or after is None:
         return []
     found = []
@@ -471,7 +473,12 @@ def _distilled(teacher, model, plan, data, options, target, steps, tokens):
         yield Progress(1 + step.fraction, _STEPS, f"distilling: {step.message}", step.payload)
     best = report.best
     words = f"validation top-1 {_percent(report.before.val_top1)} -> {_percent(best.val_top1)}"
-    if best.val_top1 is None:
+    if best.val_cosine is not None:
+        words = (
+            f"cosine to the original {report.before.val_cosine:.4f} -> {best.val_cosine:.4f} "
+            f"over every output ({', '.join(report.dense_outputs)})"
+        )
+    elif best.val_top1 is None:
         words = f"agreement {report.before.val_agreement:.1%} -> {best.val_agreement:.1%}"
     epochs = len(report.history) - 1
     steps.append(

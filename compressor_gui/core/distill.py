@@ -4,7 +4,9 @@ The teacher is the original model (run by onnxruntime, or by its own torch modul
 came from TorchScript or .pt2), the student the compressed graph converted to torch
 (`torch_graph`). Loss: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels)
 (Hinton et al. 2015; defaults T=4, alpha=0.7); a sample without a label has the soft term
-alone, so unlabeled data (which fine-tuning on labels cannot use) teaches too; optional
+alone, so unlabeled data (which fine-tuning on labels cannot use) teaches too. A model that
+is not a classifier (detector, DB text map, VAD, encoder) learns every float output instead
+(`distill_objective`) and is judged by the output cosine to the original; optional
 FitNets hints: MSE between named intermediate tensors, through a learned 1x1 regressor
 where the student has fewer channels. Pruned zeros stay zero; with QAT the plan's bit widths
 are simulated (`qat`). A validation part of the TRAINING data, unlabeled samples included,

@@ -57,10 +57,20 @@ class EpochStats:
     train_loss: float | None
     val_loss: float
     val_top1: float | None  # on the validation samples that have labels
-    val_agreement: float  # top-1 agreement with the teacher on the validation part
+    val_agreement: float | None  # top-1 agreement with the teacher (classifiers only)
     seconds_left: float | None = None
     best: bool = False
     val_right: float = 0.0  # samples right: their label, else the teacher's top-1 (picks best)
+    val_cosine: float | None = None  # dense models: output cosine to the teacher (picks best)
+
+
+def fidelity_words(stats: EpochStats) -> str:
+    """The measure of closeness to the original that applies: top-1 agreement for a
+    classifier, the output cosine for a model with dense outputs (a detector's maps, an
+    encoder's embeddings), where an argmax over the flattened outputs means nothing."""
+    if stats.val_cosine is not None:
+        return f"cosine to the original {stats.val_cosine:.4f}"
+    return f"agreement with the teacher {stats.val_agreement:.1%}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,12 @@ class DistillReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
     unlabeled_samples: int = 0  # extra samples the teacher alone labelled (soft targets)
     teacher_runtime: str = "onnxruntime"  # what computed the teacher's logits
+    dense_outputs: tuple[str, ...] = ()  # trained by the feature loss; () = classifier KD
+
+    @property
+    def classifier(self) -> bool:
+        """Trained as a classifier (softened logits), judged by top-1 / agreement."""
+        return not self.dense_outputs
 
     @property
     def before(self) -> EpochStats:
@@ -105,6 +121,31 @@ def logits_name(model: onnx.ModelProto) -> str:
     if producer is not None and producer.op_type in ("Softmax", "LogSoftmax"):
         return producer.input[0]
     return output
+
+
+FLOAT_TYPES = (
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.BFLOAT16,
+)
+
+
+def float_outputs(model: onnx.ModelProto) -> list[str]:
+    """The model's float outputs, in order (a VAD's state too: what the user runs)."""
+    return [o.name for o in model.graph.output if o.type.tensor_type.elem_type in FLOAT_TYPES]
+
+
+def is_classifier(
+    first_output_shape: tuple[int, ...], float_output_count: int, labels: bool
+) -> bool:
+    """Whether softmax KD on the first output fits: it is one score vector per sample
+    ([N, classes]) and either the data has class labels or it is the only float output.
+    Anything else (a detector's score and box maps, a DB probability map, a VAD's
+    probability and state, an encoder's embeddings) is dense: every float output is
+    trained towards the teacher's."""
+    scores = len(first_output_shape) == 2 and first_output_shape[1] > 1
+    return scores and (labels or float_output_count == 1)
 
 
 def validation_split(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -79,7 +79,8 @@ def fidelity(
     reference: np.ndarray | list[np.ndarray], outputs: np.ndarray | list[np.ndarray]
 ) -> tuple[float | None, float, float]:
     """(top-1 agreement, mean cosine similarity, SQNR dB) of outputs against the reference.
-    Agreement compares the first output's argmax; cosine and SQNR cover every float output
+    Agreement compares the first output's argmax, where it is one score vector per sample
+    (None for a detector's or an encoder's maps); cosine and SQNR cover every float output
     joined per sample (a VAD's probability and its recurrent state alike). With one value
     per sample the cosine is taken over the batch vector (a cosine of scalars says nothing)."""
     reference = [reference] if isinstance(reference, np.ndarray) else reference
@@ -88,7 +89,7 @@ def fidelity(
     first_ref = reference[0].reshape(count, -1)
     first_out = outputs[0].reshape(count, -1)
     agreement = None
-    if first_ref.shape[1] > 1 and first_ref.dtype.kind == "f":
+    if scores_per_sample(reference[0]) and first_ref.dtype.kind == "f":
         agreement = float(np.mean(np.argmax(first_ref, axis=1) == np.argmax(first_out, axis=1)))
     ref = _joined(reference, count)
     out = _joined(outputs, count)
@@ -97,6 +98,13 @@ def fidelity(
     else:
         cosine = float(_cosine_rows(ref.reshape(1, -1), out.reshape(1, -1))[0])
     return agreement, cosine, sqnr_db(ref, out)
+
+
+def scores_per_sample(output: np.ndarray) -> bool:
+    """Whether an output is one score vector per sample (N x classes, trailing 1s allowed):
+    only then does top-1 agreement mean something; over a detector's or a DB text map's
+    flattened values (0.00 % for a pruned PP-OCR det) it does not."""
+    return sum(size > 1 for size in output.shape[1:]) == 1
 
 
 def _joined(arrays: list[np.ndarray], count: int) -> np.ndarray:

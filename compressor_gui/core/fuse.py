@@ -20,6 +20,7 @@ from compressor_gui.core.graph import (
     remove_dead_nodes,
     remove_unused_initializers,
     run_model,
+    unique_initializer_names,
 )
 from compressor_gui.core.shapes import Shapes, random_feed
 
@@ -81,6 +82,7 @@ def fuse_model(
         slim_diff = _max_diff_on(reference, slim, feeds)
         if slim_diff <= FUSE_TOLERANCE:
             fused, diff, simplified = slim, max(diff, slim_diff), True
+            unique_initializer_names(fused.graph)
         else:
             notes.append(f"onnxslim changed outputs by {slim_diff:.2e}; its pass was dropped")
     try:

@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import count
 from typing import Any
 
 import numpy as np
@@ -153,6 +154,34 @@ def toposort(graph: onnx.GraphProto, outer: frozenset[str] = frozenset()) -> Non
     for node in graph.node:
         for sub in subgraphs(node):
             toposort(sub, frozenset(ready))
+
+
+def unique_initializer_names(graph: onnx.GraphProto) -> int:
+    """Rename stored tensors of subgraphs whose name a tensor of another graph already has
+    (onnxslim lifts each branch's constants under the same names), with the reads of them
+    in that subgraph; onnxruntime's float16 converter asserts one name per tensor across
+    the whole model. Returns how many were renamed."""
+    seen: set[str] = set()
+    renamed = 0
+
+    def visit(g: onnx.GraphProto, outer: dict[str, str]) -> None:
+        nonlocal renamed
+        names = dict(outer)
+        for tensor in g.initializer:
+            if tensor.name in seen:
+                fresh = next(
+                    f"{tensor.name}_{i}" for i in count(2) if f"{tensor.name}_{i}" not in seen
+                )
+                names[tensor.name], tensor.name = fresh, fresh
+                renamed += 1
+            seen.add(tensor.name)
+        for node in g.node:
+            node.input[:] = [names.get(name, name) for name in node.input]
+            for sub in subgraphs(node):
+                visit(sub, names)
+
+    visit(graph, {})
+    return renamed
 
 
 def real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:

@@ -96,29 +96,36 @@ def _rows(summary: Summary) -> tuple[tuple[str, str, str, str], ...]:
 
 
 def _distill_table(report) -> Table:
+    classifier = report.classifier
     rows = tuple(
         (
             str(s.epoch),
             "" if s.train_loss is None else f"{s.train_loss:.4f}",
             f"{s.val_loss:.4f}",
-            _pct(s.val_top1),
-            _pct(s.val_agreement),
+            *(
+                (_pct(s.val_top1), _pct(s.val_agreement))
+                if classifier
+                else (f"{s.val_cosine:.4f}",)
+            ),
             "best" if s.epoch == report.best_epoch else "",
         )
         for s in report.history
     )
     best = {i for i, s in enumerate(report.history) if s.epoch == report.best_epoch}
-    columns = ("epoch", "train loss", "val loss", "val top-1", "agreement", "")
+    measures = ("val top-1", "agreement") if classifier else ("cosine to the original",)
+    columns = ("epoch", "train loss", "val loss", *measures, "")
     return Table("Recovery training (validation: held-out training samples)", columns, rows, best)
 
 
 def _distill_plot(report) -> Scatter:
+    """Closeness to the original per epoch: agreement for a classifier, else output cosine."""
     points = tuple(
-        (f"epoch {s.epoch}", float(s.epoch), s.val_agreement)
+        (f"epoch {s.epoch}", float(s.epoch), s.val_agreement if report.classifier else s.val_cosine)
         for s in report.history
-        if s.val_agreement is not None
     )
     best = next((i for i, p in enumerate(points) if p[1] == report.best_epoch), None)
+    if not report.classifier:
+        return Scatter("output cosine to the original per epoch", points, highlight=best)
     return Scatter("agreement with the original per epoch", points, y_percent=True, highlight=best)
 
 

@@ -163,15 +163,20 @@ def compress_summary(result: CompressResult, title: str = "Compress") -> Summary
 
 def distill_lines(report: Any) -> list[str]:
     """The training curve as an aligned table (validation = a part of the training data)."""
-    table = [("epoch", "train loss", "val loss", "val top-1", "agreement", "")]
+    measures = ("val top-1", "agreement") if report.classifier else ("cosine",)
+    table = [("epoch", "train loss", "val loss", *measures, "")]
     for stats in report.history:
+        cells = (
+            (percent(stats.val_top1) or "n/a", percent(stats.val_agreement) or "n/a")
+            if report.classifier
+            else (f"{stats.val_cosine:.4f}",)
+        )
         table.append(
             (
                 str(stats.epoch),
                 "-" if stats.train_loss is None else f"{stats.train_loss:.4f}",
                 f"{stats.val_loss:.4f}",
-                percent(stats.val_top1) or "n/a",
-                percent(stats.val_agreement) or "n/a",
+                *cells,
                 "best" if stats.epoch == report.best_epoch else "",
             )
         )
@@ -184,6 +189,11 @@ def distill_lines(report: Any) -> list[str]:
         f"distillation ({report.validation_samples} training samples held out for "
         f"validation{teacher}):"
     ]
+    if not report.classifier:
+        lines.append(
+            f"  not a classifier: every output ({', '.join(report.dense_outputs)}) trained "
+            "towards the teacher's, scored by the output cosine to the original"
+        )
     lines += aligned(table, indent="  ")
     lines += [f"  QAT: {q.name}: {q.simulated}" for q in report.qat_layers]
     return lines

@@ -1,8 +1,11 @@
 """The distillation training loop in torch (the job's interface is `distill`).
 
 The student is the compressed graph as a `GraphModule`; the teacher runs in onnxruntime on
-the same (augmented) batches. Adam with cosine decay; after each step the pruning masks are
-re-applied; after each epoch the validation part is scored and the best state kept.
+the same (augmented) batches. A classifier learns the teacher's softened logits (`kd_loss`),
+judged by top-1 / agreement; any other model (detector, DB map, VAD, encoder) learns every
+float output (`distill_objective`), judged by the output cosine. Adam with cosine decay; after
+each step the pruning masks are re-applied; after each epoch the validation part is scored
+and the best state kept.
 """
 
 from __future__ import annotations
@@ -20,15 +23,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor_gui.core.data import Dataset
+from compressor_gui.core.distill_objective import (
+    Objective,
+    choose_objective,
+    dense_loss,
+)
 from compressor_gui.core.distill_types import (
     DistillOptions,
     DistillReport,
     EpochStats,
+    fidelity_words,
     logits_name,
     validation_split,
 )
 from compressor_gui.core.errors import CompressorError
-from compressor_gui.core.evaluate import make_session
+from compressor_gui.core.evaluate import fidelity, make_session
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, EtaEstimator, Job, Progress
@@ -57,8 +66,6 @@ def train_job(
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(options.seed)
-        if teacher_module is None or not teacher_module.can_replace(teacher, options):
-            teacher_module = None
         run = _Run(teacher, student, data, options, plan, machine, threads, unlabeled)
         run.start(teacher_module)
         return (yield from run.train(stop))
@@ -88,10 +95,21 @@ class _Run:
             settings = plan.resolved(build_inventory(student))
             self.qat_layers = attach_fake_quant(self.module, student, settings, form)
             self.form_name = form.name if any(q.bits == 8 for q in self.qat_layers) else ""
-        self.teacher_model, self.logits = teacher, logits_name(student)
+        self.teacher_model = teacher
+        sample = _tensors({name: array[:1] for name, array in self.arrays.items()})
+        self.objective = choose_objective(
+            self.module, student, teacher, sample, self.labels is not None
+        )
+        self.classifier, self.targets = self.objective.classifier, self.objective.student
+        if not self.classifier:
+            self.labels = None  # class labels mean nothing to a dense output
         self.masks = _pruning_masks(self.module)
         self.images = _image_inputs(self.arrays) if options.augment != "none" else []
-        self.total = -(-len(self.train_idx) // options.batch_size) * options.epochs
+        # a graph that fixes its batch (PicoDet's Reshapes hold 1) would fold a larger one
+        # into its maps and scramble the samples: it trains on batches of that size
+        self.fixed_batch = _fixed_batch(student)
+        self.batch_size = min(options.batch_size, self.fixed_batch or options.batch_size)
+        self.total = -(-len(self.train_idx) // self.batch_size) * options.epochs
         self.eta = EtaEstimator()
         self.done = 0
 
@@ -99,12 +117,18 @@ class _Run:
         """The teacher (the user's torch module when given, else the ONNX original in
         onnxruntime), the hint regressors, the optimizer and the validation part."""
         options = self.options
+        if not (
+            self.classifier
+            and teacher_module
+            and teacher_module.can_replace(self.teacher_model, options)
+        ):
+            teacher_module = None
         self.teacher = teacher_module or _Teacher(
-            self.teacher_model, options.features, self.threads
+            self.teacher_model, self.objective.teacher, options.features, self.threads
         )
         self.teacher_runtime = teacher_module.describe() if teacher_module else "onnxruntime"
         self.regressors = _regressors(
-            self.module, self.teacher, self.arrays, options.features, self.logits
+            self.module, self.teacher, self.arrays, options.features, self.targets
         )
         parameters = [*self.module.weights.values(), *self.regressors.parameters()]
         self.optimizer = torch.optim.Adam(parameters, lr=options.learning_rate)
@@ -114,8 +138,15 @@ class _Run:
             _calibrate_activations(self.module, {n: a[sample] for n, a in self.arrays.items()})
         val_feed = {n: a[self.val_idx] for n, a in self.arrays.items()}
         val_labels = None if self.labels is None else self.labels[self.val_idx]
+        val_teacher = self.teacher(val_feed)
         self.validate = _Validator(
-            self.module, self.logits, val_feed, self.teacher(val_feed), val_labels, options
+            self.module,
+            self.objective,
+            val_feed,
+            val_teacher,
+            val_labels,
+            options,
+            self.fixed_batch,
         )
 
     def train(self, stop: Sequence[CancelToken]):
@@ -141,7 +172,7 @@ class _Run:
         """Train one epoch (yielding per batch); its mean loss, or None when stopped."""
         self.module.train()
         losses = []
-        for batch in _batches(self.train_idx, self.options.batch_size, self.rng):
+        for batch in _batches(self.train_idx, self.batch_size, self.rng):
             if any(token.cancelled for token in stop):
                 return None
             losses.append(self._step(batch))
@@ -154,8 +185,15 @@ class _Run:
         feed = _augmented(feed, self.images, self.options, self.rng)
         teacher_out = self.teacher(feed)
         labels = None if self.labels is None else torch.from_numpy(self.labels[batch])
-        values = self.module.run(_tensors(feed), (self.logits, *self.options.features))
-        loss = _loss(values, teacher_out, labels, self.regressors, self.logits, self.options)
+        values = self.module.run(_tensors(feed), (*self.targets, *self.options.features))
+        loss = _loss(
+            values,
+            teacher_out,
+            labels,
+            self.regressors,
+            self.objective,
+            self.options,
+        )
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
@@ -166,12 +204,17 @@ class _Run:
     def _report(self, history: list[EpochStats], stopped: bool) -> DistillReport:
         best_epoch = next(s.epoch for s in reversed(history) if s.best)
         notes = []
+        if self.batch_size < self.options.batch_size:
+            notes.append(
+                f"trained {self.batch_size} sample(s) per step, not {self.options.batch_size}: "
+                f"the model's graph fixes its batch at {self.fixed_batch}"
+            )
         if stopped:
             notes.append(
                 f"stopped after {len(history) - 1} of {self.options.epochs} epochs: kept the "
                 f"best checkpoint (epoch {best_epoch})"
             )
-        labels, teacher = self.validate.labels, self.validate.teacher
+        labels, teacher = self.validate.labels, self.validate.teacher[0]
         return DistillReport(
             history=tuple(history),
             best_epoch=best_epoch,
@@ -183,9 +226,10 @@ class _Run:
             threads=self.threads,
             qat_layers=self.qat_layers,
             int8_form=self.form_name,
-            teacher_val_top1=_top1(teacher, labels),
+            teacher_val_top1=_top1(teacher, labels) if self.classifier else None,
             teacher_runtime=self.teacher_runtime,
             notes=tuple(notes),
+            dense_outputs=() if self.classifier else self.objective.student,
         )
 
 
@@ -221,6 +265,26 @@ def _training_arrays(data: Dataset, unlabeled: Dataset | None, options: DistillO
     if labels is not None:
         labels = np.concatenate([labels, np.full(len(unlabeled), UNLABELED, np.int64)])
     return arrays, labels
+
+
+def _fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The batch size the graph's first input fixes, None where it is dynamic."""
+    stored = {t.name for t in model.graph.initializer}
+    first = next((v for v in model.graph.input if v.name not in stored), None)
+    dims = first.type.tensor_type.shape.dim if first is not None else ()
+    return dims[0].dim_value if dims and dims[0].dim_value > 0 else None
+
+
+def _run_in_steps(module: GraphModule, feed, names, step: int | None) -> dict:
+    """`module.run` over `step` samples at a time, the named results joined on axis 0."""
+    count = len(next(iter(feed.values())))
+    if step is None or step >= count:
+        return module.run(feed, names)
+    parts = [
+        module.run({n: t[i : i + step] for n, t in feed.items()}, names)
+        for i in range(0, count, step)
+    ]
+    return {name: torch.cat([part[name] for part in parts]) for name in names}
 
 
 def _batches(indices: np.ndarray, size: int, rng: np.random.Generator):
@@ -265,10 +329,11 @@ def _tensors(feed: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 class _Teacher:
-    """The teacher in onnxruntime, returning its logits and the hint tensors."""
+    """The teacher in onnxruntime, returning its targets (logits, or every float output)
+    then the hint tensors."""
 
-    def __init__(self, model: onnx.ModelProto, features: tuple[str, ...], threads: int) -> None:
-        wanted = [logits_name(model), *features]
+    def __init__(self, model: onnx.ModelProto, targets, features, threads: int) -> None:
+        wanted = [*targets, *features]
         exposed = onnx.ModelProto()
         exposed.CopyFrom(model)
         outputs = {o.name for o in exposed.graph.output}
@@ -327,7 +392,7 @@ class TorchTeacher:
         return [np.concatenate(parts)]
 
 
-def _regressors(module, teacher, arrays, features, logits) -> nn.ModuleDict:
+def _regressors(module, teacher, arrays, features, targets) -> nn.ModuleDict:
     """FitNets regressors: a 1x1 conv (or linear map) from the student's channels to the
     teacher's, where they differ; identity where the shapes already agree."""
     regressors = nn.ModuleDict()
@@ -335,8 +400,8 @@ def _regressors(module, teacher, arrays, features, logits) -> nn.ModuleDict:
         return regressors
     sample = {n: a[:2] for n, a in arrays.items()}
     with torch.no_grad():
-        values = module.eval().run(_tensors(sample), (logits, *features))
-    hints = teacher(sample)[1:]
+        values = module.eval().run(_tensors(sample), (*targets, *features))
+    hints = teacher(sample)[len(targets) :]
     for index, name in enumerate(features):
         got, want = tuple(values[name].shape), hints[index].shape
         if got == want:
@@ -353,19 +418,28 @@ def _regressors(module, teacher, arrays, features, logits) -> nn.ModuleDict:
     return regressors
 
 
-def _loss(values, teacher_out, labels, regressors, logits_key, options: DistillOptions):
-    student = values[logits_key].reshape(len(teacher_out[0]), -1)
-    teacher = torch.from_numpy(teacher_out[0]).reshape(student.shape)
-    loss = kd_loss(student, teacher, labels, options.temperature, options.alpha)
+def _loss(values, teacher_out, labels, regressors, objective: Objective, options):
+    targets = objective.student
+    loss = _target_loss(values, teacher_out, labels, objective, options)
     for index, name in enumerate(options.features):
         hint = values[name]
         key = str(index)
         if key in regressors:
             hint = regressors[key](hint)
         loss = loss + options.feature_weight * F.mse_loss(
-            hint, torch.from_numpy(teacher_out[index + 1])
+            hint, torch.from_numpy(teacher_out[len(targets) + index])
         )
     return loss
+
+
+def _target_loss(values, teacher_out, labels, objective: Objective, options) -> torch.Tensor:
+    """KD on the logits for a classifier, the dense loss over every output otherwise."""
+    targets = objective.student
+    if not objective.classifier:
+        return dense_loss([values[n] for n in targets], teacher_out[: len(targets)])
+    student = values[targets[0]].reshape(len(teacher_out[0]), -1)
+    teacher = torch.from_numpy(teacher_out[0]).reshape(student.shape)
+    return kd_loss(student, teacher, labels, options.temperature, options.alpha)
 
 
 def kd_loss(
@@ -392,20 +466,42 @@ def kd_loss(
 
 
 class _Validator:
-    def __init__(self, module: GraphModule, logits, feed, teacher_out, labels, options) -> None:
-        self.module, self.logits, self.options = module, logits, options
-        self.feed, self.teacher, self.labels = _tensors(feed), teacher_out[0], labels
+    def __init__(
+        self, module: GraphModule, objective: Objective, feed, teacher_out, labels, options, step
+    ):
+        self.module, self.objective, self.options = module, objective, options
+        self.feed, self.labels, self.classifier = _tensors(feed), labels, objective.classifier
+        self.targets = objective.student
+        self.teacher = teacher_out[: len(self.targets)]
+        self.step = step  # samples per run (the graph's fixed batch), None: all at once
 
     def __call__(self, epoch: int, train_loss: float | None, seconds_left=None) -> EpochStats:
         self.module.eval()
         with torch.no_grad():
-            out = self.module.run(self.feed, (self.logits,))[self.logits]
-        student = out.reshape(len(self.teacher), -1)
-        teacher = torch.from_numpy(self.teacher).reshape(student.shape)
+            values = _run_in_steps(self.module, self.feed, self.targets, self.step)
+        if not self.classifier:
+            student = [values[name] for name in self.targets]
+            _, cosine, _ = fidelity(self.teacher, [v.float().numpy() for v in student])
+            return EpochStats(
+                epoch=epoch,
+                epochs=self.options.epochs,
+                train_loss=train_loss,
+                val_loss=float(dense_loss(student, self.teacher)),
+                val_top1=None,
+                val_agreement=None,
+                seconds_left=seconds_left,
+                val_cosine=cosine,
+            )
+        return self._classifier_stats(values[self.targets[0]], epoch, train_loss, seconds_left)
+
+    def _classifier_stats(self, out, epoch, train_loss, seconds_left) -> EpochStats:
+        teacher_logits = self.teacher[0]
+        student = out.reshape(len(teacher_logits), -1)
+        teacher = torch.from_numpy(teacher_logits).reshape(student.shape)
         labels = None if self.labels is None else torch.from_numpy(self.labels)
         loss = kd_loss(student, teacher, labels, self.options.temperature, self.options.alpha)
         predicted = student.argmax(dim=1).numpy()
-        teacher_top1 = self.teacher.reshape(len(predicted), -1).argmax(1)
+        teacher_top1 = teacher_logits.reshape(len(predicted), -1).argmax(1)
         right = teacher_top1 if self.labels is None else self.labels
         right = np.where(right == UNLABELED, teacher_top1, right)
         return EpochStats(
@@ -422,8 +518,10 @@ class _Validator:
 
 def _key(stats: EpochStats) -> tuple[float, float]:
     """Best = most validation samples right (their label, the teacher's top-1 where they
-    have none: top-1 with all labels, agreement without any), then lowest loss."""
-    return (stats.val_right, -stats.val_loss)
+    have none: top-1 with all labels, agreement without any), then lowest loss; for a dense
+    model the highest output cosine to the teacher, then lowest loss."""
+    score = stats.val_right if stats.val_cosine is None else stats.val_cosine
+    return (score, -stats.val_loss)
 
 
 def _top1(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
@@ -475,7 +573,6 @@ def _epoch_words(stats: EpochStats) -> str:
     top1 = "" if stats.val_top1 is None else f", validation top-1 {stats.val_top1:.1%}"
     label = "before training" if stats.epoch == 0 else f"epoch {stats.epoch}/{stats.epochs}"
     return (
-        f"{label}: validation loss {stats.val_loss:.4f}{top1}, agreement with the teacher "
-        f"{stats.val_agreement:.1%}{' (best so far)' if stats.best else ''}"
-        + _eta_words(stats.seconds_left)
+        f"{label}: validation loss {stats.val_loss:.4f}{top1}, {fidelity_words(stats)}"
+        f"{' (best so far)' if stats.best else ''}" + _eta_words(stats.seconds_left)
     )

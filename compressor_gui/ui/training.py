@@ -1,7 +1,8 @@
 """Distillation in the window: the options dialog and the live training curves.
 
 The curves show what the job yields after every epoch (`core.distill_types.EpochStats`): training
-and validation loss, validation top-1 and agreement with the teacher, the best epoch marked.
+and validation loss, validation top-1 and agreement with the teacher (for a dense model such
+as a detector: the output cosine to it), the best epoch marked.
 "Stop, keep best" ends the training early; the run then writes its best epoch as planned.
 """
 
@@ -27,7 +28,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from compressor_gui.core.distill_types import DistillOptions, DistillReport, EpochStats
+from compressor_gui.core.distill_types import (
+    DistillOptions,
+    DistillReport,
+    EpochStats,
+    fidelity_words,
+)
 from compressor_gui.core.jobs import CancelToken
 from compressor_gui.ui.theme import DARK, ChartColors
 
@@ -136,7 +142,9 @@ class TrainingPanel(QWidget):
         self.history.append(stats)
         top1 = "" if stats.val_top1 is None else f", validation top-1 {stats.val_top1:.1%}"
         label = "before training" if stats.epoch == 0 else f"epoch {stats.epoch}/{stats.epochs}"
-        self.status.setText(f"{label}: validation loss {stats.val_loss:.4f}{top1}")
+        self.status.setText(
+            f"{label}: validation loss {stats.val_loss:.4f}{top1}, {fidelity_words(stats)}"
+        )
         self._draw()
 
     def end(self, report: DistillReport | None) -> None:
@@ -153,7 +161,7 @@ class TrainingPanel(QWidget):
         top1 = "" if best.val_top1 is None else f", validation top-1 {best.val_top1:.1%}"
         stopped = " (stopped early)" if report.stopped_early else ""
         self.status.setText(
-            f"best epoch {report.best_epoch}{top1}, agreement {best.val_agreement:.1%}{stopped}"
+            f"best epoch {report.best_epoch}{top1}, {fidelity_words(best)}{stopped}"
         )
 
     def stop(self) -> None:
@@ -174,15 +182,13 @@ class TrainingPanel(QWidget):
     def _draw(self) -> None:
         epochs = [s.epoch for s in self.history]
         trained = [s for s in self.history if s.train_loss is not None]
+        dense = any(s.val_cosine is not None for s in self.history)
+        self.accuracy_plot.setLabel("left", "cosine to the original" if dense else "validation (%)")
+        closeness = [s.val_cosine if dense else 100 * s.val_agreement for s in self.history]
         curves = (
             (self.loss_plot, "train", [s.epoch for s in trained], [s.train_loss for s in trained]),
             (self.loss_plot, "validation", epochs, [s.val_loss for s in self.history]),
-            (
-                self.accuracy_plot,
-                "agreement",
-                epochs,
-                [100 * s.val_agreement for s in self.history],
-            ),
+            (self.accuracy_plot, "cosine" if dense else "agreement", epochs, closeness),
         )
         for plot in (self.loss_plot, self.accuracy_plot):
             plot.clear()

@@ -88,7 +88,8 @@ def test_a_gesture_is_one_undo_step_and_a_new_edit_drops_the_redo(demo_onnx):
 
 def test_the_predicted_file_is_the_file_compress_writes(published_models, tmp_path):
     """silero-vad holds 145 KB of graph besides its weights (many small Constant nodes in If
-    branches): the window predicts the file, which Compress then reports, within 2 %."""
+    branches): the window predicts the file, which Compress then reports, within 2 % (fusion
+    may shrink the graph further)."""
     from compressor_gui.core.compress import compress_job
     from compressor_gui.core.jobs import run_job
     from compressor_gui.core.plan import CompressionPlan, LayerSetting
@@ -98,7 +99,8 @@ def test_the_predicted_file_is_the_file_compress_writes(published_models, tmp_pa
     session = Session()
     session.set_model(run_job(open_model_job(published_models / "silero_vad.onnx")))
     layers = [layer.name for layer in session.inventory.layers if layer.op_type in ("Conv", "LSTM")]
-    plan = CompressionPlan(layers={name: LayerSetting(bits=8) for name in layers})
+    # unfused: onnxslim's pass in fusion also drops graph nodes, which no prediction sees
+    plan = CompressionPlan(layers={name: LayerSetting(bits=8) for name in layers}, fuse=False)
     session.set_plan(plan, "int8")
     predicted = session.prediction()
     assert predicted.original_file_bytes == (published_models / "silero_vad.onnx").stat().st_size
