@@ -32,6 +32,7 @@ class RealModel:
     data: Callable[[int, int], Arrays]  # (count, seed) -> arrays for an .npz
     input_shape: tuple[str, ...] = ()  # --input-shape values where dims are dynamic
     generated: bool = False
+    calibration_samples: int = 8  # what the matrix calibrates on (see ppocr-rec)
 
     @property
     def shape_flags(self) -> list[str]:
@@ -152,6 +153,10 @@ MODELS = (
         "PP-OCRv4 SVTR text recognizer (Paddle, dynamic H x W)",
         _lines,
         ("1x3x48x320",),
+        # on 8 lines static INT8 scores 0.991 on them and 0.959 on held-out lines: the
+        # ranges fit those 8, so compress never sees static miss and keep it (16 or 64 lines
+        # show the miss: 0.983)
+        calibration_samples=16,
     ),
     RealModel(
         "ppocr-cls",

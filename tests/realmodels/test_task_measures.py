@@ -14,7 +14,7 @@ from tests.realmodels.test_matrix import marks_of
 
 # compress --int8 of a Paddle export (calibration, fallbacks, evaluation) took over five
 # minutes of wall time on two cores shared with other work (load average 12-18).
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1800)  # as test_matrix.py: the cells they share run here first
 
 
 def _quantized_file(workspace, model_name: str):
