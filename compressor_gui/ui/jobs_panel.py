@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
+from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -47,6 +48,20 @@ def error_text(exc: BaseException) -> str:
     return str(record_internal_error(exc, "a job"))
 
 
+_garbage_collector: GarbageCollector | None = None
+
+
+def _collect_garbage_in_the_gui_thread() -> None:
+    """Python's cycle collector runs wherever an allocation triggers it; in a worker thread it
+    can free a closed window's Qt objects there, whose destructors then wait for the GIL
+    while the GUI thread waits for their lock: the app froze (a test run hung so, a job
+    thread in gc holding a Qt mutex). pyqtgraph's collector disables automatic collection
+    and collects on a timer in the GUI thread instead, once per process."""
+    global _garbage_collector
+    if _garbage_collector is None:
+        _garbage_collector = GarbageCollector(interval=1.0)
+
+
 class JobsPanel(QWidget):
     """One job at a time; emits `failed(title, message)` so the window can show a dialog."""
 
@@ -59,6 +74,7 @@ class JobsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        _collect_garbage_in_the_gui_thread()
         self.title = QLabel("No job running")
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,22 @@ from compressor_gui.ui.paths import demo_model_path
 
 
 @pytest.fixture(autouse=True)
-def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the user's recent files, theme and runs out of tests (platformdirs reads XDG)."""
+def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Keep the user's recent files, theme and runs out of tests (platformdirs reads XDG);
+    after each test, the last windows' cycles are collected here, in the GUI thread (the
+    app's jobs panel turns automatic collection off: see jobs_panel)."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    yield
+    gc.collect()
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _automatic_collection_back_after_the_gui_tests():
+    """Tests that run after these (no Qt event loop, so no timer) collect as usual."""
+    yield
+    gc.enable()
 
 
 @pytest.fixture

@@ -159,3 +159,12 @@ def test_evaluate_measures_the_original_then_compares_the_compressed(loaded, qtb
     loaded.open_path(loaded.session.path)
     qtbot.waitUntil(lambda: not loaded.jobs.running, timeout=20_000)
     assert loaded.compressed_path is None
+
+
+def test_cycles_are_collected_in_the_gui_thread_not_in_job_threads(window) -> None:
+    """A job thread's allocation could trigger Python's collector and free a closed window's
+    Qt objects in that thread, which deadlocked a test run; the window turns automatic
+    collection off and collects on a timer in the GUI thread."""
+    import gc
+
+    assert not gc.isenabled()
