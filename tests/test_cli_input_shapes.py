@@ -194,3 +194,15 @@ def test_a_model_that_cannot_run_on_random_inputs_is_refused_before_writing(
     assert main([*argv, *shapes]) == 2
     assert "cannot run on random inputs" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_scalar_input_shape_reads_back_as_it_was_written():
+    """The window remembers answers as flag text; a scalar input (silero-vad's sample rate)
+    was written as an empty string, which reads back as an error, dropping the answer."""
+    from compressor_gui.core.shapes import dims_text, parse_shape
+
+    assert [parse_shape(dims_text(shape)) for shape in ((1, 576), (2, 1, 128), ())] == [
+        (1, 576),
+        (2, 1, 128),
+        (),
+    ]

@@ -57,7 +57,7 @@ class InputShapeNeeded(CompressorError):
         shapes = list(suggested.values())
         while shapes and not shapes[-1]:
             shapes.pop()  # a trailing scalar input needs no flag
-        flags = " ".join(f"--input-shape {dims_text(shape) or 'scalar'}" for shape in shapes)
+        flags = " ".join(f"--input-shape {dims_text(shape)}" for shape in shapes)
         super().__init__(
             f"{reason} Give the size it takes: {flags} (one per input, in order), or data "
             "whose arrays have it"
@@ -130,8 +130,8 @@ def shape_text(shape: Sequence[int | None]) -> str:
 
 
 def dims_text(shape: Sequence[int]) -> str:
-    """A concrete shape as the flag takes it: `1x3x224x224`."""
-    return "x".join(str(d) for d in shape)
+    """A concrete shape as the flag takes it: `1x3x224x224`, `scalar` for ()."""
+    return "x".join(str(d) for d in shape) or "scalar"
 
 
 def resolve_input_shapes(

@@ -19,7 +19,7 @@ import onnx
 from onnx import numpy_helper
 
 from compressor_gui.core.errors import CompressionError, error_text
-from compressor_gui.core.graph import all_nodes, graphs, has_subgraphs
+from compressor_gui.core.graph import all_nodes, graphs, has_subgraphs, real_inputs
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.plan import QUANTIZABLE_KINDS
 from compressor_gui.core.shapes import SampledInputs
@@ -42,7 +42,7 @@ def constant_inputs(
         if first.size > _MAX_CONTROL_VALUES or not np.all(array == array[:1]):
             continue
         found[name] = np.asarray(first)
-    real = {i.name for i in model.graph.input} - {t.name for t in model.graph.initializer}
+    real = {value.name for value in real_inputs(model.graph)}
     return {name: value for name, value in found.items() if name in real}
 
 
@@ -122,7 +122,6 @@ def specialized_pair(
 
 
 def _layer_names(model: onnx.ModelProto) -> set[str]:
-
     return {
         layer.name for layer in build_inventory(model).layers if layer.kind in QUANTIZABLE_KINDS
     }

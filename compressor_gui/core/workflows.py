@@ -166,13 +166,13 @@ def sized_at_opening(opened: OpenedModel) -> tuple[OpenedModel, ShapeQuestion | 
             dataset = load_dataset(beside, loaded.onnx_model)
             question = shape_question(loaded.onnx_model, None, dataset)
         except CompressorError:
-            question = None  # the data does not fit: the jobs will say why
+            pass  # the data does not fit: the jobs will say why
         else:
             if question is not None:
                 return opened, question, None
             shapes = resolve_input_shapes(loaded.onnx_model, None, dataset, probe=False)
             sized = dataclasses.replace(loaded, input_shapes=tuple(shapes.values()))
-            text = ", ".join(dims_text(shape) or "scalar" for shape in shapes.values())
+            text = ", ".join(dims_text(shape) for shape in shapes.values())
             note = f"input shape {text}: from the data beside the model ({beside.name})"
             return OpenedModel(sized, inventory_of(sized)), None, note
     return opened, shape_question(loaded.onnx_model, loaded.input_shapes), None

@@ -53,9 +53,9 @@ class InputShapeDialog(QDialog):
         for spec in self.specs:
             label = f"{spec.name} {shape_text(spec.shape)}"
             if spec.name in self._fixed:
-                form.addRow(label, QLabel(dims_text(spec.shape) or "scalar"))
+                form.addRow(label, QLabel(dims_text(spec.shape)))
                 continue
-            field = QLineEdit(dims_text(current.get(spec.name, ())))
+            field = QLineEdit(dims_text(current[spec.name]) if spec.name in current else "")
             field.setPlaceholderText("e.g. 1x3x640x640")
             field.setObjectName(f"shape_{spec.name}")
             self.fields[spec.name] = field

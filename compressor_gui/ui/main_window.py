@@ -246,7 +246,7 @@ class MainWindow(QMainWindow):
             self.input_shape.clear()
             return
         shapes, assumed = declared_input_shapes(loaded.onnx_model, self.opener.current_shapes())
-        text = ", ".join(dims_text(shape) or "scalar" for shape in shapes.values())
+        text = ", ".join(dims_text(shape) for shape in shapes.values())
         guessed = any(a.source == "assumed" and a.dim > 0 for a in assumed)  # not the batch
         note = " (dynamic dims taken as 1)" if guessed else ""
         if self.opener.remembered_shapes:
