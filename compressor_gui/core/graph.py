@@ -156,24 +156,24 @@ def toposort(graph: onnx.GraphProto, outer: frozenset[str] = frozenset()) -> Non
             toposort(sub, frozenset(ready))
 
 
-def unique_initializer_names(graph: onnx.GraphProto) -> int:
+def unique_initializer_names(graph: onnx.GraphProto) -> None:
     """Rename stored tensors of subgraphs whose name a tensor of another graph already has
     (onnxslim lifts each branch's constants under the same names), with the reads of them
     in that subgraph; onnxruntime's float16 converter asserts one name per tensor across
-    the whole model. Returns how many were renamed."""
+    the whole model. A new name is one no value of the model has."""
+    taken = {name for node in all_nodes(graph) for name in node.output}
     seen: set[str] = set()
-    renamed = 0
 
     def visit(g: onnx.GraphProto, outer: dict[str, str]) -> None:
-        nonlocal renamed
         names = dict(outer)
         for tensor in g.initializer:
             if tensor.name in seen:
                 fresh = next(
-                    f"{tensor.name}_{i}" for i in count(2) if f"{tensor.name}_{i}" not in seen
+                    name
+                    for name in (f"{tensor.name}_{i}" for i in count(2))
+                    if name not in seen and name not in taken
                 )
                 names[tensor.name], tensor.name = fresh, fresh
-                renamed += 1
             seen.add(tensor.name)
         for node in g.node:
             node.input[:] = [names.get(name, name) for name in node.input]
@@ -181,7 +181,6 @@ def unique_initializer_names(graph: onnx.GraphProto) -> int:
                 visit(sub, names)
 
     visit(graph, {})
-    return renamed
 
 
 def real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
