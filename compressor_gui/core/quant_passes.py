@@ -148,6 +148,8 @@ def _static_int8(model, names, ctx: PassContext):
     result, done, warnings = built[choice.form.name]
     ctx.warnings.extend(warnings)
     ctx.forms.append((choice.form.name, choice.reason))
+    if reference is None:  # the form was chosen without measuring it here
+        reference = run_outputs(make_session(model), calib)
     result, done, cosine = _keep_worst_float(
         model, names, ctx, choice.form, (result, done), calib, reference
     )
@@ -220,8 +222,6 @@ def _keep_worst_float(model, names, ctx: PassContext, form, quantized, calib, re
     )
 
     result, done = quantized
-    if reference is None:
-        reference = run_outputs(make_session(model), calib)
     start = cosine = fidelity(reference, run_outputs(make_session(result), calib))[1]
     if cosine >= TARGET_COSINE:
         return result, done, cosine
@@ -276,8 +276,6 @@ def _weight_only_if_it_holds(model, names, ctx: PassContext, static, calib, refe
     )
 
     result, done, static_cosine = static
-    if reference is None:
-        reference = run_outputs(make_session(model), calib)
 
     def weight_only(kept: list[str]):
         copy = onnx.ModelProto()

@@ -38,6 +38,7 @@ from compressor_gui.core.distill_types import (
 )
 from compressor_gui.core.errors import CompressorError
 from compressor_gui.core.evaluate import fidelity, make_session
+from compressor_gui.core.graph import real_inputs
 from compressor_gui.core.hardware import MachineInfo, local_machine
 from compressor_gui.core.inventory import build_inventory
 from compressor_gui.core.jobs import CancelToken, EtaEstimator, Job, Progress
@@ -269,9 +270,8 @@ def _training_arrays(data: Dataset, unlabeled: Dataset | None, options: DistillO
 
 def _fixed_batch(model: onnx.ModelProto) -> int | None:
     """The batch size the graph's first input fixes, None where it is dynamic."""
-    stored = {t.name for t in model.graph.initializer}
-    first = next((v for v in model.graph.input if v.name not in stored), None)
-    dims = first.type.tensor_type.shape.dim if first is not None else ()
+    inputs = real_inputs(model.graph)
+    dims = inputs[0].type.tensor_type.shape.dim if inputs else ()
     return dims[0].dim_value if dims and dims[0].dim_value > 0 else None
 
 
